@@ -1,0 +1,37 @@
+// `ucp-reshard to-fp32 CKPT OUT ...`: consolidate a DeepSpeed ZeRO checkpoint into an fp32 model
+// (HF-style safetensors or torch .bin shards), in parallel over the ranks of the launcher.
+#pragma once
+
+#include <string>
+
+#include "ucp/base/status.h"
+#include "ucp/comm/communicator.h"
+
+namespace CLI {
+class App;
+}
+
+namespace ucp::cli {
+
+struct ToFp32Options {
+  std::string checkpoint;
+  std::string out;
+  std::string tag;
+  std::string format = "safetensors";
+  std::string max_shard_size = "5GB";
+  std::string dtype = "fp32";
+  std::string max_memory = "1GiB";
+  bool exclude_frozen = false;
+  bool dry_run = false;
+  bool progress = false;
+  bool overwrite = false;
+  bool timings = false;
+};
+
+/// Registers the subcommand and its options on `app`; returns it.
+CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& options);
+
+/// Collective over `comm`: every rank runs it with the same options.
+base::Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& options);
+
+}  // namespace ucp::cli

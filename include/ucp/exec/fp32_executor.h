@@ -1,0 +1,31 @@
+// Runs a to-fp32 plan. Collective over `comm`: every rank calls with the same plan.
+//
+// Phases (each ends in comm::agree, so a failure anywhere is reported by all ranks):
+//   create    file owners create and pre-allocate their output files in the temporary folder
+//             and write the bytes known up front (safetensors header, torch pickle records);
+//             readers open their source files
+//   transfer  per round: readers pread + convert into a send buffer, all-to-all-v, owners pwrite
+//   finalize  torch files: CRCs combined per record, zip headers and directory written
+//   commit    rank 0 writes the HF index, then moves the folder into place
+#pragma once
+
+#include <string>
+
+#include "ucp/base/status.h"
+#include "ucp/comm/communicator.h"
+#include "ucp/exec/output_dir.h"
+#include "ucp/exec/phases.h"
+#include "ucp/plan/fp32_plan.h"
+
+namespace ucp::exec {
+
+struct ExecuteOptions {
+  bool progress = false;  ///< Rank 0 prints bytes done, rate and ETA to stderr after each round.
+};
+
+/// Executes `plan` into `out` (already prepared) and commits it. On failure the temporary folder
+/// is removed and OUT is left untouched.
+base::Status execute_fp32_plan(comm::Communicator& comm, const plan::Fp32Plan& plan, OutputDir& out,
+                               const ExecuteOptions& options, PhaseTimer& timer);
+
+}  // namespace ucp::exec

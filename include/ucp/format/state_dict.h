@@ -1,0 +1,74 @@
+// A model's flat name -> tensor map read from any of the layouts models are shipped in, so that
+// commands comparing or consuming weights (diff, to-fp32 checks) need not care which one it was:
+// a .safetensors file, a torch.save file (.bin/.pt/.pth), or a Hugging Face style directory
+// (model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ucp/base/dtype.h"
+#include "ucp/base/status.h"
+
+namespace ucp::format {
+
+struct StateDictTensor {
+  std::string name;
+  base::DType dtype = base::DType::kF32;
+  std::vector<std::int64_t> shape;
+  /// numel * dtype_size bytes, row-major and contiguous. A view into the mapped file when the
+  /// tensor is stored contiguously; non-contiguous torch views are copied into owned storage.
+  std::span<const std::byte> bytes;
+  std::shared_ptr<const void> owner;  ///< Keeps `bytes` alive.
+  std::string source_file;            ///< The file the tensor was read from.
+
+  std::uint64_t numel() const { return bytes.size() / base::dtype_size(dtype); }
+};
+
+class StateDict {
+ public:
+  /// Opens PATH:
+  ///  - a .safetensors file;
+  ///  - a torch.save file (.bin/.pt/.pth/.ckpt, or any zip file): its top-level dict of
+  ///    name -> tensor; if the top level holds no tensor but a 'state_dict' or 'module' entry that is
+  ///    a dict of tensors, that dict (noted in notes()); other non-tensor values are skipped and
+  ///    counted;
+  ///  - an index file (*.safetensors.index.json / *.bin.index.json) or a directory holding, by
+  ///    preference, model.safetensors, model.safetensors.index.json, pytorch_model.bin or
+  ///    pytorch_model.bin.index.json. Each shard of an index is opened once; every name of the
+  ///    weight map must be in its shard (DataLoss naming the shard otherwise).
+  /// HDF5 (.h5/.hdf5) is Unimplemented for now. Errors name the file.
+  static base::Result<StateDict> open(const std::string& path);
+
+  /// Tensors in file order (for an index: weight-map order). Names are unique.
+  const std::vector<StateDictTensor>& tensors() const { return tensors_; }
+  std::size_t size() const { return tensors_.size(); }
+  const StateDictTensor* find(std::string_view name) const;
+
+  /// What was read: "safetensors", "safetensors index (3 shards)", "torch", "torch index (2 shards)".
+  const std::string& format() const { return format_; }
+  /// The files actually opened, in opening order.
+  const std::vector<std::string>& files() const { return files_; }
+  /// Non-tensor values skipped in torch dicts (step counters, config objects, ...).
+  std::size_t skipped_non_tensors() const { return skipped_non_tensors_; }
+  /// Human-readable remarks about how the input was interpreted (which sub-dict was used, what was
+  /// skipped or ignored). Empty when nothing needs saying.
+  const std::vector<std::string>& notes() const { return notes_; }
+
+ private:
+  friend class StateDictBuilder;
+  std::vector<StateDictTensor> tensors_;
+  std::map<std::string, std::size_t, std::less<>> index_;
+  std::string format_;
+  std::vector<std::string> files_;
+  std::size_t skipped_non_tensors_ = 0;
+  std::vector<std::string> notes_;
+};
+
+}  // namespace ucp::format

@@ -1,0 +1,56 @@
+// Where every element of every consolidated tensor comes from: the partition math of ZeRO-1/2,
+// BF16_Optimizer and ZeRO-3 turned into pieces (a run of source elements -> a run of the
+// flattened output tensor). Pure: metadata in, pieces out; no I/O, no MPI.
+//
+// Semantics follow DeepSpeed's zero_to_fp32 (output order: buffers, frozen parameters, trainable
+// parameters, tied aliases), with its known defects fixed: frozen parameters are also recovered at
+// ZeRO-1 and with BF16_Optimizer (from the module weights), integer buffers keep their dtype.
+//
+// Coverage is proven here: each output tensor's pieces cover [0, numel) exactly once, and each
+// fp32 partition is consumed exactly, up to the alignment padding DeepSpeed adds; otherwise the
+// error names the tensor.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ucp/base/status.h"
+#include "ucp/format/zero_checkpoint.h"
+
+namespace ucp::plan {
+
+enum class TensorRole : std::uint8_t {
+  kBuffer,     ///< Persistent buffer from the module state (model file of rank 0).
+  kFrozen,     ///< requires_grad=False parameter (not in the optimizer).
+  kTrainable,  ///< Parameter with an fp32 master copy in the optimizer partitions.
+  kAlias,      ///< Tied name: same values as `alias_of`.
+};
+
+/// Elements [dst_offset, dst_offset + src.numel) of the flattened tensor come from `src`.
+struct Piece {
+  format::TensorLocation src;
+  std::uint64_t dst_offset = 0;
+};
+
+struct LogicalTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  base::DType dtype = base::DType::kF32;  ///< Dtype of the source elements.
+  TensorRole role = TensorRole::kTrainable;
+  int alias_of = -1;         ///< kAlias: index of the tensor it shares values with.
+  std::vector<Piece> pieces; ///< Sorted by dst_offset; empty for aliases and empty tensors.
+  std::uint64_t numel() const;
+};
+
+struct Fp32Layout {
+  std::vector<LogicalTensor> tensors;  ///< In output order.
+};
+
+/// Builds the layout. `exclude_frozen` drops frozen parameters (and aliases of them).
+base::Result<Fp32Layout> layout_fp32(const format::ZeroCheckpoint& ckpt, bool exclude_frozen);
+
+/// Checks that the pieces of `t` cover [0, numel) exactly once (sorted, no gap, no overlap).
+base::Status check_coverage(const LogicalTensor& t);
+
+}  // namespace ucp::plan

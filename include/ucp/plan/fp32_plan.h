@@ -1,0 +1,104 @@
+// The global plan of `to-fp32`: output files (HF sharding and naming), where every output byte
+// lands, which rank reads each source range and which rank writes it, grouped in rounds so that
+// no rank holds more than the memory bound. Pure and deterministic: every rank computes the same
+// plan from the same layout and options, and the ranks compare digests before moving a byte.
+//
+// Data path of one round (see exec/fp32_executor): reader ranks read their source runs and
+// convert them to the output dtype straight into a send buffer -> all-to-all-v -> the rank that
+// owns the output file pwrites each received run at its planned offset.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ucp/base/status.h"
+#include "ucp/format/zip_writer.h"
+#include "ucp/plan/fp32_layout.h"
+
+namespace ucp::plan {
+
+enum class OutputFormat : std::uint8_t { kSafetensors, kTorch };
+
+struct Fp32Options {
+  OutputFormat format = OutputFormat::kSafetensors;
+  std::uint64_t max_shard_bytes = 5'000'000'000;  ///< HF default "5GB" (decimal).
+  base::DType float_dtype = base::DType::kF32;    ///< Floating tensors are written in this dtype.
+  std::uint64_t max_memory = 1ull << 30;          ///< Tensor bytes a rank may hold at once.
+  std::uint64_t max_transfer_bytes = 64ull << 20; ///< Source runs are split to at most this (output bytes).
+  int world_size = 1;
+};
+
+struct OutputTensor {
+  std::string name;
+  int logical = -1;            ///< Index into Fp32Layout::tensors.
+  base::DType dtype = base::DType::kF32;  ///< Output dtype.
+  std::vector<std::int64_t> shape;
+  std::uint64_t nbytes = 0;
+  int file = -1;
+  std::uint64_t file_offset = 0;  ///< Where its bytes start in the file.
+  int shares_storage_with = -1;   ///< Torch only: alias written as a reference to this tensor's storage.
+};
+
+struct OutputFile {
+  std::string name;       ///< Relative to OUT.
+  std::uint64_t size = 0;
+  int owner = 0;          ///< The rank that creates and writes this file.
+  /// Bytes fully known at plan time: (offset, bytes) — safetensors header; torch data.pkl/version/byteorder.
+  std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> fixed;
+  /// Torch only: the zip layout; record i's CRC is assembled from fixed bytes or transfers.
+  std::optional<format::ZipLayout> zip;
+};
+
+/// One run of source elements, converted and written to one place.
+struct Transfer {
+  format::TensorLocation src;  ///< Source run (source dtype).
+  base::DType out_dtype = base::DType::kF32;
+  int reader = 0;              ///< Rank that reads `src`.
+  int writer = 0;              ///< Rank that writes it (owner of `file`).
+  int file = 0;
+  std::uint64_t file_offset = 0;
+  int zip_entry = -1;          ///< Torch: the record this run belongs to (for its CRC), else -1.
+  std::uint64_t out_bytes() const { return src.numel * base::dtype_size(out_dtype); }
+};
+
+struct RankTotals {
+  std::uint64_t bytes_read = 0;      ///< Source bytes read (tensor data only).
+  std::uint64_t bytes_sent = 0;      ///< Output-dtype bytes sent to other ranks.
+  std::uint64_t bytes_received = 0;  ///< From other ranks.
+  std::uint64_t bytes_written = 0;   ///< Tensor bytes written (plus headers for owned files).
+  std::uint64_t peak_round_bytes = 0;  ///< Max over rounds of send + receive buffer bytes.
+  int files_owned = 0;
+};
+
+struct Fp32Plan {
+  std::vector<OutputTensor> tensors;
+  std::vector<OutputFile> files;
+  std::vector<std::vector<Transfer>> rounds;  ///< Each round sorted by (reader, writer, file, offset).
+  std::string index_name;   ///< "model.safetensors.index.json" etc.; empty when there is one file.
+  std::string index_json;
+  std::vector<std::string> source_paths;
+  std::vector<int> source_reader;  ///< Rank that reads each source file.
+  std::vector<RankTotals> totals;  ///< Per rank.
+  std::uint64_t min_bytes_read = 0;  ///< Bytes of source data the output needs (the floor).
+
+  /// FNV-1a over every decision in the plan: equal on all ranks or the plans diverged.
+  std::uint64_t digest() const;
+  /// Human-readable summary (files, rounds, per-rank bytes and memory) for --dry-run.
+  std::string describe() const;
+};
+
+/// Builds the plan. `source_paths[i]` is the file TensorLocation::file == i refers to.
+base::Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::string>& source_paths,
+                                 const Fp32Options& options);
+
+/// Checks that the plan writes every byte of every output file exactly once (fixed bytes, tensor
+/// runs, and for torch files the zip headers and directory written at finalize).
+base::Status check_file_coverage(const Fp32Plan& plan);
+
+/// HF shard file names: "model.safetensors" or "model-00001-of-00003.safetensors" (torch:
+/// "pytorch_model.bin" / "pytorch_model-00001-of-00003.bin").
+std::string hf_shard_name(OutputFormat format, int index, int count);
+
+}  // namespace ucp::plan

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything ucp-reshard builds and tests with, from Debian's own repositories.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ pkg-config zlib1g-dev
+  openmpi-bin libopenmpi-dev          # MPI: the CPU transport and the launcher
+  nlohmann-json3-dev libcli11-dev     # JSON, command line
+  googletest libgtest-dev libgmock-dev
+  libhdf5-openmpi-dev                 # parallel HDF5 output
+  clang-14 libclang-rt-14-dev         # libFuzzer targets
+  python3-torch python3-numpy python3-h5py   # test oracles only (Debian's python3, /usr/bin/python3)
+  libtorch-dev                        # C++ oracle: torch::pickle_load reads our .bin files
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

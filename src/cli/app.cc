@@ -1,0 +1,133 @@
+// Command dispatch. Shape of every command: parse (all ranks, same arguments) -> local work ->
+// comm::agree -> rank 0 prints the verdict once -> every rank exits with the same code.
+#include "ucp/cli/app.h"
+
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <exception>
+#include <iostream>
+#include <sstream>
+
+#include "ucp/cli/diff.h"
+#include "ucp/cli/inspect.h"
+#include "ucp/cli/to_fp32.h"
+#include "ucp/comm/communicator.h"
+#if defined(UCP_HAVE_NCCL)
+#include "ucp/comm/nccl_transport.h"
+#endif
+
+namespace ucp::cli {
+namespace {
+
+std::string versions_line(const comm::Communicator& comm) {
+  std::ostringstream os;
+  char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(mpi_version, &len);
+  std::string mpi(mpi_version, static_cast<std::size_t>(len));
+  if (auto nl = mpi.find_first_of(",\n"); nl != std::string::npos) mpi.resize(nl);
+  os << "ucp-reshard " << UCP_VERSION << " | " << comm.description() << " | " << mpi;
+#if defined(UCP_HAVE_NCCL)
+  os << " | NCCL " << comm::nccl_version_string() << ", " << comm::cuda_device_count() << " GPU(s)";
+#else
+  os << " | NCCL not built";
+#endif
+#if defined(UCP_HDF5_VERSION)
+  os << " | parallel HDF5 " << UCP_HDF5_VERSION;
+#endif
+  return os.str();
+}
+
+// Ends a command: agrees on the outcome so every rank exits with the same code, and rank 0 prints
+// the error once. Commands that already agreed internally pass the agreed status as `local`.
+int finish(comm::Communicator& comm, std::string_view step, const base::Status& local) {
+  comm::Agreement verdict = comm::agree(comm, step, local);
+  if (!verdict.status.ok() && comm.rank() == 0) {
+    const std::string& msg = !local.ok() ? local.message() : verdict.status.message();
+    std::cerr << "ucp-reshard " << step << ": error: " << msg << std::endl;
+  }
+  return verdict.status.exit_code();
+}
+
+}  // namespace
+
+int run_main(int argc, char** argv) {
+  // A file-size limit must surface as EFBIG (a clear error), not kill the rank mid-collective.
+  std::signal(SIGXFSZ, SIG_IGN);
+  std::unique_ptr<comm::Communicator> comm = comm::make_world_communicator(&argc, &argv);
+  int code = 0;
+  try {
+    CLI::App app{"ucp-reshard: convert and re-partition DeepSpeed ZeRO checkpoints, in parallel.\n"
+                 "Rank count comes from the launcher (mpirun -np N / srun), never from a flag."};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", [&] { return versions_line(*comm); });
+
+    InspectOptions inspect;
+    CLI::App* inspect_cmd = app.add_subcommand(
+        "inspect", "Show what is in a .pt/.bin/.safetensors file or a DeepSpeed checkpoint dir");
+    inspect_cmd->add_option("path", inspect.path, "File, DeepSpeed save dir, or tag folder")->required();
+    inspect_cmd->add_option("--tag", inspect.tag, "Tag to read instead of the one in 'latest'");
+    inspect_cmd->add_flag("--json", inspect.json, "Machine-readable JSON output");
+    inspect_cmd->add_option("--max-items", inspect.max_items, "Container items shown per level")->check(CLI::PositiveNumber);
+
+    DiffOptions diff;
+    CLI::App* diff_cmd = app.add_subcommand("diff", std::string(kDiffDescription));
+    diff_cmd->add_option("a", diff.a, "State dict A: .safetensors, .bin/.pt, or a model dir")->required();
+    diff_cmd->add_option("b", diff.b, "State dict B")->required();
+    diff_cmd->add_option("--rtol", diff.rtol, "Relative tolerance")->check(CLI::NonNegativeNumber);
+    diff_cmd->add_option("--atol", diff.atol, "Absolute tolerance")->check(CLI::NonNegativeNumber);
+    diff_cmd->add_flag("--json", diff.json, "JSON report");
+    diff_cmd->add_option("--max-report", diff.max_report, "Difference lines shown (negative: all)");
+
+    ToFp32Options to_fp32;
+    CLI::App* to_fp32_cmd = add_to_fp32_command(app, to_fp32);
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      // Every rank parsed the same arguments, so every rank reaches the same verdict; rank 0 prints.
+      std::ostringstream out, err;
+      code = app.exit(e, out, err);
+      if (comm->rank() == 0) {
+        std::cout << out.str();
+        std::cerr << err.str();
+      }
+      comm.reset();
+      comm::finalize_world();
+      return code;
+    }
+
+    if (*inspect_cmd) {
+      base::Status local;
+      if (comm->rank() == 0) local = run_inspect(inspect, std::cout);
+      std::cout.flush();
+      code = finish(*comm, "inspect", local);
+    } else if (*diff_cmd) {
+      // Exit 0 equal, 1 different (like diff(1)), the usual error codes when an input is unreadable.
+      base::Status local;
+      bool equal = true;
+      if (comm->rank() == 0) {
+        auto r = run_diff(diff, std::cout);
+        if (r.ok()) equal = *r; else local = r.status();
+      }
+      std::cout.flush();
+      std::uint64_t different = equal ? 0 : 1;
+      (void)comm->all_reduce_max(std::span<std::uint64_t>(&different, 1));
+      code = finish(*comm, "diff", local);
+      if (code == 0 && different) code = 1;
+    } else if (*to_fp32_cmd) {
+      code = finish(*comm, "to-fp32", run_to_fp32(*comm, to_fp32));
+    }
+  } catch (const std::exception& e) {
+    // Last resort: this rank cannot reach the next agreement point, so take the job down.
+    std::cerr << "ucp-reshard: rank " << comm->rank() << ": internal error: " << e.what() << std::endl;
+    comm->abort(9);
+  }
+  comm.reset();
+  comm::finalize_world();
+  return code;
+}
+
+}  // namespace ucp::cli

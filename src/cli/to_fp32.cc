@@ -1,0 +1,109 @@
+#include "ucp/cli/to_fp32.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <iostream>
+
+#include "ucp/base/size.h"
+#include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/zero_source.h"
+#include "ucp/plan/fp32_layout.h"
+#include "ucp/plan/fp32_plan.h"
+
+namespace ucp::cli {
+using base::Result;
+using base::Status;
+
+CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
+  CLI::App* cmd = app.add_subcommand("to-fp32", "Consolidate a DeepSpeed ZeRO checkpoint into an fp32 model (like zero_to_fp32.py)");
+  cmd->add_option("checkpoint", o.checkpoint, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
+  cmd->add_option("out", o.out, "Output directory (created; must not exist or be empty unless --overwrite)")->required();
+  cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
+  cmd->add_option("--format", o.format, "safetensors (default) or torch (.bin)")->check(CLI::IsMember({"safetensors", "torch"}));
+  cmd->add_option("--max-shard-size", o.max_shard_size, "Largest output shard, e.g. 5GB (decimal) or 2GiB")->capture_default_str();
+  cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: fp32, bf16 or fp16 (round to nearest even)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
+  cmd->add_flag("--exclude-frozen", o.exclude_frozen, "Leave out parameters with requires_grad=False");
+  cmd->add_option("--max-memory", o.max_memory, "Tensor bytes a rank may hold at once")->capture_default_str();
+  cmd->add_flag("--dry-run", o.dry_run, "Print the plan (bytes read/sent/written per rank, files, memory) and stop");
+  cmd->add_flag("--progress,!--no-progress", o.progress, "Show bytes done, rate and ETA on rank 0 (default: when stderr is a TTY)");
+  cmd->add_flag("--overwrite", o.overwrite, "Replace a non-empty output directory");
+  cmd->add_flag("--timings", o.timings, "Print per-phase timings and peak memory per rank (JSON) at the end");
+  o.progress = ::isatty(STDERR_FILENO) != 0;
+  return cmd;
+}
+
+namespace {
+
+Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToFp32Options& o) {
+  plan::Fp32Options p;
+  p.format = o.format == "torch" ? plan::OutputFormat::kTorch : plan::OutputFormat::kSafetensors;
+  UCP_ASSIGN_OR_RETURN(p.max_shard_bytes, base::parse_size(o.max_shard_size).annotate("--max-shard-size"));
+  UCP_ASSIGN_OR_RETURN(p.max_memory, base::parse_size(o.max_memory).annotate("--max-memory"));
+  p.float_dtype = *base::dtype_from_user_name(o.dtype);
+  p.world_size = comm.size();
+  return p;
+}
+
+// All ranks must hold the very same plan before any byte moves.
+Status agree_on_digest(comm::Communicator& comm, std::uint64_t digest) {
+  UCP_ASSIGN_OR_RETURN(auto all, comm.all_gather(std::span<const std::byte>(reinterpret_cast<const std::byte*>(&digest), sizeof digest)));
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    std::uint64_t d = 0;
+    if (all[r].size() == sizeof d) std::memcpy(&d, all[r].data(), sizeof d);
+    if (d != digest) return base::internal_error("rank " + std::to_string(r) + " computed a different plan (digest mismatch)");
+  }
+  return {};
+}
+
+}  // namespace
+
+Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
+  exec::PhaseTimer timer;
+  auto popts = plan_options(comm, o);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "options", popts.status()).status);
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard to-fp32: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
+              << comm.description() << " | format " << o.format << ", dtype " << o.dtype << ", max shard "
+              << o.max_shard_size << ", max memory " << o.max_memory << (o.exclude_frozen ? ", frozen excluded" : "")
+              << std::endl;
+
+  UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.checkpoint, o.tag, timer));
+
+  Result<plan::Fp32Plan> plan = base::internal_error("no plan");
+  {
+    auto layout = plan::layout_fp32(ckpt, o.exclude_frozen);
+    if (layout.ok()) plan = plan::plan_fp32(*layout, ckpt.paths, *popts);
+    else plan = layout.status();
+  }
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", agree_on_digest(comm, plan->digest())).status);
+  timer.mark("plan");
+
+  if (o.dry_run) {
+    if (comm.rank() == 0)
+      std::cout << "DeepSpeed " << format::optimizer_kind_name(ckpt.kind) << " checkpoint " << ckpt.files.tag_dir
+                << " (ZeRO stage " << ckpt.zero_stage << ", dp " << ckpt.dp << ")\n"
+                << plan->describe() << std::flush;
+    return {};
+  }
+
+  UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
+  timer.mark("prepare");
+  UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, {o.progress}, timer));
+
+  std::uint64_t written = 0;
+  for (const auto& f : plan->files) written += f.size;
+  if (o.timings) {
+    const std::string report = exec::report_timings(comm, timer, written);
+    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
+  }
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard to-fp32: wrote " << plan->tensors.size() << " tensors in " << plan->files.size()
+              << " file(s), " << base::format_bytes(written) << " to " << o.out << std::endl;
+  return {};
+}
+
+}  // namespace ucp::cli

@@ -1,0 +1,32 @@
+// The process-wide communicator: MPI whenever it initialises, SelfComm otherwise.
+#include <memory>
+
+#include "mpi_check.h"
+#include "ucp/comm/communicator.h"
+#include "ucp/comm/mpi_comm.h"
+#include "ucp/comm/self_comm.h"
+
+namespace ucp::comm {
+
+std::unique_ptr<Communicator> make_world_communicator(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    // FUNNELED: only the main thread calls MPI; worker threads only read and write files.
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+      return std::make_unique<SelfComm>();
+    }
+  }
+  if (auto comm = make_mpi_world()) return comm;
+  return std::make_unique<SelfComm>();
+}
+
+void finalize_world() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Finalize();
+}
+
+}  // namespace ucp::comm

@@ -1,0 +1,278 @@
+#include "ucp/exec/fp32_executor.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include "ucp/base/convert.h"
+#include "ucp/base/size.h"
+#include "ucp/format/crc32.h"
+#include "ucp/format/zip_writer.h"
+
+namespace ucp::exec {
+using base::Status;
+using plan::Fp32Plan;
+using plan::Transfer;
+
+namespace {
+
+constexpr std::size_t kBounceBytes = 8u << 20;  // matches the planner's allowance
+
+Status io_error(const std::string& what, const std::string& path, int err) {
+  if (err == ENOSPC || err == EDQUOT)
+    return base::resource_exhausted("no space left on device while " + what + " '" + path + "'");
+  if (err == EFBIG)
+    return base::resource_exhausted("file size limit exceeded while " + what + " '" + path + "' (EFBIG)");
+  return base::unavailable(what + " '" + path + "' failed: " + std::strerror(err));
+}
+
+Status pread_full(int fd, std::byte* dst, std::uint64_t len, std::uint64_t offset, const std::string& path) {
+  while (len > 0) {
+    const ssize_t n = ::pread(fd, dst, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("reading", path, errno);
+    }
+    if (n == 0)
+      return base::data_loss("'" + path + "' is truncated: tensor data expected at offset " + std::to_string(offset) +
+                             " is past the end of the file");
+    dst += n;
+    len -= static_cast<std::uint64_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+Status pwrite_full(int fd, const std::byte* src, std::uint64_t len, std::uint64_t offset, const std::string& path) {
+  while (len > 0) {
+    const ssize_t n = ::pwrite(fd, src, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("writing", path, errno);
+    }
+    src += n;
+    len -= static_cast<std::uint64_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+struct CrcPiece {
+  std::uint64_t offset;
+  std::uint64_t len;
+  std::uint32_t crc;
+};
+
+// Per-rank state of one execution.
+class Fp32Run {
+ public:
+  Fp32Run(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out)
+      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()) {}
+  ~Fp32Run() {
+    for (auto& [f, fd] : out_fds_) ::close(fd);
+    for (auto& [f, fd] : src_fds_) ::close(fd);
+  }
+
+  Status create();
+  Status transfer_round(const std::vector<Transfer>& round);
+  Status finalize();
+
+ private:
+  Status read_into(const Transfer& x, std::byte* dst);
+
+  comm::Communicator& comm_;
+  const Fp32Plan& plan_;
+  OutputDir& out_;
+  const int me_;
+  std::map<int, int> out_fds_;   // output file index -> fd (files I own)
+  std::map<std::uint32_t, int> src_fds_;  // source file index -> fd (files I read)
+  std::vector<std::byte> send_, recv_, bounce_;
+  std::map<std::pair<int, int>, std::vector<CrcPiece>> crcs_;  // (file, zip entry) -> pieces
+};
+
+Status Fp32Run::create() {
+  for (std::size_t f = 0; f < plan_.files.size(); ++f) {
+    const plan::OutputFile& file = plan_.files[f];
+    if (file.owner != me_) continue;
+    const std::string path = out_.temp_file(file.name);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return io_error("creating", path, errno);
+    out_fds_[static_cast<int>(f)] = fd;
+    // Reserve the space now: a full disk fails here, before any work, not half way through.
+    if (file.size > 0) {
+      const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(file.size));
+      if (err == ENOSPC || err == EDQUOT || err == EFBIG) return io_error("allocating " + base::format_bytes(file.size) + " for", path, err);
+      if (err != 0 && ::ftruncate(fd, static_cast<off_t>(file.size)) != 0) return io_error("sizing", path, errno);
+    }
+    for (const auto& [offset, bytes] : file.fixed) {
+      UCP_RETURN_IF_ERROR(pwrite_full(fd, bytes.data(), bytes.size(), offset, path));
+    }
+  }
+  // Open the sources this rank reads, and size the buffers for the largest round.
+  std::uint64_t max_send = 0, max_recv = 0;
+  bool converts = false;
+  for (const auto& round : plan_.rounds) {
+    std::uint64_t s = 0, r = 0;
+    for (const Transfer& x : round) {
+      if (x.reader == me_) {
+        s += x.out_bytes();
+        converts = converts || x.src.dtype != x.out_dtype;
+        if (!src_fds_.count(x.src.file)) {
+          const std::string& path = plan_.source_paths[x.src.file];
+          const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) return io_error("opening", path, errno);
+          src_fds_[x.src.file] = fd;
+          ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        }
+      }
+      if (x.writer == me_) r += x.out_bytes();
+    }
+    max_send = std::max(max_send, s);
+    max_recv = std::max(max_recv, r);
+  }
+  send_.resize(max_send);
+  recv_.resize(max_recv);
+  if (converts) bounce_.resize(kBounceBytes);
+  return {};
+}
+
+Status Fp32Run::read_into(const Transfer& x, std::byte* dst) {
+  const std::string& path = plan_.source_paths[x.src.file];
+  const int fd = src_fds_.at(x.src.file);
+  if (x.src.dtype == x.out_dtype) return pread_full(fd, dst, x.src.nbytes(), x.src.offset, path);
+  // Convert through the bounce buffer, one slab at a time.
+  const std::size_t in_size = base::dtype_size(x.src.dtype), out_size = base::dtype_size(x.out_dtype);
+  const std::uint64_t slab = bounce_.size() / in_size;
+  for (std::uint64_t done = 0; done < x.src.numel; done += slab) {
+    const std::uint64_t n = std::min(slab, x.src.numel - done);
+    UCP_RETURN_IF_ERROR(pread_full(fd, bounce_.data(), n * in_size, x.src.offset + done * in_size, path));
+    base::convert_elements(x.src.dtype, bounce_.data(), x.out_dtype, dst + done * out_size, n);
+  }
+  return {};
+}
+
+Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
+  const auto world = static_cast<std::size_t>(comm_.size());
+  std::vector<std::uint64_t> send_counts(world, 0), send_offsets(world, 0), recv_counts(world, 0), recv_offsets(world, 0);
+  for (const Transfer& x : round) {
+    if (x.reader == me_) send_counts[static_cast<std::size_t>(x.writer)] += x.out_bytes();
+    if (x.writer == me_) recv_counts[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+  }
+  for (std::size_t r = 1; r < world; ++r) {
+    send_offsets[r] = send_offsets[r - 1] + send_counts[r - 1];
+    recv_offsets[r] = recv_offsets[r - 1] + recv_counts[r - 1];
+  }
+  // Read: the round is sorted by (reader, writer, file, offset), so my sends are already in
+  // destination order and each destination's runs are contiguous.
+  Status local;
+  std::uint64_t pos = 0;
+  for (const Transfer& x : round) {
+    if (x.reader != me_) continue;
+    if (local.ok()) local = read_into(x, send_.data() + pos);
+    pos += x.out_bytes();
+  }
+  // Exchange even after a local read error: the counts come from the agreed plan, so every rank
+  // still makes the same call; the error is reported at the agreement below.
+  UCP_RETURN_IF_ERROR(comm_.all_to_all_v(send_, send_counts, send_offsets, recv_, recv_counts, recv_offsets));
+  // Write: runs from each source rank arrive in the same (writer, file, offset) order.
+  std::vector<std::uint64_t> cursor = recv_offsets;
+  for (const Transfer& x : round) {
+    if (x.writer != me_) continue;
+    const std::byte* data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
+    cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+    if (!local.ok()) continue;
+    local = pwrite_full(out_fds_.at(x.file), data, x.out_bytes(), x.file_offset,
+                        out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name));
+    if (x.zip_entry >= 0)
+      crcs_[{x.file, x.zip_entry}].push_back(
+          {x.file_offset, x.out_bytes(), format::crc32_update(0, std::span<const std::byte>(data, x.out_bytes()))});
+  }
+  return local;
+}
+
+Status Fp32Run::finalize() {
+  for (auto& [f, fd] : out_fds_) {
+    const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
+    const std::string path = out_.temp_file(file.name);
+    if (file.zip) {
+      const format::ZipLayout& zip = *file.zip;
+      std::vector<std::uint32_t> crc(zip.entries.size(), 0);
+      for (std::size_t e = 0; e < zip.entries.size(); ++e) {
+        for (const auto& [offset, bytes] : file.fixed)
+          if (offset == zip.entries[e].data_offset && bytes.size() == zip.entries[e].size)
+            crc[e] = format::crc32_update(0, bytes);
+        auto it = crcs_.find({f, static_cast<int>(e)});
+        if (it == crcs_.end()) continue;
+        auto& pieces = it->second;
+        std::sort(pieces.begin(), pieces.end(), [](const CrcPiece& a, const CrcPiece& b) { return a.offset < b.offset; });
+        std::uint32_t c = 0;
+        for (const auto& p : pieces) c = format::crc32_combine(c, p.crc, p.len);
+        crc[e] = c;
+      }
+      for (std::size_t e = 0; e < zip.entries.size(); ++e) {
+        const auto header = format::zip_local_header(zip, e, crc[e]);
+        UCP_RETURN_IF_ERROR(pwrite_full(fd, header.data(), header.size(), zip.entries[e].header_offset, path));
+      }
+      const auto directory = format::zip_central_directory(zip, crc);
+      UCP_RETURN_IF_ERROR(pwrite_full(fd, directory.data(), directory.size(), zip.central_directory_offset, path));
+    }
+    if (::close(fd) != 0) return io_error("closing", path, errno);
+    fd = -1;
+  }
+  out_fds_.clear();
+  if (me_ == 0 && !plan_.index_name.empty()) {
+    const std::string path = out_.temp_file(plan_.index_name);
+    std::ofstream index(path, std::ios::binary);
+    index << plan_.index_json;
+    index.close();
+    if (!index) return io_error("writing", path, ENOSPC);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, const ExecuteOptions& options,
+                         PhaseTimer& timer) {
+  Status status;
+  {
+    Fp32Run run(comm, plan, out);
+    status = comm::agree(comm, "create", run.create()).status;
+    timer.mark("create");
+
+    std::uint64_t total = 0, done = 0;
+    for (const auto& round : plan.rounds)
+      for (const auto& x : round) total += x.out_bytes();
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < plan.rounds.size() && status.ok(); ++i) {
+      status = comm::agree(comm, "transfer", run.transfer_round(plan.rounds[i])).status;
+      for (const auto& x : plan.rounds[i]) done += x.out_bytes();
+      if (options.progress && comm.rank() == 0 && status.ok()) {
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+        const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+        std::fprintf(stderr, "\r[ucp-reshard] round %zu/%zu  %s / %s  %s/s  ETA %.0f s   ", i + 1, plan.rounds.size(),
+                     base::format_bytes(done).c_str(), base::format_bytes(total).c_str(),
+                     base::format_bytes(static_cast<std::uint64_t>(rate)).c_str(), eta);
+        if (i + 1 == plan.rounds.size()) std::fprintf(stderr, "\n");
+      }
+    }
+    timer.mark("transfer");
+    if (status.ok()) status = comm::agree(comm, "finalize", run.finalize()).status;
+    timer.mark("finalize");
+  }
+  if (status.ok()) status = out.commit(comm);
+  if (!status.ok()) out.abandon(comm);
+  timer.mark("commit");
+  return status;
+}
+
+}  // namespace ucp::exec

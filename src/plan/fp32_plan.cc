@@ -1,0 +1,436 @@
+#include "ucp/plan/fp32_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+
+#include "ucp/base/checked_math.h"
+#include "ucp/base/size.h"
+#include "ucp/format/pickle_writer.h"
+#include "ucp/format/safetensors.h"
+#include "ucp/format/value.h"
+
+namespace ucp::plan {
+using base::DType;
+using base::Result;
+using base::Status;
+
+namespace {
+
+// Conversions read through a bounce buffer of this size; it counts against the memory bound.
+constexpr std::uint64_t kBounceBytes = 8ull << 20;
+constexpr std::uint64_t kMinMemory = 32ull << 20;
+
+std::vector<std::byte> to_bytes(std::string_view s) {
+  std::vector<std::byte> v(s.size());
+  std::memcpy(v.data(), s.data(), s.size());
+  return v;
+}
+
+// Hugging Face's greedy split (huggingface_hub split_state_dict_into_shards_factory): in order, a
+// tensor larger than the limit gets a shard of its own at once, otherwise a new shard starts when
+// the running size would exceed the limit. Tensors sharing storage follow their first name.
+std::vector<int> hf_split(const std::vector<OutputTensor>& tensors, const std::vector<int>& follows,
+                          std::uint64_t limit, int& shard_count) {
+  std::vector<int> shard(tensors.size(), -1);
+  int current = -1;
+  std::uint64_t current_size = 0;
+  int next_id = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (follows[i] >= 0) continue;
+    const std::uint64_t size = tensors[i].nbytes;
+    if (size > limit) {
+      shard[i] = next_id++;
+      continue;
+    }
+    if (current < 0 || current_size + size > limit) {
+      current = next_id++;
+      current_size = 0;
+    }
+    shard[i] = current;
+    current_size += size;
+  }
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    if (follows[i] >= 0) shard[i] = shard[static_cast<std::size_t>(follows[i])];
+  shard_count = next_id;
+  // Shard ids were handed out in creation order, which is the file order HF uses.
+  return shard;
+}
+
+void fnv(std::uint64_t& h, const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+}
+template <typename T>
+void fnv_value(std::uint64_t& h, const T& v) {
+  fnv(h, &v, sizeof v);
+}
+void fnv_str(std::uint64_t& h, const std::string& s) {
+  fnv_value(h, s.size());
+  fnv(h, s.data(), s.size());
+}
+
+Status build_safetensors_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members) {
+  std::vector<format::SafetensorsTensorSpec> specs;
+  for (int i : members) {
+    const auto& t = tensors[static_cast<std::size_t>(i)];
+    specs.push_back({t.name, t.dtype, t.shape});
+  }
+  UCP_ASSIGN_OR_RETURN(format::SafetensorsLayout layout, format::plan_safetensors(specs));
+  for (std::size_t k = 0; k < members.size(); ++k)
+    tensors[static_cast<std::size_t>(members[k])].file_offset = layout.placements[k].file_offset;
+  std::vector<std::byte> header(layout.header.size());
+  std::memcpy(header.data(), layout.header.data(), header.size());
+  file.fixed.emplace_back(0, std::move(header));
+  file.size = layout.total_size;
+  return {};
+}
+
+// A torch.save archive of an OrderedDict name -> tensor; one storage record per distinct tensor,
+// aliases pickled as a second reference to the same storage (as torch.save does for tied weights).
+Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members) {
+  const std::string archive = file.name.substr(0, file.name.rfind('.'));
+  std::map<int, std::shared_ptr<format::Storage>> storage_of;  // tensor index -> storage
+  std::vector<int> storage_tensor;                              // key -> tensor index
+  std::vector<std::pair<format::ValuePtr, format::ValuePtr>> entries;
+  for (int i : members) {
+    const auto& t = tensors[static_cast<std::size_t>(i)];
+    const int owner = t.shares_storage_with >= 0 ? t.shares_storage_with : i;
+    auto& st = storage_of[owner];
+    if (!st) {
+      const auto& src = tensors[static_cast<std::size_t>(owner)];
+      st = std::make_shared<format::Storage>();
+      st->dtype = src.dtype;
+      st->numel = src.nbytes / base::dtype_size(src.dtype);
+      st->key = std::to_string(storage_tensor.size());
+      storage_tensor.push_back(owner);
+    }
+    format::Tensor tensor;
+    tensor.storage = st;
+    tensor.shape = t.shape;
+    tensor.stride = format::Tensor::contiguous_strides(t.shape);
+    entries.emplace_back(format::Value::string(t.name), format::Value::tensor_value(std::move(tensor)));
+  }
+  format::ValuePtr root = format::Value::dict(std::move(entries), /*ordered=*/true);
+  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle,
+                       format::write_pickle(root, [](const std::shared_ptr<format::Storage>& s) { return s->key; }));
+
+  std::vector<format::ZipEntrySpec> specs;
+  specs.push_back({archive + "/data.pkl", pickle.size()});
+  for (std::size_t k = 0; k < storage_tensor.size(); ++k)
+    specs.push_back({archive + "/data/" + std::to_string(k), tensors[static_cast<std::size_t>(storage_tensor[k])].nbytes});
+  specs.push_back({archive + "/version", 2});
+  specs.push_back({archive + "/byteorder", 6});
+  format::ZipLayout zip = format::plan_zip_layout(specs);
+  for (std::size_t k = 0; k < storage_tensor.size(); ++k)
+    tensors[static_cast<std::size_t>(storage_tensor[k])].file_offset = zip.entries[k + 1].data_offset;
+  for (int i : members) {
+    auto& t = tensors[static_cast<std::size_t>(i)];
+    if (t.shares_storage_with >= 0) t.file_offset = tensors[static_cast<std::size_t>(t.shares_storage_with)].file_offset;
+  }
+  file.fixed.emplace_back(zip.entries.front().data_offset, std::move(pickle));
+  file.fixed.emplace_back(zip.entries[zip.entries.size() - 2].data_offset, to_bytes("3\n"));
+  file.fixed.emplace_back(zip.entries.back().data_offset, to_bytes("little"));
+  file.size = zip.total_size;
+  file.zip = std::move(zip);
+  return {};
+}
+
+}  // namespace
+
+std::string hf_shard_name(OutputFormat format, int index, int count) {
+  const char* stem = format == OutputFormat::kSafetensors ? "model" : "pytorch_model";
+  const char* ext = format == OutputFormat::kSafetensors ? "safetensors" : "bin";
+  char buf[96];
+  if (count == 1) std::snprintf(buf, sizeof buf, "%s.%s", stem, ext);
+  else std::snprintf(buf, sizeof buf, "%s-%05d-of-%05d.%s", stem, index + 1, count, ext);
+  return buf;
+}
+
+Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::string>& source_paths,
+                           const Fp32Options& opt) {
+  if (opt.world_size < 1) return base::internal_error("plan_fp32: world size < 1");
+  if (opt.max_memory < kMinMemory)
+    return base::invalid_argument("--max-memory " + base::format_bytes(opt.max_memory) + " is too small: at least " +
+                                  base::format_bytes(kMinMemory) + " is needed for buffers");
+  if (opt.max_shard_bytes == 0) return base::invalid_argument("--max-shard-size must be positive");
+  const int world = opt.world_size;
+  const bool torch = opt.format == OutputFormat::kTorch;
+  Fp32Plan plan;
+  plan.source_paths = source_paths;
+
+  // 1. Output tensors, in layout order.
+  std::vector<int> follows(layout.tensors.size(), -1);
+  for (std::size_t i = 0; i < layout.tensors.size(); ++i) {
+    const LogicalTensor& lt = layout.tensors[i];
+    OutputTensor t;
+    t.name = lt.name;
+    t.logical = static_cast<int>(i);
+    t.dtype = base::dtype_is_floating(lt.dtype) ? opt.float_dtype : lt.dtype;
+    t.shape = lt.shape;
+    auto nbytes = base::checked_mul(lt.numel(), base::dtype_size(t.dtype));
+    if (!nbytes) return base::data_loss("tensor '" + lt.name + "' is too large");
+    t.nbytes = *nbytes;
+    if (lt.role == TensorRole::kAlias) {
+      follows[i] = lt.alias_of;
+      if (torch) t.shares_storage_with = lt.alias_of;
+    }
+    plan.tensors.push_back(std::move(t));
+  }
+
+  // 2. Shards and their files.
+  int shard_count = 0;
+  std::vector<int> follows_for_split = follows;
+  std::vector<OutputTensor> sized = plan.tensors;
+  if (torch)
+    for (std::size_t i = 0; i < sized.size(); ++i)
+      if (follows[i] >= 0) sized[i].nbytes = 0;
+  const std::vector<int> shard = hf_split(sized, follows_for_split, opt.max_shard_bytes, shard_count);
+  if (shard_count == 0) shard_count = 1;  // an empty model still gets one (empty) file
+  std::vector<std::vector<int>> members(static_cast<std::size_t>(shard_count));
+  for (std::size_t i = 0; i < plan.tensors.size(); ++i) {
+    plan.tensors[i].file = shard[i];
+    members[static_cast<std::size_t>(shard[i])].push_back(static_cast<int>(i));
+  }
+  for (int f = 0; f < shard_count; ++f) {
+    OutputFile file;
+    file.name = hf_shard_name(opt.format, f, shard_count);
+    if (torch) UCP_RETURN_IF_ERROR(build_torch_file(file, plan.tensors, members[static_cast<std::size_t>(f)]));
+    else UCP_RETURN_IF_ERROR(build_safetensors_file(file, plan.tensors, members[static_cast<std::size_t>(f)]));
+    plan.files.push_back(std::move(file));
+  }
+
+  // 3. File owners: largest file first to the least-loaded rank (ties: lowest rank).
+  plan.totals.assign(static_cast<std::size_t>(world), RankTotals{});
+  {
+    std::vector<int> order(plan.files.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return plan.files[static_cast<std::size_t>(a)].size > plan.files[static_cast<std::size_t>(b)].size;
+    });
+    std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
+    for (int f : order) {
+      const auto r = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+      plan.files[static_cast<std::size_t>(f)].owner = static_cast<int>(r);
+      load[r] += plan.files[static_cast<std::size_t>(f)].size;
+      plan.totals[r].files_owned++;
+    }
+  }
+
+  // 4. Source runs for every output tensor's bytes (an alias copy re-reads its source's runs).
+  struct Run {
+    format::TensorLocation src;
+    int tensor;
+    std::uint64_t dst_offset;  // elements into the tensor
+  };
+  std::vector<Run> runs;
+  std::vector<std::uint64_t> need(source_paths.size(), 0);
+  for (std::size_t i = 0; i < plan.tensors.size(); ++i) {
+    const OutputTensor& t = plan.tensors[i];
+    if (t.shares_storage_with >= 0) continue;
+    const LogicalTensor* lt = &layout.tensors[static_cast<std::size_t>(t.logical)];
+    if (lt->role == TensorRole::kAlias) lt = &layout.tensors[static_cast<std::size_t>(lt->alias_of)];
+    for (const Piece& p : lt->pieces) {
+      if (p.src.file >= source_paths.size()) return base::internal_error("piece refers to an unknown source file");
+      runs.push_back({p.src, static_cast<int>(i), p.dst_offset});
+      need[p.src.file] += p.src.nbytes();
+      if (layout.tensors[static_cast<std::size_t>(t.logical)].role != TensorRole::kAlias) plan.min_bytes_read += p.src.nbytes();
+    }
+  }
+
+  // 5. Source files to reader ranks: most bytes first to the least-loaded rank.
+  plan.source_reader.assign(source_paths.size(), 0);
+  {
+    std::vector<std::size_t> order(source_paths.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return need[a] > need[b]; });
+    std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      const std::size_t f = order[k];
+      // Files nobody needs still get a reader (round-robin), so metadata extraction is spread too.
+      const auto r = need[f] == 0 ? k % static_cast<std::size_t>(world)
+                                  : static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+      plan.source_reader[f] = static_cast<int>(r);
+      load[r] += need[f];
+    }
+  }
+
+  // 6. Transfers, split so one run never exceeds max_transfer output bytes.
+  const std::uint64_t budget = opt.max_memory - kBounceBytes;
+  const std::uint64_t max_transfer = std::max<std::uint64_t>(1, std::min(opt.max_transfer_bytes, budget / 4));
+  std::vector<Transfer> transfers;
+  for (const Run& run : runs) {
+    const OutputTensor& t = plan.tensors[static_cast<std::size_t>(run.tensor)];
+    const std::uint64_t out_size = base::dtype_size(t.dtype);
+    const std::uint64_t chunk = std::max<std::uint64_t>(1, max_transfer / out_size);
+    const OutputFile& file = plan.files[static_cast<std::size_t>(t.file)];
+    int zip_entry = -1;
+    if (file.zip) {
+      auto it = std::lower_bound(file.zip->entries.begin(), file.zip->entries.end(), t.file_offset,
+                                 [](const format::ZipLayout::Entry& e, std::uint64_t off) { return e.data_offset < off; });
+      if (it != file.zip->entries.end() && it->data_offset == t.file_offset) zip_entry = static_cast<int>(it - file.zip->entries.begin());
+    }
+    for (std::uint64_t done = 0; done < run.src.numel; done += chunk) {
+      Transfer x;
+      x.src = run.src.slice(done, std::min(chunk, run.src.numel - done));
+      x.out_dtype = t.dtype;
+      x.reader = plan.source_reader[run.src.file];
+      x.writer = file.owner;
+      x.file = t.file;
+      x.file_offset = t.file_offset + (run.dst_offset + done) * out_size;
+      x.zip_entry = zip_entry;
+      transfers.push_back(x);
+    }
+  }
+  std::stable_sort(transfers.begin(), transfers.end(), [](const Transfer& a, const Transfer& b) {
+    return a.file != b.file ? a.file < b.file : a.file_offset < b.file_offset;
+  });
+
+  // 7. Rounds: greedy in file order; a rank's send + receive bytes stay within the budget.
+  std::vector<std::uint64_t> mem(static_cast<std::size_t>(world), 0);
+  std::vector<Transfer> round;
+  auto close_round = [&] {
+    if (round.empty()) return;
+    for (int r = 0; r < world; ++r)
+      plan.totals[static_cast<std::size_t>(r)].peak_round_bytes =
+          std::max(plan.totals[static_cast<std::size_t>(r)].peak_round_bytes, mem[static_cast<std::size_t>(r)]);
+    std::stable_sort(round.begin(), round.end(), [](const Transfer& a, const Transfer& b) {
+      if (a.reader != b.reader) return a.reader < b.reader;
+      if (a.writer != b.writer) return a.writer < b.writer;
+      return a.file != b.file ? a.file < b.file : a.file_offset < b.file_offset;
+    });
+    plan.rounds.push_back(std::move(round));
+    round.clear();
+    std::fill(mem.begin(), mem.end(), 0);
+  };
+  for (const Transfer& x : transfers) {
+    const std::uint64_t b = x.out_bytes();
+    const auto rd = static_cast<std::size_t>(x.reader), wr = static_cast<std::size_t>(x.writer);
+    const bool fits = rd == wr ? mem[rd] + 2 * b <= budget : (mem[rd] + b <= budget && mem[wr] + b <= budget);
+    if (!fits) close_round();
+    mem[rd] += b;
+    mem[wr] += b;
+    round.push_back(x);
+    auto& tr = plan.totals[rd];
+    tr.bytes_read += x.src.nbytes();
+    plan.totals[wr].bytes_written += b;
+    if (rd != wr) {
+      tr.bytes_sent += b;
+      plan.totals[wr].bytes_received += b;
+    }
+  }
+  close_round();
+
+  // 8. Index, when sharded: keys sorted, indent 2, trailing newline (as zero_to_fp32 / HF write it).
+  if (plan.files.size() > 1) {
+    plan.index_name = torch ? "pytorch_model.bin.index.json" : "model.safetensors.index.json";
+    std::uint64_t total = 0;
+    nlohmann::json weight_map = nlohmann::json::object();
+    for (const auto& t : plan.tensors) {
+      weight_map[t.name] = plan.files[static_cast<std::size_t>(t.file)].name;
+      if (t.shares_storage_with < 0) total += t.nbytes;
+    }
+    nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    plan.index_json = index.dump(2) + "\n";
+  }
+  UCP_RETURN_IF_ERROR(check_file_coverage(plan));
+  return plan;
+}
+
+Status check_file_coverage(const Fp32Plan& plan) {
+  std::vector<std::vector<std::pair<std::uint64_t, std::uint64_t>>> spans(plan.files.size());
+  for (std::size_t f = 0; f < plan.files.size(); ++f) {
+    const OutputFile& file = plan.files[f];
+    for (const auto& [off, bytes] : file.fixed) spans[f].emplace_back(off, off + bytes.size());
+    if (file.zip) {
+      for (const auto& e : file.zip->entries) spans[f].emplace_back(e.header_offset, e.data_offset);
+      spans[f].emplace_back(file.zip->central_directory_offset, file.zip->total_size);
+    }
+  }
+  for (const auto& round : plan.rounds)
+    for (const Transfer& x : round)
+      spans[static_cast<std::size_t>(x.file)].emplace_back(x.file_offset, x.file_offset + x.out_bytes());
+  for (std::size_t f = 0; f < plan.files.size(); ++f) {
+    auto& s = spans[f];
+    std::sort(s.begin(), s.end());
+    std::uint64_t next = 0;
+    for (const auto& [b, e] : s) {
+      if (b == e) continue;
+      if (b != next) {
+        std::string who = "bytes [" + std::to_string(std::min(b, next)) + ", " + std::to_string(std::max(b, next)) + ")";
+        for (const auto& t : plan.tensors)
+          if (t.file == static_cast<int>(f) && t.file_offset <= std::min(b, next) && std::min(b, next) < t.file_offset + t.nbytes)
+            who += " of tensor '" + t.name + "'";
+        return base::internal_error("plan for '" + plan.files[f].name + "': " + who + (b > next ? " are never written" : " are written twice"));
+      }
+      next = e;
+    }
+    if (next != plan.files[f].size)
+      return base::internal_error("plan for '" + plan.files[f].name + "' writes " + std::to_string(next) + " of " +
+                                  std::to_string(plan.files[f].size) + " bytes");
+  }
+  return {};
+}
+
+std::uint64_t Fp32Plan::digest() const {
+  std::uint64_t h = 1469598103934665603ull;
+  for (const auto& t : tensors) {
+    fnv_str(h, t.name);
+    fnv_value(h, t.dtype);
+    fnv_value(h, t.file);
+    fnv_value(h, t.file_offset);
+    fnv_value(h, t.nbytes);
+  }
+  for (const auto& f : files) {
+    fnv_str(h, f.name);
+    fnv_value(h, f.size);
+    fnv_value(h, f.owner);
+    for (const auto& [off, bytes] : f.fixed) {
+      fnv_value(h, off);
+      fnv(h, bytes.data(), bytes.size());
+    }
+  }
+  for (const auto& round : rounds) {
+    fnv_value(h, round.size());
+    for (const auto& x : round) {
+      fnv_value(h, x.src.file);
+      fnv_value(h, x.src.offset);
+      fnv_value(h, x.src.numel);
+      fnv_value(h, x.reader);
+      fnv_value(h, x.writer);
+      fnv_value(h, x.file_offset);
+    }
+  }
+  fnv_str(h, index_json);
+  return h;
+}
+
+std::string Fp32Plan::describe() const {
+  std::ostringstream os;
+  std::uint64_t out_bytes = 0;
+  for (const auto& f : files) out_bytes += f.size;
+  os << "plan: " << tensors.size() << " tensors -> " << files.size() << " file(s), " << base::format_bytes(out_bytes)
+     << "; " << rounds.size() << " round(s); source data needed " << base::format_bytes(min_bytes_read) << "\n";
+  for (const auto& f : files)
+    os << "  " << f.name << "  " << base::format_bytes(f.size) << "  written by rank " << f.owner << "\n";
+  if (!index_name.empty()) os << "  " << index_name << "  written by rank 0 last\n";
+  os << "  rank   read        sent        received    written     peak buffers\n";
+  for (std::size_t r = 0; r < totals.size(); ++r) {
+    const auto& t = totals[r];
+    char line[256];
+    std::snprintf(line, sizeof line, "  %-5zu  %-10s  %-10s  %-10s  %-10s  %s\n", r, base::format_bytes(t.bytes_read).c_str(),
+                  base::format_bytes(t.bytes_sent).c_str(), base::format_bytes(t.bytes_received).c_str(),
+                  base::format_bytes(t.bytes_written).c_str(), base::format_bytes(t.peak_round_bytes + kBounceBytes).c_str());
+    os << line;
+  }
+  return os.str();
+}
+
+}  // namespace ucp::plan

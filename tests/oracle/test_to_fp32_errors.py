@@ -1,0 +1,128 @@
+"""Bad input to to-fp32 at 1 and 3 ranks: one clear line naming the file and what was expected,
+printed once, the same non-zero exit code on every rank, no hang, OUT not created or untouched."""
+
+import os
+import shutil
+import subprocess
+import unittest
+
+import ucp_oracle as uo
+
+SRC = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws4", "checkpoint")
+TAG = "global_step3"
+
+# Exit codes (README "Exit codes").
+INVALID_ARGUMENT, NOT_FOUND, DATA_LOSS, UNIMPLEMENTED, FAILED_PRECONDITION, RESOURCE_EXHAUSTED = 2, 3, 4, 5, 6, 7
+
+
+class ToFp32Errors(unittest.TestCase):
+    def setUp(self):
+        self.tmp = uo.TempDir().__enter__()
+        self.ckpt = os.path.join(self.tmp, "ckpt")
+        shutil.copytree(SRC, self.ckpt)
+        for root, dirs, files in os.walk(self.ckpt):
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        self.tag_dir = os.path.join(self.ckpt, TAG)
+        self.out = os.path.join(self.tmp, "out")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def expect_failure(self, code, fragments, extra=(), ranks_list=(1, 3), prefix=None, ckpt=None, out=None):
+        for ranks in ranks_list:
+            with self.subTest(ranks=ranks):
+                p = uo.run(["to-fp32", ckpt or self.ckpt, out or self.out, "--no-progress", *extra], ranks, prefix=prefix)
+                self.assertEqual(p.returncode, code, p.stderr)
+                errors = [line for line in p.stderr.splitlines() if "error:" in line]
+                self.assertEqual(len(errors), 1, f"expected exactly one error line, got:\n{p.stderr}")
+                for fragment in fragments:
+                    self.assertIn(fragment, errors[0])
+                leftovers = [n for n in os.listdir(self.tmp) if n not in ("ckpt", "out")]
+                self.assertEqual(leftovers, [], "temporary output left behind")
+
+    def test_missing_rank_file(self):
+        os.remove(os.path.join(self.tag_dir, "zero_pp_rank_2_mp_rank_00_optim_states.pt"))
+        self.expect_failure(NOT_FOUND, ["zero_pp_rank_2_mp_rank_00_optim_states.pt", "expected ranks 0..3"])
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_files_from_two_world_sizes(self):
+        shutil.copy(os.path.join(self.tag_dir, "zero_pp_rank_0_mp_rank_00_optim_states.pt"),
+                    os.path.join(self.tag_dir, "zero_pp_rank_4_mp_rank_00_optim_states.pt"))
+        self.expect_failure(FAILED_PRECONDITION, ["zero_pp_rank_4_mp_rank_00_optim_states.pt", "written for 4"])
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_two_tags_mixed(self):
+        other = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws2", "checkpoint", TAG, "zero_pp_rank_1_mp_rank_00_optim_states.pt")
+        shutil.copy(other, os.path.join(self.tag_dir, "zero_pp_rank_1_mp_rank_00_optim_states.pt"))
+        self.expect_failure(FAILED_PRECONDITION, ["zero_pp_rank_1_mp_rank_00_optim_states.pt", "written for 2"])
+
+    def test_not_a_checkpoint(self):
+        with uo.TempDir() as empty:
+            self.expect_failure(NOT_FOUND, ["not a DeepSpeed checkpoint", empty], ckpt=empty)
+
+    def test_truncated_file(self):
+        path = os.path.join(self.tag_dir, "zero_pp_rank_3_mp_rank_00_optim_states.pt")
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            f.truncate(size // 2)
+        self.expect_failure(DATA_LOSS, ["zero_pp_rank_3_mp_rank_00_optim_states.pt"])
+
+    def test_corrupt_pickle(self):
+        path = os.path.join(self.tag_dir, "mp_rank_00_model_states.pt")
+        with open(path, "r+b") as f:
+            raw = bytearray(f.read())
+            start = raw.index(b"data.pkl") + len(b"data.pkl") + 100  # inside the pickle's bytes
+            raw[start:start + 64] = b"\xfe" * 64
+            f.seek(0)
+            f.write(raw)
+        self.expect_failure(DATA_LOSS, ["mp_rank_00_model_states.pt"])
+
+    def test_existing_output_is_left_untouched(self):
+        os.mkdir(self.out)
+        keep = os.path.join(self.out, "keep.txt")
+        with open(keep, "w") as f:
+            f.write("mine")
+        self.expect_failure(FAILED_PRECONDITION, ["not empty", "--overwrite"])
+        with open(keep) as f:
+            self.assertEqual(f.read(), "mine")
+        p = uo.run(["to-fp32", self.ckpt, self.out, "--overwrite"], 3)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(sorted(os.listdir(self.out)), ["model.safetensors"])
+
+    def test_file_size_limit(self):
+        # RLIMIT_FSIZE of 4 KiB: pre-allocating the 5 KiB output fails with EFBIG on the writer.
+        self.expect_failure(RESOURCE_EXHAUSTED, ["model.safetensors"], prefix="ulimit -f 4;")
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_disk_full(self):
+        mnt = os.path.join(self.tmp, "small")
+        os.mkdir(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", mnt], capture_output=True).returncode != 0:
+            os.rmdir(mnt)
+            self.skipTest("cannot mount a small tmpfs here (needs root); the EFBIG test covers the write-failure path")
+        try:
+            out = os.path.join(mnt, "out")
+            for ranks in (1, 3):
+                with self.subTest(ranks=ranks):
+                    p = uo.run(["to-fp32", self.ckpt, out], ranks)
+                    self.assertEqual(p.returncode, RESOURCE_EXHAUSTED, p.stderr)
+                    self.assertIn("no space left on device", p.stderr)
+                    self.assertEqual(os.listdir(mnt), [])
+        finally:
+            subprocess.run(["umount", mnt])
+            os.rmdir(mnt)
+
+    def test_model_parallel_is_refused_clearly(self):
+        for name in os.listdir(self.tag_dir):
+            if "mp_rank_00" in name:
+                shutil.copy(os.path.join(self.tag_dir, name), os.path.join(self.tag_dir, name.replace("mp_rank_00", "mp_rank_01")))
+        self.expect_failure(UNIMPLEMENTED, ["model-parallel"])
+
+    def test_bad_options(self):
+        self.expect_failure(INVALID_ARGUMENT, ["--max-shard-size", "5XB"], extra=["--max-shard-size", "5XB"])
+        self.expect_failure(INVALID_ARGUMENT, ["--max-memory"], extra=["--max-memory", "1MiB"])
+
+
+if __name__ == "__main__":
+    unittest.main()

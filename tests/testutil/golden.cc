@@ -1,0 +1,35 @@
+#include "testutil/golden.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+namespace ucp::testutil {
+namespace fs = std::filesystem;
+
+std::string golden_dir() {
+  if (const char* env = std::getenv("UCP_GOLDEN_DIR"); env && *env) return env;
+  return UCP_GOLDEN_DIR;
+}
+
+std::string deepspeed_fixture(const std::string& name) { return golden_dir() + "/deepspeed/" + name; }
+
+std::vector<std::string> deepspeed_fixture_names() {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(golden_dir() + "/deepspeed")) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && n.rfind("resume_", 0) != 0) names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> all_golden_pt_files() {
+  std::vector<std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(golden_dir() + "/deepspeed"))
+    if (e.is_regular_file() && e.path().extension() == ".pt") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace ucp::testutil

@@ -1,0 +1,19 @@
+// Where the real DeepSpeed fixtures live (tests/golden/deepspeed, copied from shared/fixtures),
+// and helpers to enumerate them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ucp::testutil {
+
+/// Absolute path of tests/golden (compile-time UCP_GOLDEN_DIR, overridable by env UCP_GOLDEN_DIR).
+std::string golden_dir();
+/// Config folder names under golden/deepspeed ("mlp_z2_bf16_ws2", ...), sorted; resume_* excluded.
+std::vector<std::string> deepspeed_fixture_names();
+/// golden/deepspeed/<name>.
+std::string deepspeed_fixture(const std::string& name);
+/// Every *.pt file under golden/deepspeed, sorted.
+std::vector<std::string> all_golden_pt_files();
+
+}  // namespace ucp::testutil

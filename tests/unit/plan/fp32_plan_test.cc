@@ -1,0 +1,181 @@
+// to-fp32 planning without any file: HF sharding rules, memory-bounded rounds, ownership,
+// byte-exact coverage of every output file, determinism.
+#include "ucp/plan/fp32_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "testutil/status_matchers.h"
+#include "ucp/format/pickle_reader.h"
+
+namespace ucp::plan {
+namespace {
+using base::DType;
+
+// A tensor of `numel` fp32 elements stored contiguously in source file `file` at `offset`.
+LogicalTensor tensor(std::string name, std::uint64_t numel, std::uint32_t file, std::uint64_t offset,
+                     DType dtype = DType::kF32) {
+  LogicalTensor t{std::move(name), {static_cast<std::int64_t>(numel)}, dtype, TensorRole::kTrainable, -1, {}};
+  if (numel) t.pieces.push_back({{file, offset, numel, dtype}, 0});
+  return t;
+}
+
+std::vector<std::string> sources(int n) {
+  std::vector<std::string> v;
+  for (int i = 0; i < n; ++i) v.push_back("src" + std::to_string(i));
+  return v;
+}
+
+TEST(Fp32Plan, HuggingFaceShardingRules) {
+  Fp32Layout layout;
+  layout.tensors = {tensor("t0", 3, 0, 0), tensor("t1", 3, 0, 12), tensor("big", 10, 1, 0), tensor("t3", 2, 1, 40)};
+  Fp32Options opt;
+  opt.max_shard_bytes = 5 * 4;  // five fp32 elements
+  auto plan = plan_fp32(layout, sources(2), opt);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  // t0 alone (t1 would overflow it), t1 + t3, and "big" in a shard of its own created in between.
+  ASSERT_EQ(plan->files.size(), 3u);
+  EXPECT_EQ(plan->files[0].name, "model-00001-of-00003.safetensors");
+  EXPECT_EQ(plan->tensors[0].file, 0);
+  EXPECT_EQ(plan->tensors[1].file, 1);
+  EXPECT_EQ(plan->tensors[2].file, 2);
+  EXPECT_EQ(plan->tensors[3].file, 1);
+  EXPECT_EQ(plan->index_name, "model.safetensors.index.json");
+  EXPECT_NE(plan->index_json.find("\"total_size\": 72"), std::string::npos) << plan->index_json;
+  EXPECT_NE(plan->index_json.find("\"t3\": \"model-00002-of-00003.safetensors\""), std::string::npos);
+  EXPECT_EQ(plan->index_json.back(), '\n');
+  EXPECT_EQ(hf_shard_name(OutputFormat::kTorch, 0, 1), "pytorch_model.bin");
+  EXPECT_EQ(hf_shard_name(OutputFormat::kTorch, 1, 12), "pytorch_model-00002-of-00012.bin");
+}
+
+TEST(Fp32Plan, SingleFileHasNoIndex) {
+  Fp32Layout layout;
+  layout.tensors = {tensor("w", 100, 0, 64)};
+  auto plan = plan_fp32(layout, sources(1), {});
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->files.size(), 1u);
+  EXPECT_EQ(plan->files[0].name, "model.safetensors");
+  EXPECT_TRUE(plan->index_name.empty());
+}
+
+TEST(Fp32Plan, RoundsRespectTheMemoryBound) {
+  Fp32Layout layout;
+  constexpr std::uint64_t kElems = 2u << 20;  // 8 MiB each
+  for (std::uint32_t i = 0; i < 24; ++i) layout.tensors.push_back(tensor("p" + std::to_string(i), kElems, i % 6, 0));
+  for (int world : {1, 2, 3, 4}) {
+    SCOPED_TRACE(world);
+    Fp32Options opt;
+    opt.world_size = world;
+    opt.max_memory = 48ull << 20;
+    opt.max_shard_bytes = 40ull << 20;
+    auto plan = plan_fp32(layout, sources(6), opt);
+    ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+    EXPECT_GT(plan->rounds.size(), 1u);
+    std::uint64_t written = 0;
+    for (int r = 0; r < world; ++r) {
+      const auto& t = plan->totals[static_cast<std::size_t>(r)];
+      EXPECT_LE(t.peak_round_bytes, opt.max_memory) << "rank " << r;
+      written += t.bytes_written;
+    }
+    EXPECT_EQ(written, 24 * kElems * 4);
+    // Each round's send/receive per rank recomputed independently.
+    for (const auto& round : plan->rounds) {
+      std::map<int, std::uint64_t> mem;
+      for (const auto& x : round) {
+        mem[x.reader] += x.out_bytes();
+        mem[x.writer] += x.out_bytes();
+      }
+      for (const auto& [r, b] : mem) EXPECT_LE(b, opt.max_memory) << "rank " << r;
+    }
+    // Every source file is read by exactly one rank, and by the rank the plan names.
+    for (const auto& round : plan->rounds)
+      for (const auto& x : round) EXPECT_EQ(x.reader, plan->source_reader[x.src.file]);
+    EXPECT_TRUE(check_file_coverage(*plan).ok());
+  }
+}
+
+TEST(Fp32Plan, DtypeCastAppliesToFloatsOnly) {
+  Fp32Layout layout;
+  layout.tensors = {tensor("w", 10, 0, 0), tensor("steps", 1, 0, 100, DType::kI64), tensor("h", 4, 0, 200, DType::kF16)};
+  Fp32Options opt;
+  opt.float_dtype = DType::kBF16;
+  auto plan = plan_fp32(layout, sources(1), opt);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->tensors[0].dtype, DType::kBF16);
+  EXPECT_EQ(plan->tensors[0].nbytes, 20u);
+  EXPECT_EQ(plan->tensors[1].dtype, DType::kI64);
+  EXPECT_EQ(plan->tensors[2].dtype, DType::kBF16);
+}
+
+TEST(Fp32Plan, TorchAliasesShareOneStorage) {
+  Fp32Layout layout;
+  layout.tensors = {tensor("emb", 6, 0, 0), tensor("b", 2, 0, 64)};
+  LogicalTensor alias{"head", {6}, DType::kF32, TensorRole::kAlias, 0, {}};
+  layout.tensors.push_back(alias);
+  Fp32Options opt;
+  opt.format = OutputFormat::kTorch;
+  auto plan = plan_fp32(layout, sources(1), opt);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  ASSERT_EQ(plan->files.size(), 1u);
+  EXPECT_EQ(plan->files[0].name, "pytorch_model.bin");
+  EXPECT_EQ(plan->tensors[2].shares_storage_with, 0);
+  EXPECT_EQ(plan->tensors[2].file_offset, plan->tensors[0].file_offset);
+  ASSERT_TRUE(plan->files[0].zip.has_value());
+  EXPECT_EQ(plan->files[0].zip->entries.size(), 5u);  // data.pkl, data/0, data/1, version, byteorder
+  for (const auto& e : plan->files[0].zip->entries) EXPECT_EQ(e.data_offset % 64, 0u) << e.name;
+  // The pickle names three tensors over two storages.
+  const auto& pkl = plan->files[0].fixed.front().second;
+  std::map<std::string, format::ValuePtr> storages;  // torch dedupes persistent ids by key too
+  auto root = format::read_pickle(pkl, [&](const format::ValuePtr& pid) -> base::Result<format::ValuePtr> {
+    auto& v = storages[pid->items.at(2)->str];
+    if (!v) {
+      auto st = std::make_shared<format::Storage>();
+      st->key = pid->items.at(2)->str;
+      st->numel = static_cast<std::uint64_t>(pid->items.at(4)->i);
+      st->dtype = DType::kF32;
+      v = std::make_shared<format::Value>();
+      v->kind = format::Value::Kind::kStorage;
+      v->storage = st;
+    }
+    return v;
+  });
+  EXPECT_EQ(storages.size(), 2u);
+  ASSERT_TRUE(root.ok()) << root.status().to_string();
+  ASSERT_TRUE((*root)->is_dict());
+  EXPECT_EQ((*root)->entries.size(), 3u);
+  EXPECT_EQ((*root)->get("head")->tensor.storage.get(), (*root)->get("emb")->tensor.storage.get());
+  // Safetensors cannot share: the alias becomes a copy read from the same source.
+  opt.format = OutputFormat::kSafetensors;
+  auto st = plan_fp32(layout, sources(1), opt);
+  ASSERT_TRUE(st.ok());
+  EXPECT_NE(st->tensors[2].file_offset, st->tensors[0].file_offset);
+  EXPECT_EQ(st->tensors[2].nbytes, 24u);
+}
+
+TEST(Fp32Plan, DeterministicDigest) {
+  Fp32Layout layout;
+  for (std::uint32_t i = 0; i < 10; ++i) layout.tensors.push_back(tensor("p" + std::to_string(i), 1000 + i, i % 3, 0));
+  Fp32Options opt;
+  opt.world_size = 3;
+  auto a = plan_fp32(layout, sources(3), opt);
+  auto b = plan_fp32(layout, sources(3), opt);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->digest(), b->digest());
+  opt.world_size = 2;
+  auto c = plan_fp32(layout, sources(3), opt);
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(a->digest(), c->digest());
+}
+
+TEST(Fp32Plan, TooLittleMemoryIsAnArgumentError) {
+  Fp32Layout layout;
+  layout.tensors = {tensor("w", 10, 0, 0)};
+  Fp32Options opt;
+  opt.max_memory = 1 << 20;
+  EXPECT_THAT(plan_fp32(layout, sources(1), opt),
+              testutil::StatusIs(base::StatusCode::kInvalidArgument, ::testing::HasSubstr("--max-memory")));
+}
+
+}  // namespace
+}  // namespace ucp::plan

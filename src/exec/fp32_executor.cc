@@ -133,7 +133,7 @@ Status Fp32Run::create() {
           ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         }
       }
-      if (x.writer == me_) r += x.out_bytes();
+      if (x.writer == me_ && x.reader != me_) r += x.out_bytes();
     }
     max_send = std::max(max_send, s);
     max_recv = std::max(max_recv, r);
@@ -161,33 +161,49 @@ Status Fp32Run::read_into(const Transfer& x, std::byte* dst) {
 
 Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
   const auto world = static_cast<std::size_t>(comm_.size());
+  const auto me = static_cast<std::size_t>(me_);
   std::vector<std::uint64_t> send_counts(world, 0), send_offsets(world, 0), recv_counts(world, 0), recv_offsets(world, 0);
-  for (const Transfer& x : round) {
-    if (x.reader == me_) send_counts[static_cast<std::size_t>(x.writer)] += x.out_bytes();
-    if (x.writer == me_) recv_counts[static_cast<std::size_t>(x.reader)] += x.out_bytes();
-  }
-  for (std::size_t r = 1; r < world; ++r) {
-    send_offsets[r] = send_offsets[r - 1] + send_counts[r - 1];
-    recv_offsets[r] = recv_offsets[r - 1] + recv_counts[r - 1];
-  }
-  // Read: the round is sorted by (reader, writer, file, offset), so my sends are already in
-  // destination order and each destination's runs are contiguous.
-  Status local;
+  // The round is sorted by (reader, writer, file, offset): my sends are grouped by destination.
+  // Runs I both read and write stay in the send buffer and are written from there: no exchange copy.
+  std::vector<std::uint64_t> send_pos;  // position in send_ of each of my reads, in round order
   std::uint64_t pos = 0;
   for (const Transfer& x : round) {
+    if (x.reader == me_) {
+      const auto w = static_cast<std::size_t>(x.writer);
+      if (w != me && send_counts[w] == 0) send_offsets[w] = pos;
+      if (w != me) send_counts[w] += x.out_bytes();
+      send_pos.push_back(pos);
+      pos += x.out_bytes();
+    }
+    if (x.writer == me_ && x.reader != me_) recv_counts[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+  }
+  for (std::size_t r = 1; r < world; ++r) recv_offsets[r] = recv_offsets[r - 1] + recv_counts[r - 1];
+
+  Status local;
+  std::size_t k = 0;
+  for (const Transfer& x : round) {
     if (x.reader != me_) continue;
-    if (local.ok()) local = read_into(x, send_.data() + pos);
-    pos += x.out_bytes();
+    if (local.ok()) local = read_into(x, send_.data() + send_pos[k]);
+    ++k;
   }
   // Exchange even after a local read error: the counts come from the agreed plan, so every rank
-  // still makes the same call; the error is reported at the agreement below.
+  // still makes the same call; the error is reported at the agreement that ends the round.
   UCP_RETURN_IF_ERROR(comm_.all_to_all_v(send_, send_counts, send_offsets, recv_, recv_counts, recv_offsets));
+
   // Write: runs from each source rank arrive in the same (writer, file, offset) order.
   std::vector<std::uint64_t> cursor = recv_offsets;
+  k = 0;
   for (const Transfer& x : round) {
-    if (x.writer != me_) continue;
-    const std::byte* data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
-    cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+    const std::byte* data = nullptr;
+    if (x.reader == me_) {
+      data = send_.data() + send_pos[k++];
+      if (x.writer != me_) continue;
+    } else if (x.writer == me_) {
+      data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
+      cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+    } else {
+      continue;
+    }
     if (!local.ok()) continue;
     local = pwrite_full(out_fds_.at(x.file), data, x.out_bytes(), x.file_offset,
                         out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name));

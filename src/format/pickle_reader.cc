@@ -16,84 +16,17 @@
 
 #include "ucp/base/checked_math.h"
 
+#include "pickle_opcodes.h"
+
 namespace ucp::format {
 namespace {
+
+using namespace pickle;  // NOLINT: the opcode table
 
 using base::Result;
 using base::Status;
 using Kind = Value::Kind;
 
-// Opcodes (CPython Lib/pickle.py and pickletools.py are the reference for their meaning).
-enum Op : std::uint8_t {
-  kMark = '(',
-  kStop = '.',
-  kPop = '0',
-  kPopMark = '1',
-  kDup = '2',
-  kFloat = 'F',
-  kInt = 'I',
-  kBinInt = 'J',
-  kBinInt1 = 'K',
-  kLong = 'L',
-  kBinInt2 = 'M',
-  kNone = 'N',
-  kPersId = 'P',
-  kBinPersId = 'Q',
-  kReduce = 'R',
-  kString = 'S',
-  kBinString = 'T',
-  kShortBinString = 'U',
-  kUnicode = 'V',
-  kBinUnicode = 'X',
-  kAppend = 'a',
-  kBuild = 'b',
-  kGlobal = 'c',
-  kDict = 'd',
-  kEmptyDict = '}',
-  kAppends = 'e',
-  kGet = 'g',
-  kBinGet = 'h',
-  kInst = 'i',
-  kLongBinGet = 'j',
-  kList = 'l',
-  kEmptyList = ']',
-  kObj = 'o',
-  kPut = 'p',
-  kBinPut = 'q',
-  kLongBinPut = 'r',
-  kSetItem = 's',
-  kTuple = 't',
-  kEmptyTuple = ')',
-  kSetItems = 'u',
-  kBinFloat = 'G',
-  kProto = 0x80,
-  kNewObj = 0x81,
-  kExt1 = 0x82,
-  kExt2 = 0x83,
-  kExt4 = 0x84,
-  kTuple1 = 0x85,
-  kTuple2 = 0x86,
-  kTuple3 = 0x87,
-  kNewTrue = 0x88,
-  kNewFalse = 0x89,
-  kLong1 = 0x8a,
-  kLong4 = 0x8b,
-  kBinBytes = 'B',
-  kShortBinBytes = 'C',
-  kShortBinUnicode = 0x8c,
-  kBinUnicode8 = 0x8d,
-  kBinBytes8 = 0x8e,
-  kEmptySet = 0x8f,
-  kAddItems = 0x90,
-  kFrozenSet = 0x91,
-  kNewObjEx = 0x92,
-  kStackGlobal = 0x93,
-  kMemoize = 0x94,
-  kFrame = 0x95,
-  kByteArray8 = 0x96,
-  kNextBuffer = 0x97,
-  kReadonlyBuffer = 0x98,
-};
 
 const char* op_name(std::uint8_t op) {
   switch (op) {
@@ -421,6 +354,8 @@ class Vm {
   }
 
  private:
+  int protocol_ = 0;  // From PROTO; protocol 0/1 pickles have none.
+
   // ------------------------------------------------------------ errors and input
 
   Status error(const std::string& what) const {
@@ -592,6 +527,7 @@ class Vm {
       case kProto: {
         UCP_ASSIGN_OR_RETURN(std::uint64_t v, read_uint(1));
         if (v > kHighestProtocol) return unsupported("pickle protocol " + std::to_string(v) + " is not supported");
+        protocol_ = static_cast<int>(v);
         return Status();
       }
       case kFrame: {
@@ -801,7 +737,10 @@ class Vm {
         UCP_ASSIGN_OR_RETURN(std::string_view module, read_line());
         UCP_ASSIGN_OR_RETURN(std::string_view name, read_line());
         if (!valid_utf8(module) || !valid_utf8(name)) return error("module or name is not valid UTF-8");
-        push(Value::global_ref(std::string(module), std::string(name)));
+        // Like Python's unpickler, protocol < 3 pickles get Python 3 module names ("__builtin__" ->
+        // "builtins"), so the tree is the same whatever protocol wrote it; the writer spells them
+        // back for the protocol it writes.
+        push(Value::global_ref(protocol_ < 3 ? python3_module(module) : std::string(module), std::string(name)));
         return Status();
       }
       case kStackGlobal: {

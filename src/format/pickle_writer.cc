@@ -10,59 +10,20 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "pickle_opcodes.h"
+
 namespace ucp::format {
 namespace {
+
+using namespace pickle;  // NOLINT: the opcode table
 
 using base::Result;
 using base::Status;
 using Kind = Value::Kind;
 
-enum Op : std::uint8_t {
-  kMark = '(',
-  kStop = '.',
-  kBinInt = 'J',
-  kBinInt1 = 'K',
-  kBinInt2 = 'M',
-  kNone = 'N',
-  kBinPersId = 'Q',
-  kReduce = 'R',
-  kBinUnicode = 'X',
-  kAppend = 'a',
-  kBuild = 'b',
-  kGlobal = 'c',
-  kEmptyDict = '}',
-  kAppends = 'e',
-  kBinGet = 'h',
-  kLongBinGet = 'j',
-  kEmptyList = ']',
-  kBinPut = 'q',
-  kLongBinPut = 'r',
-  kSetItem = 's',
-  kTuple = 't',
-  kEmptyTuple = ')',
-  kSetItems = 'u',
-  kBinFloat = 'G',
-  kProto = 0x80,
-  kNewObj = 0x81,
-  kTuple1 = 0x85,
-  kNewTrue = 0x88,
-  kNewFalse = 0x89,
-  kLong1 = 0x8a,
-  kLong4 = 0x8b,
-  kBinBytes = 'B',
-  kShortBinBytes = 'C',
-  kShortBinUnicode = 0x8c,
-  kBinUnicode8 = 0x8d,
-  kBinBytes8 = 0x8e,
-  kEmptySet = 0x8f,
-  kAddItems = 0x90,
-  kFrozenSet = 0x91,
-  kNewObjEx = 0x92,
-  kStackGlobal = 0x93,
-  kMemoize = 0x94,
-};
 
 constexpr std::size_t kBatchSize = 1000;  // CPython's BATCHSIZE
+
 
 using Entries = std::vector<std::pair<ValuePtr, ValuePtr>>;
 
@@ -247,7 +208,11 @@ class Writer {
     return Status();
   }
 
-  [[gnu::noinline]] Status save_global(const std::string& module, const std::string& name) {
+  [[gnu::noinline]] Status save_global(const std::string& module_as_read, const std::string& name) {
+    // Python only translates Python 2 module names (what protocol <= 2 pickles carry, e.g.
+    // "__builtin__") when loading a protocol < 3 pickle, so each protocol gets its own spelling,
+    // as CPython's fix_imports does.
+    const std::string module = module_for_protocol(module_as_read, options_.protocol);
     const std::string key = module + '\n' + name;
     auto it = global_memo_.find(key);
     if (it != global_memo_.end()) {

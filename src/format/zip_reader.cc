@@ -9,28 +9,16 @@
 
 #include "ucp/base/checked_math.h"
 #include "ucp/format/crc32.h"
+#include "zip_format.h"
 
 namespace ucp::format {
 namespace {
 
+using namespace zip;  // NOLINT: the format constants
+
 using base::checked_add;
 using base::Status;
 
-// Record signatures and fixed sizes (APPNOTE 4.3.7, 4.3.12, 4.3.14 - 4.3.16).
-constexpr std::uint32_t kLocalHeaderSignature = 0x04034b50;
-constexpr std::uint32_t kCentralHeaderSignature = 0x02014b50;
-constexpr std::uint32_t kEocdSignature = 0x06054b50;
-constexpr std::uint32_t kZip64EocdSignature = 0x06064b50;
-constexpr std::uint32_t kZip64LocatorSignature = 0x07064b50;
-constexpr std::uint64_t kLocalHeaderSize = 30;
-constexpr std::uint64_t kCentralHeaderSize = 46;
-constexpr std::uint64_t kEocdSize = 22;
-constexpr std::uint64_t kZip64LocatorSize = 20;
-constexpr std::uint64_t kZip64EocdMinSize = 56;
-constexpr std::uint64_t kMaxCommentSize = 0xFFFF;
-constexpr std::uint16_t kZip64ExtraId = 0x0001;
-constexpr std::uint16_t kMax16 = 0xFFFF;
-constexpr std::uint32_t kMax32 = 0xFFFFFFFF;
 // Bit 0: encrypted; bit 6: strong encryption; bit 13: encrypted central directory.
 constexpr std::uint16_t kEncryptionFlags = 0x0001 | 0x0040 | 0x2000;
 
@@ -218,10 +206,10 @@ base::Result<Directory> Parser::read_end_records() {
     return unsupported("multi-disk archive (ZIP64 locator at offset " + std::to_string(loc) + " names " +
                        std::to_string(total_disks) + " disks); only single-file archives are supported");
   }
-  auto z64_min_end = checked_add(z64, kZip64EocdMinSize);
+  auto z64_min_end = checked_add(z64, kZip64EocdSize);
   if (!z64_min_end || *z64_min_end > loc) {
     return loss("ZIP64 end of central directory locator", loc,
-                "a ZIP64 end of central directory record of at least " + std::to_string(kZip64EocdMinSize) +
+                "a ZIP64 end of central directory record of at least " + std::to_string(kZip64EocdSize) +
                     " bytes before offset " + std::to_string(loc),
                 "one pointed to at offset " + std::to_string(z64));
   }
@@ -231,9 +219,9 @@ base::Result<Directory> Parser::read_end_records() {
   }
   const std::uint64_t record_size = b_.u64(z64 + 4);
   auto record_end = checked_add(z64 + 12, record_size);
-  if (record_size < kZip64EocdMinSize - 12 || !record_end || *record_end > loc) {
+  if (record_size < kZip64EocdSize - 12 || !record_end || *record_end > loc) {
     return loss("ZIP64 end of central directory record", z64,
-                "a record size of " + std::to_string(kZip64EocdMinSize - 12) + " to " +
+                "a record size of " + std::to_string(kZip64EocdSize - 12) + " to " +
                     std::to_string(loc - z64 - 12) + " bytes",
                 std::to_string(record_size));
   }

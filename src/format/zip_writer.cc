@@ -12,26 +12,16 @@
 
 #include "ucp/base/checked_math.h"
 #include "ucp/format/crc32.h"
+#include "zip_format.h"
 
 namespace ucp::format {
 namespace {
 
-constexpr std::uint32_t kLocalHeaderSignature = 0x04034b50;
-constexpr std::uint32_t kCentralHeaderSignature = 0x02014b50;
-constexpr std::uint32_t kEocdSignature = 0x06054b50;
-constexpr std::uint32_t kZip64EocdSignature = 0x06064b50;
-constexpr std::uint32_t kZip64LocatorSignature = 0x07064b50;
-constexpr std::uint64_t kLocalHeaderSize = 30;
-constexpr std::uint64_t kCentralHeaderSize = 46;
-constexpr std::uint64_t kEocdSize = 22;
-constexpr std::uint64_t kZip64EocdSize = 56;
-constexpr std::uint64_t kZip64LocatorSize = 20;
+using namespace zip;  // NOLINT: the format constants
+
 constexpr std::uint64_t kExtraHeaderSize = 4;
 constexpr std::uint64_t kLocalZip64ExtraSize = kExtraHeaderSize + 16;  // Both sizes, always.
-constexpr std::uint16_t kZip64ExtraId = 0x0001;
 constexpr std::uint16_t kPaddingExtraId = 0x4246;  // "FB" on disk, as torch's writer.
-constexpr std::uint64_t kMax16 = 0xFFFF;
-constexpr std::uint64_t kMax32 = 0xFFFFFFFF;
 constexpr std::uint16_t kVersionPlain = 20;  // 2.0: stored records, directories.
 constexpr std::uint16_t kVersionZip64 = 45;  // 4.5: ZIP64 extensions.
 constexpr std::uint16_t kFlagUtf8Names = 0x0800;  // Names are UTF-8 (APPNOTE appendix D).
@@ -260,10 +250,10 @@ std::vector<std::byte> zip_central_directory(const ZipLayout& layout, std::span<
   w.u32(kEocdSignature);
   w.u16(0);  // This disk.
   w.u16(0);  // Disk with the directory.
-  w.u16(std::min(count, kMax16));
-  w.u16(std::min(count, kMax16));
-  w.u32(std::min(cd_size, kMax32));
-  w.u32(std::min(cd_offset, kMax32));
+  w.u16(std::min<std::uint64_t>(count, kMax16));
+  w.u16(std::min<std::uint64_t>(count, kMax16));
+  w.u32(std::min<std::uint64_t>(cd_size, kMax32));
+  w.u32(std::min<std::uint64_t>(cd_offset, kMax32));
   w.u16(0);  // Comment length.
   return std::move(w).take();
 }

@@ -61,6 +61,16 @@ class ToFp32Errors(unittest.TestCase):
         with uo.TempDir() as empty:
             self.expect_failure(NOT_FOUND, ["not a DeepSpeed checkpoint", empty], ckpt=empty)
 
+    def test_torch_file_that_is_not_deepspeed(self):
+        shutil.copy(os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws4", "fp32_reference.pt"),
+                    os.path.join(self.tag_dir, "zero_pp_rank_1_mp_rank_00_optim_states.pt"))
+        self.expect_failure(DATA_LOSS, ["zero_pp_rank_1_mp_rank_00_optim_states.pt", "optimizer_state_dict"])
+
+    def test_file_that_is_not_a_zip(self):
+        with open(os.path.join(self.tag_dir, "zero_pp_rank_0_mp_rank_00_optim_states.pt"), "wb") as f:
+            f.write(b"this is not a torch checkpoint\n" * 100)
+        self.expect_failure(DATA_LOSS, ["zero_pp_rank_0_mp_rank_00_optim_states.pt"])
+
     def test_truncated_file(self):
         path = os.path.join(self.tag_dir, "zero_pp_rank_3_mp_rank_00_optim_states.pt")
         size = os.path.getsize(path)

@@ -5,7 +5,6 @@ our outputs, and this module renders what torch.load returned in the same canoni
 `ucp_pt_tool dump` prints for what our reader returned, so the two can be compared exactly.
 """
 
-import _compat_pickle
 import collections
 import copyreg
 import enum
@@ -75,14 +74,11 @@ def dtype_name(dt):
 
 
 def global_name(obj, protocol):
-    """The 'module.name' pickle writes for a class or function, as pickle.save_global does."""
-    module, name = obj.__module__, obj.__qualname__
-    if protocol < 3:  # fix_imports: Python 3 names are written under their Python 2 names
-        if (module, name) in _compat_pickle.REVERSE_NAME_MAPPING:
-            module, name = _compat_pickle.REVERSE_NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.REVERSE_IMPORT_MAPPING:
-            module = _compat_pickle.REVERSE_IMPORT_MAPPING[module]
-    return f"{module}.{name}"
+    """The 'module.name' of a class or function as an unpickler sees it: protocol < 3 pickles spell
+    modules the Python 2 way ("__builtin__"), and readers (Python's with fix_imports, and ours)
+    translate them back, so the Python 3 name is expected at every protocol."""
+    del protocol
+    return f"{obj.__module__}.{obj.__qualname__}"
 
 
 def render(x, protocol):

@@ -200,7 +200,7 @@ TEST(PickleReader, OpaqueObjectsKeepTheirConstruction) {
   ASSERT_EQ((*dd)->kind, Kind::kObject);
   EXPECT_EQ((*dd)->type_name(), "collections.defaultdict");
   EXPECT_EQ((*dd)->object.kind, BuildKind::kReduce);
-  EXPECT_EQ(first_difference((*dd)->object.args, T({Value::global_ref("__builtin__", "list")})), "");
+  EXPECT_EQ(first_difference((*dd)->object.args, T({Value::global_ref("builtins", "list")})), "");
   ASSERT_EQ((*dd)->object.dict_items.size(), 1u);
   EXPECT_EQ(first_difference((*dd)->object.dict_items[0].first, S("k")), "");
   EXPECT_EQ(first_difference((*dd)->object.dict_items[0].second, L({I(1)})), "");

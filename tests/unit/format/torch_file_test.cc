@@ -169,7 +169,7 @@ TEST(TorchFile, DeepSpeedOptimizerObjects) {
   const ValuePtr stage = osd->get("zero_stage");
   ASSERT_EQ(stage->kind, Kind::kObject);
   EXPECT_EQ(stage->object.kind, BuildKind::kReduce);
-  EXPECT_TRUE(values_equal(stage->object.callable, Value::global_ref("__builtin__", "getattr")));
+  EXPECT_TRUE(values_equal(stage->object.callable, Value::global_ref("builtins", "getattr")));
   EXPECT_TRUE(values_equal(stage->object.args, Value::tuple({Value::global_ref("deepspeed.runtime.zero.config", "ZeroStageEnum"),
                                                               Value::string("gradients")})));
 

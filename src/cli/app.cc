@@ -89,7 +89,8 @@ int run_main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
       // Every rank parsed the same arguments, so every rank reaches the same verdict; rank 0 prints.
       std::ostringstream out, err;
-      code = app.exit(e, out, err);
+      // --help/--version exit 0; every usage error is "invalid argument" (README exit codes).
+      code = app.exit(e, out, err) == 0 ? 0 : base::invalid_argument("").exit_code();
       if (comm->rank() == 0) {
         std::cout << out.str();
         std::cerr << err.str();

@@ -109,6 +109,9 @@ Result<TorchFile> TorchFile::parse(std::shared_ptr<const MappedFile> file, const
   const ZipRecord& record = **pickle;
   std::string archive = record.name.substr(0, record.name.size() - kPickleName.size() - 1);
   UCP_ASSIGN_OR_RETURN(std::span<const std::byte> data, zip.view(record, 0, record.size));
+  // The pickle is small and decides how every byte is interpreted: check its CRC (torch writes 0
+  // when CRCs are disabled). Storage records are not checksummed here: that would read them all.
+  if (record.crc32 != 0) UCP_RETURN_IF_ERROR(zip.verify_crc(record));
   StorageResolver resolver(zip, archive);
   PersistentLoad load = [&resolver](const ValuePtr& pid) { return resolver(pid); };
   auto root = read_pickle(data, load, limits);

@@ -13,6 +13,7 @@
 #include "ucp/cli/diff.h"
 #include "ucp/cli/inspect.h"
 #include "ucp/cli/to_fp32.h"
+#include "ucp/cli/to_universal.h"
 #include "ucp/comm/communicator.h"
 #if defined(UCP_HAVE_NCCL)
 #include "ucp/comm/nccl_transport.h"
@@ -83,6 +84,8 @@ int run_main(int argc, char** argv) {
 
     ToFp32Options to_fp32;
     CLI::App* to_fp32_cmd = add_to_fp32_command(app, to_fp32);
+    ToUniversalOptions to_universal;
+    CLI::App* to_universal_cmd = add_to_universal_command(app, to_universal);
 
     try {
       app.parse(argc, argv);
@@ -120,6 +123,8 @@ int run_main(int argc, char** argv) {
       if (code == 0 && different) code = 1;
     } else if (*to_fp32_cmd) {
       code = finish(*comm, "to-fp32", run_to_fp32(*comm, to_fp32));
+    } else if (*to_universal_cmd) {
+      code = finish(*comm, "to-universal", run_to_universal(*comm, to_universal));
     }
   } catch (const std::exception& e) {
     // Last resort: this rank cannot reach the next agreement point, so take the job down.

@@ -92,7 +92,9 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
 
   UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
   timer.mark("prepare");
-  UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, {o.progress}, timer));
+  exec::ExecuteOptions eopts;
+  eopts.progress = o.progress;
+  UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, eopts, timer));
 
   std::uint64_t written = 0;
   for (const auto& f : plan->files) written += f.size;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -103,6 +104,13 @@ Status Fp32Run::create() {
     const plan::OutputFile& file = plan_.files[f];
     if (file.owner != me_) continue;
     const std::string path = out_.temp_file(file.name);
+    if (const auto slash = file.name.rfind('/'); slash != std::string::npos) {
+      // Nested outputs (universal zero/<param>/...): several owners may create one folder.
+      std::error_code ec;
+      const std::string dir = out_.temp_file(file.name.substr(0, slash));
+      std::filesystem::create_directories(dir, ec);
+      if (!std::filesystem::is_directory(dir)) return io_error("creating folder", dir, ec ? ec.value() : EIO);
+    }
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return io_error("creating", path, errno);
     out_fds_[static_cast<int>(f)] = fd;
@@ -284,6 +292,10 @@ Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputD
     timer.mark("transfer");
     if (status.ok()) status = comm::agree(comm, "finalize", run.finalize()).status;
     timer.mark("finalize");
+    if (status.ok() && options.before_commit) {
+      status = comm::agree(comm, "extras", options.before_commit()).status;
+      timer.mark("extras");
+    }
   }
   if (status.ok()) status = out.commit(comm);
   if (!status.ok()) out.abandon(comm);

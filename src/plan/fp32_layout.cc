@@ -67,9 +67,19 @@ class VirtualVector {
 // ZeRO-1/2 and BF16_Optimizer: group g is the concatenation, in rank order, of every rank's saved
 // fp32 partition (ZeRO-1/2 save them without padding, BF16_Optimizer with, at the end); parameters
 // sit back to back in param_shapes order.
-Status add_flat_group_params(const ZeroCheckpoint& ck, std::size_t g, std::vector<LogicalTensor>& out) {
+using RunsOf = const std::vector<TensorLocation>& (*)(const format::OptimFileMeta&);
+
+const std::vector<TensorLocation>& fp32_runs(const format::OptimFileMeta& o) { return o.fp32; }
+const std::vector<TensorLocation>& exp_avg_runs(const format::OptimFileMeta& o) { return o.exp_avg; }
+const std::vector<TensorLocation>& exp_avg_sq_runs(const format::OptimFileMeta& o) { return o.exp_avg_sq; }
+
+// Concatenating every rank's run of group g works for all three states: ZeRO-1/2 fp32 partitions
+// lose only trailing padding (which sits after the last parameter), while the moments and
+// BF16_Optimizer partitions keep it (S_g per rank); parameters start at the same offsets either way.
+Status add_flat_group_params(const ZeroCheckpoint& ck, std::size_t g, std::vector<LogicalTensor>& out,
+                             RunsOf runs_of = fp32_runs) {
   VirtualVector flat;
-  for (const auto& o : ck.optims) flat.append(o.fp32[g]);
+  for (const auto& o : ck.optims) flat.append(runs_of(o)[g]);
   std::uint64_t offset = 0;
   for (const NamedShape& p : ck.models[0].param_shapes[g]) {
     LogicalTensor t{p.name, p.shape, base::DType::kF32, TensorRole::kTrainable, -1, {}};
@@ -95,11 +105,11 @@ Status add_flat_group_params(const ZeroCheckpoint& ck, std::size_t g, std::vecto
 
 // ZeRO-3: each parameter is split on its own into dp slices of ceil(n/dp) elements; rank r's
 // sub-group tensors, concatenated, hold its slices of all parameters back to back.
-Status add_zero3_params(const ZeroCheckpoint& ck, std::vector<LogicalTensor>& out) {
+Status add_zero3_params(const ZeroCheckpoint& ck, std::vector<LogicalTensor>& out, RunsOf runs_of = fp32_runs) {
   const auto dp = static_cast<std::uint64_t>(ck.dp);
   std::vector<VirtualVector> per_rank(dp);
   for (std::uint64_t r = 0; r < dp; ++r)
-    for (const auto& run : ck.optims[r].fp32) per_rank[r].append(run);
+    for (const auto& run : runs_of(ck.optims[r])) per_rank[r].append(run);
   std::uint64_t offset = 0;
   for (const auto& group : ck.models[0].param_shapes) {
     for (const NamedShape& p : group) {
@@ -228,6 +238,36 @@ Result<Fp32Layout> layout_fp32(const ZeroCheckpoint& ck, bool exclude_frozen) {
   for (const auto& t : out)
     if (t.role != TensorRole::kAlias) UCP_RETURN_IF_ERROR(check_coverage(t));
   return layout;
+}
+
+const char* optimizer_state_name(OptimizerState state) {
+  switch (state) {
+    case OptimizerState::kFp32: return "fp32";
+    case OptimizerState::kExpAvg: return "exp_avg";
+    case OptimizerState::kExpAvgSq: return "exp_avg_sq";
+  }
+  return "?";
+}
+
+Result<std::vector<LogicalTensor>> layout_optimizer_state(const ZeroCheckpoint& ck, OptimizerState state) {
+  RunsOf runs_of = state == OptimizerState::kFp32 ? fp32_runs : state == OptimizerState::kExpAvg ? exp_avg_runs : exp_avg_sq_runs;
+  for (std::size_t r = 0; r < ck.optims.size(); ++r)
+    if (runs_of(ck.optims[r]).size() != ck.optims[r].fp32.size())
+      return base::failed_precondition(
+          (r < ck.files.optim_files.size() ? "'" + ck.files.optim_files[r] + "'" : "rank " + std::to_string(r) + "'s optimizer file") +
+          " has no '" + optimizer_state_name(state) +
+                                       "' optimizer state for every group (" + std::to_string(runs_of(ck.optims[r]).size()) +
+                                       " of " + std::to_string(ck.optims[r].fp32.size()) +
+                                       "); only Adam-family optimizer state can be converted (no step taken yet?)");
+  std::vector<LogicalTensor> out;
+  if (ck.kind == format::DeepSpeedOptimizerKind::kZero3) {
+    UCP_RETURN_IF_ERROR(add_zero3_params(ck, out, runs_of));
+  } else {
+    for (std::size_t g = 0; g < ck.models[0].param_shapes.size(); ++g)
+      UCP_RETURN_IF_ERROR(add_flat_group_params(ck, g, out, runs_of));
+  }
+  for (const auto& t : out) UCP_RETURN_IF_ERROR(check_coverage(t));
+  return out;
 }
 
 }  // namespace ucp::plan

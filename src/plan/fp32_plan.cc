@@ -93,13 +93,23 @@ Status build_safetensors_file(OutputFile& file, std::vector<OutputTensor>& tenso
   return {};
 }
 
-// A torch.save archive of an OrderedDict name -> tensor; one storage record per distinct tensor,
-// aliases pickled as a second reference to the same storage (as torch.save does for tied weights).
-Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members) {
-  const std::string archive = file.name.substr(0, file.name.rfind('.'));
+}  // namespace
+
+format::ValuePtr ordered_dict_root(std::vector<std::pair<std::string, format::ValuePtr>> tensors) {
+  std::vector<std::pair<format::ValuePtr, format::ValuePtr>> entries;
+  for (auto& [name, value] : tensors) entries.emplace_back(format::Value::string(name), std::move(value));
+  return format::Value::dict(std::move(entries), /*ordered=*/true);
+}
+
+// One storage record per distinct tensor, aliases pickled as a second reference to the same
+// storage (as torch.save does for tied weights).
+Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members,
+                        const TorchRootFn& make_root) {
+  const std::string base_name = file.name.substr(file.name.rfind('/') + 1);
+  const std::string archive = base_name.substr(0, base_name.rfind('.'));
   std::map<int, std::shared_ptr<format::Storage>> storage_of;  // tensor index -> storage
   std::vector<int> storage_tensor;                              // key -> tensor index
-  std::vector<std::pair<format::ValuePtr, format::ValuePtr>> entries;
+  std::vector<std::pair<std::string, format::ValuePtr>> entries;
   for (int i : members) {
     const auto& t = tensors[static_cast<std::size_t>(i)];
     const int owner = t.shares_storage_with >= 0 ? t.shares_storage_with : i;
@@ -116,9 +126,10 @@ Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, co
     tensor.storage = st;
     tensor.shape = t.shape;
     tensor.stride = format::Tensor::contiguous_strides(t.shape);
-    entries.emplace_back(format::Value::string(t.name), format::Value::tensor_value(std::move(tensor)));
+    tensor.requires_grad = t.requires_grad;
+    entries.emplace_back(t.name, format::Value::tensor_value(std::move(tensor)));
   }
-  format::ValuePtr root = format::Value::dict(std::move(entries), /*ordered=*/true);
+  format::ValuePtr root = make_root(std::move(entries));
   UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle,
                        format::write_pickle(root, [](const std::shared_ptr<format::Storage>& s) { return s->key; }));
 
@@ -143,8 +154,6 @@ Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, co
   return {};
 }
 
-}  // namespace
-
 std::string hf_shard_name(OutputFormat format, int index, int count) {
   const char* stem = format == OutputFormat::kSafetensors ? "model" : "pytorch_model";
   const char* ext = format == OutputFormat::kSafetensors ? "safetensors" : "bin";
@@ -161,10 +170,8 @@ Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::stri
     return base::invalid_argument("--max-memory " + base::format_bytes(opt.max_memory) + " is too small: at least " +
                                   base::format_bytes(kMinMemory) + " is needed for buffers");
   if (opt.max_shard_bytes == 0) return base::invalid_argument("--max-shard-size must be positive");
-  const int world = opt.world_size;
   const bool torch = opt.format == OutputFormat::kTorch;
   Fp32Plan plan;
-  plan.source_paths = source_paths;
 
   // 1. Output tensors, in layout order.
   std::vector<int> follows(layout.tensors.size(), -1);
@@ -206,6 +213,32 @@ Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::stri
     else UCP_RETURN_IF_ERROR(build_safetensors_file(file, plan.tensors, members[static_cast<std::size_t>(f)]));
     plan.files.push_back(std::move(file));
   }
+
+  UCP_RETURN_IF_ERROR(finish_plan(plan, layout, source_paths, opt));
+
+  // 8. Index, when sharded: keys sorted, indent 2, trailing newline (as zero_to_fp32 / HF write it).
+  if (plan.files.size() > 1) {
+    plan.index_name = torch ? "pytorch_model.bin.index.json" : "model.safetensors.index.json";
+    std::uint64_t total = 0;
+    nlohmann::json weight_map = nlohmann::json::object();
+    for (const auto& t : plan.tensors) {
+      weight_map[t.name] = plan.files[static_cast<std::size_t>(t.file)].name;
+      if (t.shares_storage_with < 0) total += t.nbytes;
+    }
+    nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    plan.index_json = index.dump(2) + "\n";
+  }
+  return plan;
+}
+
+Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<std::string>& source_paths,
+                   const Fp32Options& opt) {
+  if (opt.world_size < 1) return base::internal_error("plan: world size < 1");
+  if (opt.max_memory < kMinMemory)
+    return base::invalid_argument("--max-memory " + base::format_bytes(opt.max_memory) + " is too small: at least " +
+                                  base::format_bytes(kMinMemory) + " is needed for buffers");
+  const int world = opt.world_size;
+  plan.source_paths = source_paths;
 
   // 3. File owners: largest file first to the least-loaded rank (ties: lowest rank).
   plan.totals.assign(static_cast<std::size_t>(world), RankTotals{});
@@ -327,21 +360,7 @@ Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::stri
     }
   }
   close_round();
-
-  // 8. Index, when sharded: keys sorted, indent 2, trailing newline (as zero_to_fp32 / HF write it).
-  if (plan.files.size() > 1) {
-    plan.index_name = torch ? "pytorch_model.bin.index.json" : "model.safetensors.index.json";
-    std::uint64_t total = 0;
-    nlohmann::json weight_map = nlohmann::json::object();
-    for (const auto& t : plan.tensors) {
-      weight_map[t.name] = plan.files[static_cast<std::size_t>(t.file)].name;
-      if (t.shares_storage_with < 0) total += t.nbytes;
-    }
-    nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    plan.index_json = index.dump(2) + "\n";
-  }
-  UCP_RETURN_IF_ERROR(check_file_coverage(plan));
-  return plan;
+  return check_file_coverage(plan);
 }
 
 Status check_file_coverage(const Fp32Plan& plan) {

@@ -9,6 +9,7 @@
 //   commit    rank 0 writes the HF index, then moves the folder into place
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "ucp/base/status.h"
@@ -21,6 +22,9 @@ namespace ucp::exec {
 
 struct ExecuteOptions {
   bool progress = false;  ///< Rank 0 prints bytes done, rate and ETA to stderr after each round.
+  /// Called on every rank after finalize, before the commit, to write files outside the plan into
+  /// the temporary folder; its result is agreed on (phase "extras").
+  std::function<base::Status()> before_commit;
 };
 
 /// Executes `plan` into `out` (already prepared) and commits it. On failure the temporary folder

@@ -50,6 +50,17 @@ struct Fp32Layout {
 /// Builds the layout. `exclude_frozen` drops frozen parameters (and aliases of them).
 base::Result<Fp32Layout> layout_fp32(const format::ZeroCheckpoint& ckpt, bool exclude_frozen);
 
+/// The per-parameter optimizer states a universal checkpoint holds.
+enum class OptimizerState : std::uint8_t { kFp32, kExpAvg, kExpAvgSq };
+/// "fp32", "exp_avg", "exp_avg_sq" (the universal file stems).
+const char* optimizer_state_name(OptimizerState state);
+
+/// Trainable parameters only (param_shapes order), each with the pieces of `state` instead of the
+/// fp32 master weights. Same partition math for all three: the moments of ZeRO-1/2 keep the
+/// alignment padding (S_g per rank) where the fp32 partitions drop it; BF16_Optimizer keeps it in
+/// both; ZeRO-3 moments mirror fp32_flat_groups. FailedPrecondition when a rank has no such state.
+base::Result<std::vector<LogicalTensor>> layout_optimizer_state(const format::ZeroCheckpoint& ckpt, OptimizerState state);
+
 /// Checks that the pieces of `t` cover [0, numel) exactly once (sorted, no gap, no overlap).
 base::Status check_coverage(const LogicalTensor& t);
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,7 @@ struct OutputTensor {
   int file = -1;
   std::uint64_t file_offset = 0;  ///< Where its bytes start in the file.
   int shares_storage_with = -1;   ///< Torch only: alias written as a reference to this tensor's storage.
+  bool requires_grad = false;     ///< Torch only: pickled requires_grad flag.
 };
 
 struct OutputFile {
@@ -88,6 +90,23 @@ struct Fp32Plan {
   /// Human-readable summary (files, rounds, per-rank bytes and memory) for --dry-run.
   std::string describe() const;
 };
+
+/// Builds the pickled root of a torch file from its tensors, (name, tensor value) in member order.
+using TorchRootFn = std::function<format::ValuePtr(std::vector<std::pair<std::string, format::ValuePtr>> tensors)>;
+/// The root torch.save gets from zero_to_fp32: an OrderedDict name -> tensor.
+format::ValuePtr ordered_dict_root(std::vector<std::pair<std::string, format::ValuePtr>> tensors);
+
+/// Lays out `file` (a torch.save zip named file.name, archive folder = its stem) holding the
+/// tensors `members` (indices into `tensors`), one storage per distinct tensor; sets their
+/// file_offset. Aliases (shares_storage_with) become second references to one storage.
+base::Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members,
+                              const TorchRootFn& root = ordered_dict_root);
+
+/// The shared back half of every plan: given plan.tensors (with .logical into `layout`) and
+/// plan.files laid out, assigns file owners and source readers, cuts the source pieces into
+/// transfers, groups them in memory-bounded rounds, fills the totals and proves file coverage.
+base::Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<std::string>& source_paths,
+                         const Fp32Options& options);
 
 /// Builds the plan. `source_paths[i]` is the file TensorLocation::file == i refers to.
 base::Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::string>& source_paths,

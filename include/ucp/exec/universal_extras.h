@@ -1,0 +1,25 @@
+// The parts of a universal checkpoint that are not partitioned tensor data: zero/optimizer_state.pt
+// and zero/<param>/step.pt (rebuilt by rank 0 from rank 0's optimizer pickle, opaque DeepSpeed
+// objects re-emitted as they were), copies of the model-state files (spread over the ranks), and
+// <parent of OUT>/latest_universal.
+#pragma once
+
+#include <string>
+
+#include "ucp/base/status.h"
+#include "ucp/comm/communicator.h"
+#include "ucp/format/zero_checkpoint.h"
+#include "ucp/plan/universal_plan.h"
+
+namespace ucp::exec {
+
+/// Not collective: what rank `rank` of `world` writes into `temp_dir` (the output's temporary
+/// folder). Rank 0 writes optimizer_state.pt and the step.pt files; model-state file i is copied by
+/// rank i % world.
+base::Status write_universal_extras(const format::ZeroCheckpoint& ckpt, const plan::UniversalPlan& plan,
+                                    const std::string& temp_dir, int rank, int world);
+
+/// Writes `<parent of out>/latest_universal` holding basename(out) (no newline, as DeepSpeed).
+base::Status write_latest_universal(const std::string& out);
+
+}  // namespace ucp::exec

@@ -1,0 +1,110 @@
+#include "ucp/cli/to_universal.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <iostream>
+
+#include "ucp/base/size.h"
+#include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/universal_extras.h"
+#include "ucp/exec/zero_source.h"
+#include "ucp/plan/universal_plan.h"
+
+namespace ucp::cli {
+using base::Result;
+using base::Status;
+
+CLI::App* add_to_universal_command(CLI::App& app, ToUniversalOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "to-universal", "Convert a DeepSpeed ZeRO checkpoint into a universal checkpoint (like ds_to_universal.py)");
+  cmd->add_option("checkpoint", o.checkpoint, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
+  cmd->add_option("out", o.out,
+                  "Output folder (created; must not exist or be empty unless --overwrite); its parent gets latest_universal")
+      ->required();
+  cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
+  cmd->add_option("--max-memory", o.max_memory, "Tensor bytes a rank may hold at once")->capture_default_str();
+  cmd->add_flag("--dry-run", o.dry_run, "Print the plan (bytes read/sent/written per rank, files, memory) and stop");
+  cmd->add_flag("--progress,!--no-progress", o.progress, "Show bytes done, rate and ETA on rank 0 (default: when stderr is a TTY)");
+  cmd->add_flag("--overwrite", o.overwrite, "Replace a non-empty output directory");
+  cmd->add_flag("--timings", o.timings, "Print per-phase timings and peak memory per rank (JSON) at the end");
+  o.progress = ::isatty(STDERR_FILENO) != 0;
+  return cmd;
+}
+
+namespace {
+
+// All ranks must hold the very same plan before any byte moves.
+Status agree_on_digest(comm::Communicator& comm, std::uint64_t digest) {
+  UCP_ASSIGN_OR_RETURN(auto all, comm.all_gather(std::span<const std::byte>(reinterpret_cast<const std::byte*>(&digest), sizeof digest)));
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    std::uint64_t d = 0;
+    if (all[r].size() == sizeof d) std::memcpy(&d, all[r].data(), sizeof d);
+    if (d != digest) return base::internal_error("rank " + std::to_string(r) + " computed a different plan (digest mismatch)");
+  }
+  return {};
+}
+
+}  // namespace
+
+Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
+  exec::PhaseTimer timer;
+  plan::Fp32Options popts;
+  popts.format = plan::OutputFormat::kTorch;
+  popts.world_size = comm.size();
+  {
+    auto mem = base::parse_size(o.max_memory).annotate("--max-memory");
+    if (mem.ok()) popts.max_memory = *mem;
+    UCP_RETURN_IF_ERROR(comm::agree(comm, "options", mem.status()).status);
+  }
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard to-universal: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
+              << comm.description() << " | max memory " << o.max_memory << std::endl;
+
+  UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.checkpoint, o.tag, timer));
+
+  Result<plan::UniversalPlan> plan = plan::plan_universal(ckpt, popts);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", agree_on_digest(comm, plan->plan.digest())).status);
+  timer.mark("plan");
+
+  const std::size_t copies = ckpt.files.model_state_files.size();
+  if (o.dry_run) {
+    if (comm.rank() == 0)
+      std::cout << "DeepSpeed " << format::optimizer_kind_name(ckpt.kind) << " checkpoint " << ckpt.files.tag_dir
+                << " (ZeRO stage " << ckpt.zero_stage << ", dp " << ckpt.dp << ")\n"
+                << plan->plan.describe() << "  plus zero/optimizer_state.pt"
+                << (ckpt.kind == format::DeepSpeedOptimizerKind::kZero3 ? "" : " and step.pt files")
+                << " (rank 0), " << copies << " model-state file copies, latest_universal\n"
+                << std::flush;
+    return {};
+  }
+
+  UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
+  timer.mark("prepare");
+  exec::ExecuteOptions eopts;
+  eopts.progress = o.progress;
+  const int rank = comm.rank(), world = comm.size();
+  eopts.before_commit = [&] { return exec::write_universal_extras(ckpt, *plan, out.temp_path(), rank, world); };
+  UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, plan->plan, out, eopts, timer));
+  {
+    Status local;
+    if (comm.rank() == 0) local = exec::write_latest_universal(o.out);
+    UCP_RETURN_IF_ERROR(comm::agree(comm, "commit", local).status);
+  }
+
+  std::uint64_t written = 0;
+  for (const auto& f : plan->plan.files) written += f.size;
+  if (o.timings) {
+    const std::string report = exec::report_timings(comm, timer, written);
+    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
+  }
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard to-universal: wrote " << plan->params.size() << " parameters (" << plan->plan.files.size()
+              << " state files, " << base::format_bytes(written) << ") and " << copies << " model-state copies to "
+              << o.out << std::endl;
+  return {};
+}
+
+}  // namespace ucp::cli

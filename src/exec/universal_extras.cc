@@ -1,0 +1,124 @@
+#include "ucp/exec/universal_extras.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "ucp/format/torch_file.h"
+#include "ucp/format/value.h"
+
+namespace ucp::exec {
+using base::Status;
+using format::Value;
+using format::ValuePtr;
+namespace fs = std::filesystem;
+
+namespace {
+
+Status require_dict(const ValuePtr& v, const std::string& path, const std::string& where) {
+  if (!v || !v->is_dict()) return base::data_loss("'" + path + "': " + where + " is missing or not a dict");
+  return {};
+}
+
+// The entry of `dict` whose key is the integer `key` (torch optimizer state is keyed by index).
+ValuePtr int_key(const Value& dict, std::int64_t key) {
+  for (const auto& [k, v] : dict.entries)
+    if (k && k->is_int() && k->i == key) return v;
+  return nullptr;
+}
+
+// A fresh copy of a step value: a tensor gets its own one-element storage (the original may view
+// a larger one); python numbers are written as they are, as torch.save(value) would.
+ValuePtr fresh_step(const ValuePtr& step) {
+  if (!step->is_tensor()) return step;
+  format::Tensor t = format::Tensor::from_bytes(step->tensor.dtype(), step->tensor.shape, format::tensor_bytes(step->tensor));
+  t.requires_grad = step->tensor.requires_grad;
+  return Value::tensor_value(std::move(t));
+}
+
+Status write_optimizer_files(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp) {
+  const std::string& path = ck.files.optim_files.at(0);
+  UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(path));
+  const ValuePtr& top = file.root();
+  UCP_RETURN_IF_ERROR(require_dict(top, path, "the root"));
+  ValuePtr osd = top->get("optimizer_state_dict");
+  UCP_RETURN_IF_ERROR(require_dict(osd, path, "'optimizer_state_dict'"));
+  const bool zero3 = ck.kind == format::DeepSpeedOptimizerKind::kZero3;
+  ValuePtr inner = osd->get(zero3 ? "optimizer_state_dict" : "base_optimizer_state");
+  const std::string inner_name = zero3 ? "['optimizer_state_dict']['optimizer_state_dict']" : "['optimizer_state_dict']['base_optimizer_state']";
+  UCP_RETURN_IF_ERROR(require_dict(inner, path, inner_name));
+  ValuePtr param_groups = inner->get("param_groups");
+  if (!param_groups) return base::data_loss("'" + path + "': " + inner_name + " has no 'param_groups'");
+
+  // optimizer_state.pt. Stage <= 2 / BF16: rank 0's dict minus the sharded states, with
+  // group_paddings zeroed and partition_count [dp] * G (as get_zero_checkpoint_state rewrites
+  // them), plus param_groups. ZeRO-3: the whole dict plus param_groups.
+  auto out = std::make_shared<Value>(*osd);
+  if (!zero3) {
+    out->entries.clear();
+    const std::size_t groups = ck.optims[0].fp32.size();
+    for (const auto& [k, v] : osd->entries) {
+      const std::string key = k && k->is_str() ? k->str : "";
+      if (key == "base_optimizer_state" || key == "param_slice_mappings" || key == "single_partition_of_fp32_groups") continue;
+      if (key == "group_paddings") {
+        std::vector<ValuePtr> zeros;
+        for (std::size_t g = 0; g < groups; ++g) zeros.push_back(Value::integer(0));
+        out->entries.emplace_back(k, Value::list(std::move(zeros)));
+      } else if (key == "partition_count") {
+        std::vector<ValuePtr> counts;
+        for (std::size_t g = 0; g < groups; ++g) counts.push_back(Value::integer(ck.dp));
+        out->entries.emplace_back(k, Value::list(std::move(counts)));
+      } else {
+        out->entries.emplace_back(k, v);
+      }
+    }
+  }
+  out->set("param_groups", param_groups);
+  UCP_RETURN_IF_ERROR(format::write_torch_file(temp + "/zero/optimizer_state.pt", out, {"optimizer_state", 2}));
+
+  // step.pt: stage <= 2 only, when the base optimizer keeps a per-group 'step' (torch Adam).
+  if (zero3) return {};
+  ValuePtr state = inner->get("state");
+  if (!state || !state->is_dict()) return {};
+  for (const auto& p : plan.params) {
+    ValuePtr group_state = int_key(*state, p.group);
+    if (!group_state || !group_state->is_dict()) continue;
+    ValuePtr step = group_state->get("step");
+    if (!step) continue;
+    UCP_RETURN_IF_ERROR(format::write_torch_file(temp + "/zero/" + p.name + "/step.pt", fresh_step(step), {"step", 2}));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp,
+                              int rank, int world) {
+  const auto& models = ck.files.model_state_files;
+  for (std::size_t i = static_cast<std::size_t>(rank); i < models.size(); i += static_cast<std::size_t>(world)) {
+    const fs::path src(models[i]);
+    const fs::path dst = fs::path(temp) / src.filename();
+    std::error_code ec;
+    fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
+    if (ec) return base::unavailable("copying '" + src.string() + "' to '" + dst.string() + "' failed: " + ec.message());
+  }
+  if (rank == 0) {
+    std::error_code ec;
+    fs::create_directories(fs::path(temp) / "zero", ec);
+    if (ec) return base::unavailable("creating '" + temp + "/zero' failed: " + ec.message());
+    UCP_RETURN_IF_ERROR(write_optimizer_files(ck, plan, temp));
+  }
+  return {};
+}
+
+Status write_latest_universal(const std::string& out) {
+  fs::path p = fs::absolute(out).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "OUT/" names OUT, not an empty tag
+  const fs::path latest = p.parent_path() / "latest_universal";
+  std::ofstream f(latest, std::ios::binary | std::ios::trunc);
+  f << p.filename().string();
+  f.close();
+  if (!f) return base::unavailable("writing '" + latest.string() + "' failed");
+  return {};
+}
+
+}  // namespace ucp::exec

@@ -1,0 +1,172 @@
+// Optimizer-state layouts (fp32 / exp_avg / exp_avg_sq) and the to-universal plan, on the worked
+// examples of the DeepSpeed format spec (section 3) built as metadata by hand — the ZeRO-1/2
+// moments keep the alignment padding the fp32 partitions drop — then on every real fixture.
+#include "ucp/plan/universal_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "testutil/golden.h"
+#include "testutil/status_matchers.h"
+
+namespace ucp::plan {
+namespace {
+using base::DType;
+using base::StatusCode;
+using testutil::StatusIs;
+using ::testing::HasSubstr;
+
+// dp=4, one group, params a(10), b(7), c(3): T=20, P=24, S=6. fp32 partitions of ZeRO-1/2 are
+// saved as 6,6,6,2 elements; the moments (and everything of BF16_Optimizer) as 6,6,6,6. The
+// moments live in different files' offsets (10000 + ...) so pieces show which vector they use.
+format::ZeroCheckpoint zero12_example(bool bf16_optimizer) {
+  format::ZeroCheckpoint ck;
+  ck.kind = bf16_optimizer ? format::DeepSpeedOptimizerKind::kBf16 : format::DeepSpeedOptimizerKind::kZero12;
+  ck.zero_stage = bf16_optimizer ? 0 : 2;
+  ck.dp = 4;
+  format::ModelFileMeta m;
+  m.param_shapes = {{{"a", {2, 5}}, {"b", {7}}, {"c", {3}}}};
+  m.dp_world_size = 4;
+  ck.models.push_back(m);
+  for (std::uint32_t r = 0; r < 4; ++r) {
+    format::OptimFileMeta o;
+    o.partition_count = 4;
+    o.fp32.push_back({r + 1, 1000 * (r + 1), bf16_optimizer || r < 3 ? 6u : 2u, DType::kF32});
+    o.exp_avg.push_back({r + 1, 10000 * (r + 1), 6, DType::kF32});
+    o.exp_avg_sq.push_back({r + 1, 20000 * (r + 1), 6, DType::kF32});
+    o.group_paddings.push_back(r == 3 ? 4 : 0);
+    ck.optims.push_back(o);
+  }
+  ck.paths = {"model", "o0", "o1", "o2", "o3"};
+  return ck;
+}
+
+TEST(OptimizerStateLayout, Zero12MomentsKeepPaddingAndUseTheSameOffsets) {
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16 optimizer" : "zero-2");
+    const auto ck = zero12_example(bf16);
+    auto m = layout_optimizer_state(ck, OptimizerState::kExpAvg);
+    ASSERT_TRUE(m.ok()) << m.status().to_string();
+    ASSERT_EQ(m->size(), 3u);
+    EXPECT_EQ((*m)[0].name, "a");
+    EXPECT_EQ((*m)[0].shape, (std::vector<std::int64_t>{2, 5}));
+    const auto& c = (*m)[2];  // r2 element 5 -> c[0]; r3 elements 0,1 -> c[1:3]; r3 [2,6) padding
+    ASSERT_EQ(c.pieces.size(), 2u);
+    EXPECT_EQ(c.pieces[0].src.file, 3u);
+    EXPECT_EQ(c.pieces[0].src.offset, 30000u + 5 * 4);
+    EXPECT_EQ(c.pieces[0].src.numel, 1u);
+    EXPECT_EQ(c.pieces[1].src.file, 4u);
+    EXPECT_EQ(c.pieces[1].src.offset, 40000u);
+    EXPECT_EQ(c.pieces[1].src.numel, 2u);
+    EXPECT_EQ(c.pieces[1].dst_offset, 1u);
+    auto sq = layout_optimizer_state(ck, OptimizerState::kExpAvgSq);
+    ASSERT_TRUE(sq.ok());
+    EXPECT_EQ((*sq)[1].pieces[0].src.offset, 20000u * 2 + 4 * 4);  // b starts at r1 element 4
+    auto fp32 = layout_optimizer_state(ck, OptimizerState::kFp32);
+    ASSERT_TRUE(fp32.ok());
+    EXPECT_EQ((*fp32)[2].pieces[1].src.offset, 4000u);
+  }
+}
+
+TEST(OptimizerStateLayout, MissingOrShortMomentsFail) {
+  auto ck = zero12_example(false);
+  ck.optims[2].exp_avg.clear();  // e.g. fp16 run where every step overflowed: no Adam state
+  EXPECT_THAT(layout_optimizer_state(ck, OptimizerState::kExpAvg),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("'exp_avg'")));
+  ck = zero12_example(false);
+  ck.optims[3].exp_avg_sq[0].numel = 1;  // c runs past what the moments hold
+  EXPECT_THAT(layout_optimizer_state(ck, OptimizerState::kExpAvgSq), StatusIs(StatusCode::kDataLoss, HasSubstr("'c'")));
+}
+
+// ZeRO-3, dp=4: a(10), b(7) in sub-group 0, c(3) in sub-group 1; slices of 3, 2, 1.
+format::ZeroCheckpoint zero3_example() {
+  format::ZeroCheckpoint ck;
+  ck.kind = format::DeepSpeedOptimizerKind::kZero3;
+  ck.zero_stage = 3;
+  ck.dp = 4;
+  for (int r = 0; r < 4; ++r) {
+    format::ModelFileMeta m;
+    m.param_shapes = {{{"a", {10}}, {"b", {7}}}, {{"c", {3}}}};
+    ck.models.push_back(m);
+  }
+  for (std::uint32_t r = 0; r < 4; ++r) {
+    format::OptimFileMeta o;
+    o.zero_stage = 3;
+    o.fp32 = {{r + 4, 0, 5, DType::kF32}, {r + 4, 400, 1, DType::kF32}};
+    o.exp_avg = {{r + 4, 1000, 5, DType::kF32}, {r + 4, 1400, 1, DType::kF32}};
+    o.exp_avg_sq = {{r + 4, 2000, 5, DType::kF32}, {r + 4, 2400, 1, DType::kF32}};
+    ck.optims.push_back(o);
+  }
+  ck.paths = {"m0", "m1", "m2", "m3", "o0", "o1", "o2", "o3"};
+  return ck;
+}
+
+TEST(OptimizerStateLayout, Zero3MomentsMirrorTheFlatGroups) {
+  auto m = layout_optimizer_state(zero3_example(), OptimizerState::kExpAvgSq);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  const auto& c = (*m)[2];
+  ASSERT_EQ(c.pieces.size(), 3u);  // rank 3 holds only padding of c: no piece from it
+  EXPECT_EQ(c.pieces[2].src.file, 6u);
+  EXPECT_EQ(c.pieces[2].src.offset, 2400u);
+  const auto& b = (*m)[1];
+  ASSERT_EQ(b.pieces.size(), 4u);  // 2 + 2 + 2 + 1
+  EXPECT_EQ(b.pieces[3].src.offset, 2000u + 3 * 4);
+  EXPECT_EQ(b.pieces[3].src.numel, 1u);
+}
+
+TEST(UniversalPlan, OneTorchFilePerParamAndState) {
+  Fp32Options opt;
+  opt.format = OutputFormat::kTorch;
+  opt.world_size = 3;
+  for (bool zero3 : {false, true}) {
+    SCOPED_TRACE(zero3 ? "zero-3" : "zero-2");
+    auto plan = plan_universal(zero3 ? zero3_example() : zero12_example(false), opt);
+    ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+    ASSERT_EQ(plan->params.size(), 3u);
+    EXPECT_EQ(plan->params[2].group, zero3 ? 1 : 0);
+    std::set<std::string> names;
+    for (const auto& f : plan->plan.files) names.insert(f.name);
+    EXPECT_EQ(names, (std::set<std::string>{"zero/a/fp32.pt", "zero/a/exp_avg.pt", "zero/a/exp_avg_sq.pt", "zero/b/fp32.pt",
+                                             "zero/b/exp_avg.pt", "zero/b/exp_avg_sq.pt", "zero/c/fp32.pt",
+                                             "zero/c/exp_avg.pt", "zero/c/exp_avg_sq.pt"}));
+    for (const auto& t : plan->plan.tensors) {
+      EXPECT_EQ(t.requires_grad, t.name.ends_with("/fp32")) << t.name;
+      // ZeRO-3 files hold the bare flat tensor; ZeRO-1/2 the full shape.
+      if (t.name.rfind("a/", 0) == 0)
+        EXPECT_EQ(t.shape, (zero3 ? std::vector<std::int64_t>{10} : std::vector<std::int64_t>{2, 5}));
+    }
+    // Every output element comes from one source run; the archive folder is the file stem.
+    std::uint64_t bytes = 0;
+    for (const auto& round : plan->plan.rounds)
+      for (const auto& x : round) bytes += x.out_bytes();
+    EXPECT_EQ(bytes, 3u * 20 * 4);
+    EXPECT_EQ(plan->plan.files[0].zip->entries[0].name, "fp32/data.pkl");
+  }
+}
+
+TEST(UniversalPlan, ParameterNamesMustBeFolderNames) {
+  auto ck = zero12_example(false);
+  ck.models[0].param_shapes[0][1].name = "../b";
+  Fp32Options opt;
+  EXPECT_THAT(plan_universal(ck, opt), StatusIs(StatusCode::kFailedPrecondition, HasSubstr("'../b'")));
+}
+
+TEST(UniversalPlan, EveryFixturePlans) {
+  Fp32Options opt;
+  opt.format = OutputFormat::kTorch;
+  opt.world_size = 2;
+  const auto names = testutil::deepspeed_fixture_names();
+  ASSERT_GT(names.size(), 40u);
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    auto ck = format::read_zero_checkpoint(testutil::deepspeed_fixture(name) + "/checkpoint");
+    ASSERT_TRUE(ck.ok()) << ck.status().to_string();
+    auto plan = plan_universal(*ck, opt);
+    ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+    EXPECT_EQ(plan->plan.files.size(), 3 * plan->params.size());
+  }
+}
+
+}  // namespace
+}  // namespace ucp::plan

@@ -1,5 +1,10 @@
 #include "ucp/exec/universal_extras.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -89,6 +94,42 @@ Status write_optimizer_files(const format::ZeroCheckpoint& ck, const plan::Unive
   return {};
 }
 
+Status io_error(const std::string& what, const std::string& path, int err) {
+  const std::string msg = what + " '" + path + "' failed: " + std::strerror(err);
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return base::resource_exhausted(msg);
+  return base::unavailable(msg);
+}
+
+// A plain byte copy through a 1 MiB buffer (bounded memory; errno kept for the message, which
+// std::filesystem::copy_file loses: EFBIG comes back as EIO there).
+Status copy_file(const std::string& src, const std::string& dst) {
+  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return io_error("opening", src, errno);
+  const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    const int err = errno;
+    ::close(in);
+    return io_error("creating", dst, err);
+  }
+  std::vector<char> buf(1u << 20);
+  Status status;
+  while (status.ok()) {
+    const ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) status = io_error("reading", src, errno);
+    if (n <= 0) break;
+    for (ssize_t done = 0; done < n && status.ok();) {
+      const ssize_t w = ::write(out, buf.data() + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) status = io_error("copying '" + src + "' to", dst, errno);
+      else done += w;
+    }
+  }
+  ::close(in);
+  if (::close(out) != 0 && status.ok()) status = io_error("closing", dst, errno);
+  return status;
+}
+
 }  // namespace
 
 Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp,
@@ -97,9 +138,7 @@ Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::Univ
   for (std::size_t i = static_cast<std::size_t>(rank); i < models.size(); i += static_cast<std::size_t>(world)) {
     const fs::path src(models[i]);
     const fs::path dst = fs::path(temp) / src.filename();
-    std::error_code ec;
-    fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
-    if (ec) return base::unavailable("copying '" + src.string() + "' to '" + dst.string() + "' failed: " + ec.message());
+    UCP_RETURN_IF_ERROR(copy_file(src.string(), dst.string()));
   }
   if (rank == 0) {
     std::error_code ec;

@@ -437,8 +437,15 @@ std::string Fp32Plan::describe() const {
   for (const auto& f : files) out_bytes += f.size;
   os << "plan: " << tensors.size() << " tensors -> " << files.size() << " file(s), " << base::format_bytes(out_bytes)
      << "; " << rounds.size() << " round(s); source data needed " << base::format_bytes(min_bytes_read) << "\n";
-  for (const auto& f : files)
-    os << "  " << f.name << "  " << base::format_bytes(f.size) << "  written by rank " << f.owner << "\n";
+  // Universal outputs have three files per parameter: list the first ones, count the rest.
+  constexpr std::size_t kListed = 40;
+  for (std::size_t i = 0; i < files.size() && i < kListed; ++i)
+    os << "  " << files[i].name << "  " << base::format_bytes(files[i].size) << "  written by rank " << files[i].owner << "\n";
+  if (files.size() > kListed) {
+    std::uint64_t rest = 0;
+    for (std::size_t i = kListed; i < files.size(); ++i) rest += files[i].size;
+    os << "  ... and " << files.size() - kListed << " more file(s), " << base::format_bytes(rest) << "\n";
+  }
   if (!index_name.empty()) os << "  " << index_name << "  written by rank 0 last\n";
   os << "  rank   read        sent        received    written     peak buffers\n";
   for (std::size_t r = 0; r < totals.size(); ++r) {

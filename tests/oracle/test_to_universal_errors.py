@@ -1,0 +1,83 @@
+"""Bad input to to-universal at 1 and 3 ranks: one clear error line naming the file, printed once,
+the same non-zero exit code on every rank, OUT not created (or untouched), no temporary folder and
+no latest_universal left behind."""
+
+import os
+import shutil
+import unittest
+
+import ucp_oracle as uo
+
+SRC = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws4", "checkpoint")
+TAG = "global_step3"
+INVALID_ARGUMENT, NOT_FOUND, DATA_LOSS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED = 2, 3, 4, 6, 7
+
+
+class ToUniversalErrors(unittest.TestCase):
+    def setUp(self):
+        self.tmp = uo.TempDir().__enter__()
+        self.ckpt = os.path.join(self.tmp, "ckpt")
+        shutil.copytree(SRC, self.ckpt)
+        for root, _, files in os.walk(self.ckpt):
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        self.tag_dir = os.path.join(self.ckpt, TAG)
+        self.parent = os.path.join(self.tmp, "universal")
+        os.mkdir(self.parent)
+        self.out = os.path.join(self.parent, TAG)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def expect_failure(self, code, fragments, extra=(), prefix=None):
+        for ranks in (1, 3):
+            with self.subTest(ranks=ranks):
+                p = uo.run(["to-universal", self.ckpt, self.out, "--no-progress", *extra], ranks, prefix=prefix)
+                self.assertEqual(p.returncode, code, p.stderr)
+                errors = [line for line in p.stderr.splitlines() if "error:" in line]
+                self.assertEqual(len(errors), 1, f"expected exactly one error line, got:\n{p.stderr}")
+                for fragment in fragments:
+                    self.assertIn(fragment, errors[0])
+                leftovers = [n for n in os.listdir(self.parent) if n != TAG]
+                self.assertEqual(leftovers, [], "temporary output or latest_universal left behind")
+
+    def test_missing_rank_file(self):
+        os.remove(os.path.join(self.tag_dir, "zero_pp_rank_2_mp_rank_00_optim_states.pt"))
+        self.expect_failure(NOT_FOUND, ["zero_pp_rank_2_mp_rank_00_optim_states.pt"])
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_truncated_file(self):
+        path = os.path.join(self.tag_dir, "zero_pp_rank_3_mp_rank_00_optim_states.pt")
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        self.expect_failure(DATA_LOSS, ["zero_pp_rank_3_mp_rank_00_optim_states.pt"])
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_file_size_limit_while_copying_model_states(self):
+        # RLIMIT_FSIZE of 4 KiB: the state files fit, the model-state copy does not (EFBIG), so the
+        # failure comes from the phase after the planned transfers.
+        self.assertGreater(os.path.getsize(os.path.join(self.tag_dir, "mp_rank_00_model_states.pt")), 4096)
+        self.expect_failure(RESOURCE_EXHAUSTED, ["mp_rank_00_model_states.pt"], prefix="ulimit -f 4;")
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_existing_output_then_overwrite(self):
+        os.mkdir(self.out)
+        keep = os.path.join(self.out, "keep.txt")
+        with open(keep, "w") as f:
+            f.write("mine")
+        self.expect_failure(FAILED_PRECONDITION, ["not empty", "--overwrite"])
+        with open(keep) as f:
+            self.assertEqual(f.read(), "mine")
+        p = uo.run(["to-universal", self.ckpt, self.out, "--overwrite"], 3)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(sorted(os.listdir(self.out)), ["mp_rank_00_model_states.pt", "zero"])
+        with open(os.path.join(self.parent, "latest_universal")) as f:
+            self.assertEqual(f.read(), TAG)
+
+    def test_bad_options(self):
+        self.expect_failure(INVALID_ARGUMENT, ["--max-memory"], extra=["--max-memory", "1MiB"])
+        self.expect_failure(INVALID_ARGUMENT, ["--max-memory"], extra=["--max-memory", "lots"])
+
+
+if __name__ == "__main__":
+    unittest.main()

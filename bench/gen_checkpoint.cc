@@ -31,7 +31,6 @@
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <numeric>
 #include <string>
 #include <thread>
 #include <utility>
@@ -761,7 +760,7 @@ ValuePtr optim_states(const Ctx& c, int rank, LazyStorages& st) {
       // Padding of this rank's partition: ZeRO-1/2 per rank (saved without it), BF16 all on the
       // last rank (saved with it).
       std::uint64_t pad = 0;
-      if (c.o.bf16_optimizer) pad = rank == 0 ? f.padded - f.total : 0;
+      if (c.o.bf16_optimizer) pad = rank == dp - 1 ? f.padded - f.total : 0;
       else pad = f.total <= lo ? f.partition : (f.total < hi ? hi - f.total : 0);
       auto s = segment_storage(st, c, Stream::kMaster, DType::kF32, f.segments(m, lo, hi));
       const std::uint64_t saved = c.o.bf16_optimizer ? f.partition : f.partition - pad;

@@ -17,7 +17,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 # ------------------------------------------------------------------ what is measured
 # One line per measured command: name | ucp-reshard subcommand | extra arguments. Each runs as
 #   mpirun -np N ucp-reshard <subcommand> CHECKPOINT OUT <extra> --timings
-# and is skipped when `ucp-reshard <subcommand> --help` fails (not implemented in this build).
+# and is skipped when `ucp-reshard <subcommand> --help` does not show its usage (not in this build).
 COMMANDS=(
   "to-fp32:safetensors|to-fp32|--format safetensors"
   "to-fp32:torch|to-fp32|--format torch"
@@ -167,6 +167,9 @@ for cfg in $CONFIGS; do
 done
 
 # ------------------------------------------------------------------ 3. floor
+# Dirty pages left by the generator (or anything else) would be written back during the
+# measurements and throttle their writes: every measurement starts with a sync.
+sync
 log "measuring the floor in $WORK_DIR ($FLOOR_SIZE)"
 "$FLOOR" measure --dir "$WORK_DIR" --size "$FLOOR_SIZE" >"$RUN_DIR/floor.json"
 cat "$RUN_DIR/floor.json" >&2
@@ -182,7 +185,9 @@ OUT=$WORK_DIR/out
 for entry in "${COMMANDS[@]}"; do
   IFS='|' read -r name sub extra <<<"$entry"
   selected "$name" || continue
-  if ! "$UCP" "$sub" --help >/dev/null 2>&1; then
+  # (CLI11 answers `--help` after an unknown subcommand with the top-level help and status 0, so
+  # the usage line must name the subcommand too.)
+  if ! help=$("$UCP" "$sub" --help 2>&1) || ! grep -q "^Usage: .* $sub " <<<"$help"; then
     log "skipping $name: 'ucp-reshard $sub' is not available in this build"
     echo "{\"skipped\": true, \"command\": \"$name\", \"subcommand\": \"$sub\"}" >>"$RAW"
     continue
@@ -198,6 +203,7 @@ for entry in "${COMMANDS[@]}"; do
       for mode in $MODES; do
         for rep in $(seq 1 "$REPS"); do
           rm -rf "$OUT"
+          sync
           if [ "$mode" = cold ]; then "$FLOOR" evict "$ckpt" || log "could not evict $ckpt from the page cache"; fi
           log "$name $cfg n=$n $mode rep $rep/$REPS"
           t0=$(date +%s.%N)

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 
 #include "ucp/base/convert.h"
 #include "ucp/base/size.h"
@@ -72,6 +73,23 @@ struct CrcPiece {
   std::uint32_t crc;
 };
 
+// An uninitialised byte buffer.
+class Buffer {
+ public:
+  void resize(std::size_t n) {
+    data_ = std::make_unique_for_overwrite<std::byte[]>(n);
+    size_ = n;
+  }
+  std::byte* data() { return data_.get(); }
+  std::size_t size() const { return size_; }
+  operator std::span<std::byte>() { return {data_.get(), size_}; }  // NOLINT: implicit by design
+  operator std::span<const std::byte>() const { return {data_.get(), size_}; }  // NOLINT
+
+ private:
+  std::unique_ptr<std::byte[]> data_;
+  std::size_t size_ = 0;
+};
+
 // Per-rank state of one execution.
 class Fp32Run {
  public:
@@ -95,7 +113,9 @@ class Fp32Run {
   const int me_;
   std::map<int, int> out_fds_;   // output file index -> fd (files I own)
   std::map<std::uint32_t, int> src_fds_;  // source file index -> fd (files I read)
-  std::vector<std::byte> send_, recv_, bounce_;
+  // Sized once for the largest round and reused; never zero-filled (every byte is written before
+  // it is read), so only pages a round actually uses are ever touched.
+  Buffer send_, recv_, bounce_;
   std::map<std::pair<int, int>, std::vector<CrcPiece>> crcs_;  // (file, zip entry) -> pieces
 };
 

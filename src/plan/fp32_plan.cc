@@ -296,7 +296,7 @@ Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<s
   }
 
   // 6. Transfers, split so one run never exceeds max_transfer output bytes.
-  const std::uint64_t budget = opt.max_memory - kBounceBytes;
+  const std::uint64_t budget = std::min(opt.max_memory - kBounceBytes, std::max<std::uint64_t>(opt.round_bytes, 1u << 20));
   const std::uint64_t max_transfer = std::max<std::uint64_t>(1, std::min(opt.max_transfer_bytes, budget / 4));
   std::vector<Transfer> transfers;
   for (const Run& run : runs) {

@@ -2,12 +2,14 @@
 its outputs with an independent reader (json + numpy for safetensors, torch.load for .bin), and
 reading DeepSpeed pickles with torch itself (DeepSpeed classes replaced by inert stubs)."""
 
+import importlib.abc
+import importlib.machinery
 import json
 import os
-import pickle
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import types
 
@@ -99,32 +101,61 @@ def load_output(out_dir, fmt="safetensors"):
 
 # ------------------------------------------------------------------------- DeepSpeed pickles
 
-class _Stub:
+# Debian's torch 1.13 ignores torch.load's pickle_module, so DeepSpeed's classes are provided as
+# importable stand-ins: any `deepspeed.*` module resolves to a stub module whose classes record
+# their construction and state, and compare by content.
+class _StubMeta(type):
+    def __getattr__(cls, attr):  # ZeroStageEnum.optimizer_states via __builtin__.getattr
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return f"{cls.__name__}.{attr}"
+
+
+class DeepSpeedStub(metaclass=_StubMeta):
     def __init__(self, *args, **kwargs):
         self._args = args
 
     def __setstate__(self, state):
         self.__dict__["_state"] = state
 
+    def __eq__(self, other):
+        return type(self).__name__ == type(other).__name__ and self.__dict__ == other.__dict__
 
-class _DeepSpeedUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if module.startswith("deepspeed"):
-            return type(name, (_Stub,), {})
-        if module in ("__builtin__", "builtins") and name == "getattr":
-            return lambda obj, attr: f"{getattr(obj, '__name__', obj)}.{attr}"
-        return super().find_class(module, name)
+    def __repr__(self):
+        return f"{type(self).__name__}({self.__dict__})"
 
 
-ds_pickle = types.ModuleType("ds_pickle")
-ds_pickle.Unpickler = _DeepSpeedUnpickler
-ds_pickle.load = pickle.load
-ds_pickle.__dict__["__name__"] = "ds_pickle"
+class _StubModule(types.ModuleType):
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        cls = _StubMeta(name, (DeepSpeedStub,), {})
+        setattr(self, name, cls)
+        return cls
+
+
+class _DeepSpeedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname, path, target=None):
+        if fullname == "deepspeed" or fullname.startswith("deepspeed."):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        m = _StubModule(spec.name)
+        m.__path__ = []
+        return m
+
+    def exec_module(self, module):
+        pass
+
+
+if not any(isinstance(f, _DeepSpeedFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _DeepSpeedFinder())
 
 
 def load_deepspeed_file(path):
     """torch.load of a DeepSpeed file without DeepSpeed: its classes become inert stubs."""
-    return torch.load(path, pickle_module=ds_pickle)
+    return torch.load(path)
 
 
 def bits_equal(a, b):

@@ -28,6 +28,10 @@ struct Fp32Options {
   base::DType float_dtype = base::DType::kF32;    ///< Floating tensors are written in this dtype.
   std::uint64_t max_memory = 1ull << 30;          ///< Tensor bytes a rank may hold at once.
   std::uint64_t max_transfer_bytes = 64ull << 20; ///< Source runs are split to at most this (output bytes).
+  /// Send + receive bytes a rank moves per round, even when max_memory would allow more: buffers
+  /// reused across many small rounds stay resident, while touching fresh memory is slow (on VMs
+  /// the first pass over new memory runs at a fraction of memcpy speed, see bench/).
+  std::uint64_t round_bytes = 256ull << 20;
   int world_size = 1;
 };
 

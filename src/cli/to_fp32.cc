@@ -47,16 +47,6 @@ Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToF
   return p;
 }
 
-// All ranks must hold the very same plan before any byte moves.
-Status agree_on_digest(comm::Communicator& comm, std::uint64_t digest) {
-  UCP_ASSIGN_OR_RETURN(auto all, comm.all_gather(std::span<const std::byte>(reinterpret_cast<const std::byte*>(&digest), sizeof digest)));
-  for (std::size_t r = 0; r < all.size(); ++r) {
-    std::uint64_t d = 0;
-    if (all[r].size() == sizeof d) std::memcpy(&d, all[r].data(), sizeof d);
-    if (d != digest) return base::internal_error("rank " + std::to_string(r) + " computed a different plan (digest mismatch)");
-  }
-  return {};
-}
 
 }  // namespace
 
@@ -79,7 +69,7 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
     else plan = layout.status();
   }
   UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", agree_on_digest(comm, plan->digest())).status);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->digest())).status);
   timer.mark("plan");
 
   if (o.dry_run) {

@@ -33,21 +33,6 @@ CLI::App* add_to_universal_command(CLI::App& app, ToUniversalOptions& o) {
   return cmd;
 }
 
-namespace {
-
-// All ranks must hold the very same plan before any byte moves.
-Status agree_on_digest(comm::Communicator& comm, std::uint64_t digest) {
-  UCP_ASSIGN_OR_RETURN(auto all, comm.all_gather(std::span<const std::byte>(reinterpret_cast<const std::byte*>(&digest), sizeof digest)));
-  for (std::size_t r = 0; r < all.size(); ++r) {
-    std::uint64_t d = 0;
-    if (all[r].size() == sizeof d) std::memcpy(&d, all[r].data(), sizeof d);
-    if (d != digest) return base::internal_error("rank " + std::to_string(r) + " computed a different plan (digest mismatch)");
-  }
-  return {};
-}
-
-}  // namespace
-
 Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
   exec::PhaseTimer timer;
   plan::Fp32Options popts;
@@ -66,7 +51,7 @@ Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
 
   Result<plan::UniversalPlan> plan = plan::plan_universal(ckpt, popts);
   UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", agree_on_digest(comm, plan->plan.digest())).status);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->plan.digest())).status);
   timer.mark("plan");
 
   const std::size_t copies = ckpt.files.model_state_files.size();

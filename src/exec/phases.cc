@@ -26,6 +26,16 @@ std::uint64_t peak_rss_bytes() {
   return static_cast<std::uint64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
+base::Status agree_on_digest(comm::Communicator& comm, std::uint64_t digest) {
+  UCP_ASSIGN_OR_RETURN(auto all, comm.all_gather(std::span<const std::byte>(reinterpret_cast<const std::byte*>(&digest), sizeof digest)));
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    std::uint64_t d = 0;
+    if (all[r].size() == sizeof d) std::memcpy(&d, all[r].data(), sizeof d);
+    if (d != digest) return base::internal_error("rank " + std::to_string(r) + " computed a different plan (digest mismatch)");
+  }
+  return {};
+}
+
 std::string report_timings(comm::Communicator& comm, const PhaseTimer& timer, std::uint64_t bytes_written_total) {
   // Phases are the same list on every rank (same code path); reduce microseconds by max.
   std::vector<std::uint64_t> micros;

@@ -128,7 +128,7 @@ def torch_load(path):
 def render(x):
     """Canonical form of torch's result, as `ucp_pt_tool dump` prints ours."""
     if isinstance(x, _StubAttr):
-        return {"object": {"callable": {"global": "__builtin__.getattr"}, "kind": "reduce",
+        return {"object": {"callable": {"global": "builtins.getattr"}, "kind": "reduce",
                            "args": {"tuple": [render(x.cls), x.attr]}}}
     if isinstance(x, _StubMeta):
         return {"global": f"{x._module}.{x._name}"}

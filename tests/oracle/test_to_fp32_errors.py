@@ -11,18 +11,15 @@ import ucp_oracle as uo
 SRC = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws4", "checkpoint")
 TAG = "global_step3"
 
-# Exit codes (README "Exit codes").
-INVALID_ARGUMENT, NOT_FOUND, DATA_LOSS, UNIMPLEMENTED, FAILED_PRECONDITION, RESOURCE_EXHAUSTED = 2, 3, 4, 5, 6, 7
+from ucp_oracle import (DATA_LOSS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND,  # noqa: F401
+                        RESOURCE_EXHAUSTED, UNIMPLEMENTED)
 
 
 class ToFp32Errors(unittest.TestCase):
     def setUp(self):
         self.tmp = uo.TempDir().__enter__()
         self.ckpt = os.path.join(self.tmp, "ckpt")
-        shutil.copytree(SRC, self.ckpt)
-        for root, dirs, files in os.walk(self.ckpt):
-            for f in files:
-                os.chmod(os.path.join(root, f), 0o644)
+        uo.writable_copy(SRC, self.ckpt)
         self.tag_dir = os.path.join(self.ckpt, TAG)
         self.out = os.path.join(self.tmp, "out")
 

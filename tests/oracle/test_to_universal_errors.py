@@ -10,17 +10,15 @@ import ucp_oracle as uo
 
 SRC = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws4", "checkpoint")
 TAG = "global_step3"
-INVALID_ARGUMENT, NOT_FOUND, DATA_LOSS, FAILED_PRECONDITION, RESOURCE_EXHAUSTED = 2, 3, 4, 6, 7
+from ucp_oracle import (DATA_LOSS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND,  # noqa: F401
+                        RESOURCE_EXHAUSTED, UNIMPLEMENTED)
 
 
 class ToUniversalErrors(unittest.TestCase):
     def setUp(self):
         self.tmp = uo.TempDir().__enter__()
         self.ckpt = os.path.join(self.tmp, "ckpt")
-        shutil.copytree(SRC, self.ckpt)
-        for root, _, files in os.walk(self.ckpt):
-            for f in files:
-                os.chmod(os.path.join(root, f), 0o644)
+        uo.writable_copy(SRC, self.ckpt)
         self.tag_dir = os.path.join(self.ckpt, TAG)
         self.parent = os.path.join(self.tmp, "universal")
         os.mkdir(self.parent)

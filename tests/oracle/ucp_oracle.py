@@ -22,6 +22,19 @@ MPIEXEC = os.environ.get("UCP_MPIEXEC") or "mpirun"
 DEEPSPEED = os.path.join(GOLDEN, "deepspeed")
 
 
+# Exit codes (README "Exit codes").
+INVALID_ARGUMENT, NOT_FOUND, DATA_LOSS, UNIMPLEMENTED, FAILED_PRECONDITION, RESOURCE_EXHAUSTED = 2, 3, 4, 5, 6, 7
+
+
+def writable_copy(src, dest):
+    """Copies a fixture folder (read-only in shared/) so a test may damage it."""
+    shutil.copytree(src, dest)
+    for root, _, files in os.walk(dest):
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    return dest
+
+
 def fixture_names():
     return sorted(n for n in os.listdir(DEEPSPEED)
                   if os.path.isdir(os.path.join(DEEPSPEED, n)) and not n.startswith("resume_"))

@@ -33,6 +33,10 @@ std::string report_timings(comm::Communicator& comm, const PhaseTimer& timer, st
 /// Peak resident set size of this process, in bytes (getrusage).
 std::uint64_t peak_rss_bytes();
 
+/// Collective: compares every rank's plan digest; Internal (naming the first rank that differs) if
+/// the ranks computed different plans. All ranks must hold the very same plan before a byte moves.
+base::Status agree_on_digest(comm::Communicator& comm, std::uint64_t digest);
+
 /// Collective: agree on `local`; on failure every rank gets the same Status to return.
 inline base::Status agree_or_fail(comm::Communicator& comm, std::string_view step, const base::Status& local) {
   return comm::agree(comm, step, local).status;

@@ -26,12 +26,7 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
   cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: fp32, bf16 or fp16 (round to nearest even)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
   cmd->add_flag("--exclude-frozen", o.exclude_frozen, "Leave out parameters with requires_grad=False");
-  cmd->add_option("--max-memory", o.max_memory, "Tensor bytes a rank may hold at once")->capture_default_str();
-  cmd->add_flag("--dry-run", o.dry_run, "Print the plan (bytes read/sent/written per rank, files, memory) and stop");
-  cmd->add_flag("--progress,!--no-progress", o.progress, "Show bytes done, rate and ETA on rank 0 (default: when stderr is a TTY)");
-  cmd->add_flag("--overwrite", o.overwrite, "Replace a non-empty output directory");
-  cmd->add_flag("--timings", o.timings, "Print per-phase timings and peak memory per rank (JSON) at the end");
-  o.progress = ::isatty(STDERR_FILENO) != 0;
+  add_conversion_flags(cmd, o);
   return cmd;
 }
 

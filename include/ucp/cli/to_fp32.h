@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ucp/base/status.h"
+#include "ucp/cli/conversion_options.h"
 #include "ucp/comm/communicator.h"
 
 namespace CLI {
@@ -13,19 +14,14 @@ class App;
 
 namespace ucp::cli {
 
-struct ToFp32Options {
+struct ToFp32Options : ConversionOptions {
   std::string checkpoint;
   std::string out;
   std::string tag;
   std::string format = "safetensors";
   std::string max_shard_size = "5GB";
   std::string dtype = "fp32";
-  std::string max_memory = "1GiB";
   bool exclude_frozen = false;
-  bool dry_run = false;
-  bool progress = false;
-  bool overwrite = false;
-  bool timings = false;
 };
 
 /// Registers the subcommand and its options on `app`; returns it.

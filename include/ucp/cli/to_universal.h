@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ucp/base/status.h"
+#include "ucp/cli/conversion_options.h"
 #include "ucp/comm/communicator.h"
 
 namespace CLI {
@@ -13,15 +14,10 @@ class App;
 
 namespace ucp::cli {
 
-struct ToUniversalOptions {
+struct ToUniversalOptions : ConversionOptions {
   std::string checkpoint;
   std::string out;
   std::string tag;
-  std::string max_memory = "1GiB";
-  bool dry_run = false;
-  bool progress = false;
-  bool overwrite = false;
-  bool timings = false;
 };
 
 /// Registers the subcommand and its options on `app`; returns it.

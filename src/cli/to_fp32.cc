@@ -1,7 +1,5 @@
 #include "ucp/cli/to_fp32.h"
 
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cstring>
 #include <iostream>

@@ -1,7 +1,5 @@
 #include "ucp/cli/to_universal.h"
 
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cstring>
 #include <iostream>

@@ -8,35 +8,18 @@ import unittest
 
 import ucp_oracle as uo
 
-SRC = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws4", "checkpoint")
-TAG = "global_step3"
-
 from ucp_oracle import (DATA_LOSS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND,  # noqa: F401
                         RESOURCE_EXHAUSTED, UNIMPLEMENTED)
 
 
-class ToFp32Errors(unittest.TestCase):
+class ToFp32Errors(uo.BadInputCase):
     def setUp(self):
-        self.tmp = uo.TempDir().__enter__()
-        self.ckpt = os.path.join(self.tmp, "ckpt")
-        uo.writable_copy(SRC, self.ckpt)
-        self.tag_dir = os.path.join(self.ckpt, TAG)
+        super().setUp()
         self.out = os.path.join(self.tmp, "out")
 
-    def tearDown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
     def expect_failure(self, code, fragments, extra=(), ranks_list=(1, 3), prefix=None, ckpt=None, out=None):
-        for ranks in ranks_list:
-            with self.subTest(ranks=ranks):
-                p = uo.run(["to-fp32", ckpt or self.ckpt, out or self.out, "--no-progress", *extra], ranks, prefix=prefix)
-                self.assertEqual(p.returncode, code, p.stderr)
-                errors = [line for line in p.stderr.splitlines() if "error:" in line]
-                self.assertEqual(len(errors), 1, f"expected exactly one error line, got:\n{p.stderr}")
-                for fragment in fragments:
-                    self.assertIn(fragment, errors[0])
-                leftovers = [n for n in os.listdir(self.tmp) if n not in ("ckpt", "out")]
-                self.assertEqual(leftovers, [], "temporary output left behind")
+        self.check_failure(["to-fp32", ckpt or self.ckpt, out or self.out, *extra], code, fragments,
+                           watch_dir=self.tmp, allowed=("ckpt", "out"), ranks_list=ranks_list, prefix=prefix)
 
     def test_missing_rank_file(self):
         os.remove(os.path.join(self.tag_dir, "zero_pp_rank_2_mp_rank_00_optim_states.pt"))
@@ -50,7 +33,7 @@ class ToFp32Errors(unittest.TestCase):
         self.assertFalse(os.path.exists(self.out))
 
     def test_two_tags_mixed(self):
-        other = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws2", "checkpoint", TAG, "zero_pp_rank_1_mp_rank_00_optim_states.pt")
+        other = os.path.join(uo.DEEPSPEED, "mlp_z2_fp16_ws2", "checkpoint", self.TAG, "zero_pp_rank_1_mp_rank_00_optim_states.pt")
         shutil.copy(other, os.path.join(self.tag_dir, "zero_pp_rank_1_mp_rank_00_optim_states.pt"))
         self.expect_failure(FAILED_PRECONDITION, ["zero_pp_rank_1_mp_rank_00_optim_states.pt", "written for 2"])
 

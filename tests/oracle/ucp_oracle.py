@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import types
+import unittest
 
 import numpy as np
 import torch
@@ -190,3 +191,32 @@ class TempDir:
 
     def __exit__(self, *exc):
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class BadInputCase(unittest.TestCase):
+    """Base of the bad-input tests: a writable copy of a fixture per test, and a check that a run
+    fails with one error line holding every fragment, the same exit code from every rank, and
+    nothing but `allowed` left in `watch_dir` (no temporary output)."""
+
+    SRC = os.path.join(DEEPSPEED, "mlp_z2_fp16_ws4", "checkpoint")
+    TAG = "global_step3"
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ucp-oracle-")
+        self.ckpt = writable_copy(self.SRC, os.path.join(self.tmp, "ckpt"))
+        self.tag_dir = os.path.join(self.ckpt, self.TAG)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def check_failure(self, args, code, fragments, watch_dir, allowed, ranks_list=(1, 3), prefix=None):
+        for ranks in ranks_list:
+            with self.subTest(ranks=ranks):
+                p = run([*args, "--no-progress"], ranks, prefix=prefix)
+                self.assertEqual(p.returncode, code, p.stderr)
+                errors = [line for line in p.stderr.splitlines() if "error:" in line]
+                self.assertEqual(len(errors), 1, f"expected exactly one error line, got:\n{p.stderr}")
+                for fragment in fragments:
+                    self.assertIn(fragment, errors[0])
+                leftovers = [n for n in os.listdir(watch_dir) if n not in allowed]
+                self.assertEqual(leftovers, [], "temporary output left behind")

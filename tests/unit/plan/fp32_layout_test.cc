@@ -8,6 +8,7 @@
 
 #include "testutil/golden.h"
 #include "testutil/status_matchers.h"
+#include "testutil/zero_examples.h"
 
 namespace ucp::plan {
 namespace {
@@ -17,32 +18,10 @@ using format::TensorLocation;
 using testutil::StatusIs;
 using ::testing::HasSubstr;
 
-// dp=4, one group, params a(10), b(7), c(3): T=20, aligned to 2*dp=8 -> 24, S=6 per rank.
-format::ZeroCheckpoint zero12_example(bool bf16_optimizer) {
-  format::ZeroCheckpoint ck;
-  ck.kind = bf16_optimizer ? format::DeepSpeedOptimizerKind::kBf16 : format::DeepSpeedOptimizerKind::kZero12;
-  ck.zero_stage = bf16_optimizer ? 0 : 2;
-  ck.dp = 4;
-  format::ModelFileMeta m;
-  m.param_shapes = {{{"a", {10}}, {"b", {7}}, {"c", {3}}}};
-  m.dp_world_size = 4;
-  ck.models.push_back(m);
-  // ZeRO-1/2 save partitions without padding (6,6,6,2); BF16_Optimizer with (6,6,6,6).
-  for (std::uint32_t r = 0; r < 4; ++r) {
-    format::OptimFileMeta o;
-    o.partition_count = 4;
-    const std::uint64_t len = bf16_optimizer || r < 3 ? 6 : 2;
-    o.fp32.push_back({r + 1, 1000 * (r + 1), len, DType::kF32});
-    o.group_paddings.push_back(bf16_optimizer ? (r == 3 ? 4 : 0) : (r == 3 ? 4 : 0));
-    ck.optims.push_back(o);
-  }
-  ck.paths = {"model", "o0", "o1", "o2", "o3"};
-  return ck;
-}
 
 TEST(Fp32Layout, Zero12WorkedExample) {
   for (bool bf16 : {false, true}) {
-    auto layout = layout_fp32(zero12_example(bf16), false);
+    auto layout = layout_fp32(testutil::zero12_worked_example(bf16), false);
     ASSERT_TRUE(layout.ok()) << layout.status().to_string();
     ASSERT_EQ(layout->tensors.size(), 3u);
     const auto& a = layout->tensors[0];
@@ -69,10 +48,10 @@ TEST(Fp32Layout, Zero12WorkedExample) {
 }
 
 TEST(Fp32Layout, Zero12PartitionsThatDisagreeWithShapesFail) {
-  auto ck = zero12_example(false);
+  auto ck = testutil::zero12_worked_example(false);
   ck.optims[3].fp32[0].numel = 1;  // one element short
   EXPECT_THAT(layout_fp32(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("'c'")));
-  ck = zero12_example(false);
+  ck = testutil::zero12_worked_example(false);
   ck.models[0].param_shapes[0].push_back({"d", {9}});  // more than padding beyond the partitions
   EXPECT_THAT(layout_fp32(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("'d'")));
 }

@@ -9,6 +9,7 @@
 
 #include "testutil/golden.h"
 #include "testutil/status_matchers.h"
+#include "testutil/zero_examples.h"
 
 namespace ucp::plan {
 namespace {
@@ -17,35 +18,11 @@ using base::StatusCode;
 using testutil::StatusIs;
 using ::testing::HasSubstr;
 
-// dp=4, one group, params a(10), b(7), c(3): T=20, P=24, S=6. fp32 partitions of ZeRO-1/2 are
-// saved as 6,6,6,2 elements; the moments (and everything of BF16_Optimizer) as 6,6,6,6. The
-// moments live in different files' offsets (10000 + ...) so pieces show which vector they use.
-format::ZeroCheckpoint zero12_example(bool bf16_optimizer) {
-  format::ZeroCheckpoint ck;
-  ck.kind = bf16_optimizer ? format::DeepSpeedOptimizerKind::kBf16 : format::DeepSpeedOptimizerKind::kZero12;
-  ck.zero_stage = bf16_optimizer ? 0 : 2;
-  ck.dp = 4;
-  format::ModelFileMeta m;
-  m.param_shapes = {{{"a", {2, 5}}, {"b", {7}}, {"c", {3}}}};
-  m.dp_world_size = 4;
-  ck.models.push_back(m);
-  for (std::uint32_t r = 0; r < 4; ++r) {
-    format::OptimFileMeta o;
-    o.partition_count = 4;
-    o.fp32.push_back({r + 1, 1000 * (r + 1), bf16_optimizer || r < 3 ? 6u : 2u, DType::kF32});
-    o.exp_avg.push_back({r + 1, 10000 * (r + 1), 6, DType::kF32});
-    o.exp_avg_sq.push_back({r + 1, 20000 * (r + 1), 6, DType::kF32});
-    o.group_paddings.push_back(r == 3 ? 4 : 0);
-    ck.optims.push_back(o);
-  }
-  ck.paths = {"model", "o0", "o1", "o2", "o3"};
-  return ck;
-}
 
 TEST(OptimizerStateLayout, Zero12MomentsKeepPaddingAndUseTheSameOffsets) {
   for (bool bf16 : {false, true}) {
     SCOPED_TRACE(bf16 ? "bf16 optimizer" : "zero-2");
-    const auto ck = zero12_example(bf16);
+    const auto ck = testutil::zero12_worked_example(bf16);
     auto m = layout_optimizer_state(ck, OptimizerState::kExpAvg);
     ASSERT_TRUE(m.ok()) << m.status().to_string();
     ASSERT_EQ(m->size(), 3u);
@@ -70,11 +47,11 @@ TEST(OptimizerStateLayout, Zero12MomentsKeepPaddingAndUseTheSameOffsets) {
 }
 
 TEST(OptimizerStateLayout, MissingOrShortMomentsFail) {
-  auto ck = zero12_example(false);
+  auto ck = testutil::zero12_worked_example(false);
   ck.optims[2].exp_avg.clear();  // e.g. fp16 run where every step overflowed: no Adam state
   EXPECT_THAT(layout_optimizer_state(ck, OptimizerState::kExpAvg),
               StatusIs(StatusCode::kFailedPrecondition, HasSubstr("'exp_avg'")));
-  ck = zero12_example(false);
+  ck = testutil::zero12_worked_example(false);
   ck.optims[3].exp_avg_sq[0].numel = 1;  // c runs past what the moments hold
   EXPECT_THAT(layout_optimizer_state(ck, OptimizerState::kExpAvgSq), StatusIs(StatusCode::kDataLoss, HasSubstr("'c'")));
 }
@@ -121,7 +98,7 @@ TEST(UniversalPlan, OneTorchFilePerParamAndState) {
   opt.world_size = 3;
   for (bool zero3 : {false, true}) {
     SCOPED_TRACE(zero3 ? "zero-3" : "zero-2");
-    auto plan = plan_universal(zero3 ? zero3_example() : zero12_example(false), opt);
+    auto plan = plan_universal(zero3 ? zero3_example() : testutil::zero12_worked_example(false), opt);
     ASSERT_TRUE(plan.ok()) << plan.status().to_string();
     ASSERT_EQ(plan->params.size(), 3u);
     EXPECT_EQ(plan->params[2].group, zero3 ? 1 : 0);
@@ -146,7 +123,7 @@ TEST(UniversalPlan, OneTorchFilePerParamAndState) {
 }
 
 TEST(UniversalPlan, ParameterNamesMustBeFolderNames) {
-  auto ck = zero12_example(false);
+  auto ck = testutil::zero12_worked_example(false);
   ck.models[0].param_shapes[0][1].name = "../b";
   Fp32Options opt;
   EXPECT_THAT(plan_universal(ck, opt), StatusIs(StatusCode::kFailedPrecondition, HasSubstr("'../b'")));

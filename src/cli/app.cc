@@ -13,6 +13,7 @@
 #include "ucp/cli/diff.h"
 #include "ucp/cli/inspect.h"
 #include "ucp/cli/to_fp32.h"
+#include "ucp/cli/reshard.h"
 #include "ucp/cli/to_universal.h"
 #include "ucp/comm/communicator.h"
 #if defined(UCP_HAVE_NCCL)
@@ -86,6 +87,8 @@ int run_main(int argc, char** argv) {
     CLI::App* to_fp32_cmd = add_to_fp32_command(app, to_fp32);
     ToUniversalOptions to_universal;
     CLI::App* to_universal_cmd = add_to_universal_command(app, to_universal);
+    ReshardOptions reshard;
+    CLI::App* reshard_cmd = add_reshard_command(app, reshard);
 
     try {
       app.parse(argc, argv);
@@ -125,6 +128,8 @@ int run_main(int argc, char** argv) {
       code = finish(*comm, "to-fp32", run_to_fp32(*comm, to_fp32));
     } else if (*to_universal_cmd) {
       code = finish(*comm, "to-universal", run_to_universal(*comm, to_universal));
+    } else if (*reshard_cmd) {
+      code = finish(*comm, "reshard", run_reshard(*comm, reshard));
     }
   } catch (const std::exception& e) {
     // Last resort: this rank cannot reach the next agreement point, so take the job down.

@@ -250,12 +250,13 @@ Status Fp32Run::finalize() {
       const format::ZipLayout& zip = *file.zip;
       std::vector<std::uint32_t> crc(zip.entries.size(), 0);
       for (std::size_t e = 0; e < zip.entries.size(); ++e) {
+        // A record's CRC combines its fixed runs (pickle, zero padding) and its transferred runs.
+        std::vector<CrcPiece> pieces;
+        if (auto it = crcs_.find({f, static_cast<int>(e)}); it != crcs_.end()) pieces = std::move(it->second);
+        const std::uint64_t begin = zip.entries[e].data_offset, end = begin + zip.entries[e].size;
         for (const auto& [offset, bytes] : file.fixed)
-          if (offset == zip.entries[e].data_offset && bytes.size() == zip.entries[e].size)
-            crc[e] = format::crc32_update(0, bytes);
-        auto it = crcs_.find({f, static_cast<int>(e)});
-        if (it == crcs_.end()) continue;
-        auto& pieces = it->second;
+          if (offset >= begin && offset + bytes.size() <= end && !bytes.empty())
+            pieces.push_back({offset, bytes.size(), format::crc32_update(0, bytes)});
         std::sort(pieces.begin(), pieces.end(), [](const CrcPiece& a, const CrcPiece& b) { return a.offset < b.offset; });
         std::uint32_t c = 0;
         for (const auto& p : pieces) c = format::crc32_combine(c, p.crc, p.len);

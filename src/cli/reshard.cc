@@ -1,0 +1,109 @@
+#include "ucp/cli/reshard.h"
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "ucp/base/size.h"
+#include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/native_source.h"
+#include "ucp/exec/zero_source.h"
+#include "ucp/plan/native_plan.h"
+
+namespace ucp::cli {
+using base::Result;
+using base::Status;
+
+CLI::App* add_reshard_command(CLI::App& app, ReshardOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "reshard", "Re-partition a DeepSpeed ZeRO checkpoint for a new data-parallel size (native files, no special load flag)");
+  cmd->add_option("source", o.source, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
+  cmd->add_option("out", o.out, "Output save dir: OUT/latest and OUT/<tag>/ (must not exist or be empty unless --overwrite)")
+      ->required();
+  cmd->add_option("--target-dp", o.target_dp, "Data-parallel size the new checkpoint is for")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
+  add_conversion_flags(cmd, o);
+  return cmd;
+}
+
+namespace {
+
+// OUT/latest: the tag, no newline (as DeepSpeed writes it).
+Status write_latest(const std::string& dir, const std::string& tag) {
+  const std::string path = dir + "/latest";
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << tag;
+  f.close();
+  if (!f) return base::unavailable("writing '" + path + "' failed");
+  return {};
+}
+
+}  // namespace
+
+Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
+  exec::PhaseTimer timer;
+  plan::Fp32Options popts;
+  popts.format = plan::OutputFormat::kTorch;
+  popts.world_size = comm.size();
+  {
+    auto mem = base::parse_size(o.max_memory).annotate("--max-memory");
+    if (mem.ok()) popts.max_memory = *mem;
+    UCP_RETURN_IF_ERROR(comm::agree(comm, "options", mem.status()).status);
+  }
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard reshard: " << o.source << " -> " << o.out << " for dp " << o.target_dp << " | " << comm.size()
+              << " rank(s), " << comm.description() << " | max memory " << o.max_memory << std::endl;
+
+  // SRC: a universal checkpoint (every rank parses its small pickles), or ZeRO files (metadata
+  // read collectively).
+  const std::string universal = exec::find_universal_folder(o.source, o.tag);
+  Result<plan::NativeSource> source = base::internal_error("no source");
+  std::string description;
+  if (!universal.empty()) {
+    source = exec::native_source_from_universal(universal);
+    description = "universal checkpoint " + universal;
+    timer.mark("metadata");
+  } else {
+    UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.source, o.tag, timer));
+    source = exec::native_source_from_zero(ckpt);
+    description = "DeepSpeed " + std::string(format::optimizer_kind_name(ckpt.kind)) + " checkpoint " + ckpt.files.tag_dir;
+  }
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "source", source.status()).status);
+  Result<plan::Fp32Plan> plan = plan::plan_native(*source, o.target_dp, popts);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->digest())).status);
+  timer.mark("plan");
+
+  if (o.dry_run) {
+    if (comm.rank() == 0)
+      std::cout << description << " (ZeRO stage " << source->zero_stage << ", dp " << source->dp << ") -> dp "
+                << o.target_dp << "\n"
+                << plan->describe() << "  plus " << o.out << "/latest (rank 0)\n"
+                << std::flush;
+    return {};
+  }
+
+  UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
+  timer.mark("prepare");
+  exec::ExecuteOptions eopts;
+  eopts.progress = o.progress;
+  eopts.before_commit = [&]() -> Status {
+    if (comm.rank() != 0) return {};
+    return write_latest(out.temp_path(), source->tag);
+  };
+  UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, eopts, timer));
+
+  std::uint64_t written = 0;
+  for (const auto& f : plan->files) written += f.size;
+  if (o.timings) {
+    const std::string report = exec::report_timings(comm, timer, written);
+    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
+  }
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard reshard: wrote " << plan->files.size() << " files (" << base::format_bytes(written)
+              << ") for dp " << o.target_dp << " to " << o.out << "/" << source->tag << std::endl;
+  return {};
+}
+
+}  // namespace ucp::cli

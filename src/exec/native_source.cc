@@ -1,0 +1,439 @@
+#include "ucp/exec/native_source.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "ucp/format/torch_file.h"
+#include "ucp/plan/zero_partition.h"
+
+namespace ucp::exec {
+using base::Result;
+using base::Status;
+using format::ValuePtr;
+
+namespace {
+
+// Template storages resolve to their file by the mapping that owns their bytes.
+class MappedFiles {
+ public:
+  Status add(std::uint32_t index, const format::TorchFile& file) {
+    const auto& mapped = file.zip().file();
+    (*files_)[mapped.get()] = {index, mapped->bytes().data()};
+    return {};
+  }
+  /// Resolves storages of every file added so far, and of those added later.
+  plan::StorageLocator locator() const {
+    return [files = files_](const format::Storage& s) -> Result<format::TensorLocation> {
+      auto it = files->find(s.owner.get());
+      if (it == files->end()) return base::internal_error("a template storage does not belong to a source file");
+      format::TensorLocation loc;
+      loc.file = it->second.first;
+      loc.dtype = s.dtype;
+      loc.numel = s.numel;
+      loc.offset = s.numel == 0 ? 0 : static_cast<std::uint64_t>(s.bytes.data() - it->second.second);
+      return loc;
+    };
+  }
+
+ private:
+  std::shared_ptr<std::map<const void*, std::pair<std::uint32_t, const std::byte*>>> files_ =
+      std::make_shared<std::map<const void*, std::pair<std::uint32_t, const std::byte*>>>();
+};
+
+// ds_config as saved (a dict; a path string when the run was configured from a file).
+ValuePtr config_entry(const ValuePtr& root, const std::string& section, const std::string& key) {
+  ValuePtr config = root && root->is_dict() ? root->get("ds_config") : nullptr;
+  ValuePtr s = config && config->is_dict() ? config->get(section) : nullptr;
+  return s && s->is_dict() ? s->get(key) : nullptr;
+}
+
+}  // namespace
+
+Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint& ck) {
+  plan::NativeSource src;
+  src.kind = ck.kind;
+  src.zero_stage = ck.zero_stage;
+  src.dp = ck.dp;
+  src.tag = ck.files.tag.empty() ? std::filesystem::path(ck.files.tag_dir).filename().string() : ck.files.tag;
+  src.paths = ck.paths;
+  src.optimizer_prefix = ck.files.bf16_prefix ? "bf16_" : "";
+  const bool zero3 = ck.kind == format::DeepSpeedOptimizerKind::kZero3;
+
+  MappedFiles mapped;
+  const std::size_t n_models = ck.files.model_state_files.size();
+  for (std::size_t i = 0; i < n_models; ++i) {
+    UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(ck.paths[i]));
+    UCP_RETURN_IF_ERROR(mapped.add(static_cast<std::uint32_t>(i), file));
+    src.models.push_back(file.root());
+  }
+  {
+    UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(ck.paths[n_models]));
+    UCP_RETURN_IF_ERROR(mapped.add(static_cast<std::uint32_t>(n_models), file));
+    src.optimizer = file.root();
+  }
+  src.locate = mapped.locator();
+  const std::string& optim_path = ck.paths[n_models];
+
+  if (ValuePtr rr = config_entry(src.optimizer, "zero_optimization", "round_robin_gradients"); rr && rr->b)
+    return base::unimplemented("'" + optim_path +
+                               "': written with zero_optimization.round_robin_gradients=true, whose flattening order "
+                               "depends on the DP size; re-partitioning it is not supported");
+
+  // Per-parameter states (the same pieces to-universal writes), in param_shapes order.
+  for (int s = 0; s < 3; ++s) {
+    auto states = plan::layout_optimizer_state(ck, static_cast<plan::OptimizerState>(s));
+    if (!states.ok()) {
+      if (s > 0 && states.status().code() == base::StatusCode::kFailedPrecondition) continue;  // no Adam state yet
+      return states.status();
+    }
+    src.states[static_cast<std::size_t>(s)] = std::move(*states);
+  }
+  if (src.states[1].empty() != src.states[2].empty())
+    return base::data_loss("'" + optim_path + "': has exp_avg without exp_avg_sq (or the reverse)");
+
+  const auto& shapes = ck.models[0].param_shapes;
+  if (!zero3) {
+    src.groups = shapes;
+    return src;
+  }
+
+  // ZeRO-3: param_shapes has one entry per sub-group; the inner optimizer's param_groups[g]['params']
+  // lists the sub-groups of param group g, which follow each other in order.
+  ValuePtr osd = src.optimizer->get("optimizer_state_dict");
+  ValuePtr inner = osd && osd->is_dict() ? osd->get("optimizer_state_dict") : nullptr;
+  ValuePtr groups = inner && inner->is_dict() ? inner->get("param_groups") : nullptr;
+  if (!groups || groups->kind != format::Value::Kind::kList)
+    return base::data_loss("'" + optim_path + "': ['optimizer_state_dict']['optimizer_state_dict'] has no 'param_groups' list");
+  std::int64_t next = 0;
+  std::vector<std::vector<std::vector<std::uint64_t>>> sub_numels;  // per group, per sub-group
+  for (std::size_t g = 0; g < groups->items.size(); ++g) {
+    ValuePtr ids = groups->items[g] && groups->items[g]->is_dict() ? groups->items[g]->get("params") : nullptr;
+    if (!ids || ids->kind != format::Value::Kind::kList)
+      return base::data_loss("'" + optim_path + "': param_groups[" + std::to_string(g) + "] has no 'params' list");
+    src.groups.emplace_back();
+    sub_numels.emplace_back();
+    for (const ValuePtr& id : ids->items) {
+      if (!id || !id->is_int() || id->i != next || static_cast<std::size_t>(id->i) >= shapes.size())
+        return base::data_loss("'" + optim_path + "': param_groups[" + std::to_string(g) +
+                               "]['params'] does not list the sub-groups in order (expected " + std::to_string(next) + ")");
+      sub_numels.back().emplace_back();
+      for (const auto& p : shapes[static_cast<std::size_t>(next)]) {
+        src.groups.back().push_back(p);
+        sub_numels.back().back().push_back(p.numel());
+      }
+      ++next;
+    }
+  }
+  if (static_cast<std::size_t>(next) != shapes.size())
+    return base::data_loss("'" + optim_path + "': param_groups list " + std::to_string(next) + " sub-groups, param_shapes has " +
+                           std::to_string(shapes.size()));
+
+  if (ValuePtr size = config_entry(src.models[0], "zero_optimization", "sub_group_size")) {
+    if (size->is_int() && size->i > 0) src.sub_group_size = static_cast<std::uint64_t>(size->i);
+    else if (size->kind == format::Value::Kind::kFloat && size->f >= 1) src.sub_group_size = static_cast<std::uint64_t>(size->f);
+  }
+  // The new sub-groups are computed from sub_group_size: it must explain the source's own.
+  for (std::size_t g = 0; g < sub_numels.size(); ++g) {
+    std::vector<std::uint64_t> numels;
+    std::vector<std::size_t> sizes;
+    for (const auto& sub : sub_numels[g]) {
+      numels.insert(numels.end(), sub.begin(), sub.end());
+      sizes.push_back(sub.size());
+    }
+    std::vector<std::size_t> expected;
+    for (const auto& sub : plan::zero3_sub_groups(numels, ck.dp, src.sub_group_size)) expected.push_back(sub.size());
+    if (expected != sizes)
+      return base::failed_precondition("'" + ck.paths[0] + "': the ZeRO-3 sub-groups of param group " + std::to_string(g) +
+                                       " do not follow from sub_group_size=" + std::to_string(src.sub_group_size) +
+                                       " (ds_config); cannot recompute them for another DP size");
+  }
+
+  // Frozen parameters, whole, from every rank's fragments.
+  UCP_ASSIGN_OR_RETURN(plan::Fp32Layout layout, plan::layout_fp32(ck, /*exclude_frozen=*/false));
+  for (auto& t : layout.tensors)
+    if (t.role == plan::TensorRole::kFrozen) src.frozen.push_back(std::move(t));
+  return src;
+}
+
+}  // namespace ucp::exec
+
+namespace ucp::exec {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_universal_folder(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p / "zero" / "optimizer_state.pt", ec);
+}
+
+// Python-dict order of DeepSpeed's optimizer dict: the partitioned entries sit after 'clip_grad'
+// (ZeRO-1/2 and BF16_Optimizer alike); universal's optimizer_state.pt dropped them.
+ValuePtr with_entry_after(const ValuePtr& dict, const std::string& after, std::vector<std::pair<std::string, ValuePtr>> add) {
+  auto out = std::make_shared<format::Value>(*dict);
+  out->entries.clear();
+  bool placed = false;
+  for (const auto& e : dict->entries) {
+    out->entries.push_back(e);
+    if (!placed && e.first && e.first->is_str() && e.first->str == after) {
+      for (auto& [k, v] : add) out->entries.emplace_back(format::Value::string(k), v);
+      placed = true;
+    }
+  }
+  if (!placed)
+    for (auto& [k, v] : add) out->entries.emplace_back(format::Value::string(k), v);
+  return out;
+}
+
+ValuePtr placeholder_tensor(bool requires_grad) {
+  format::Tensor t = format::Tensor::from_bytes(base::DType::kF32, {0}, {});
+  t.requires_grad = requires_grad;
+  return format::Value::tensor_value(std::move(t));
+}
+
+ValuePtr fragment_address_template() {
+  auto v = std::make_shared<format::Value>();
+  v->kind = format::Value::Kind::kObject;
+  v->object.callable = format::Value::global_ref("deepspeed.utils.tensor_fragment", "fragment_address");
+  v->object.kind = format::BuildKind::kNewObj;
+  v->object.args = format::Value::tuple({});
+  v->object.state = format::Value::dict({{format::Value::string("numel"), format::Value::integer(0)},
+                                         {format::Value::string("start"), format::Value::integer(0)}});
+  return v;
+}
+
+}  // namespace
+
+std::string find_universal_folder(const std::string& path, const std::string& tag) {
+  const fs::path p(path);
+  if (!tag.empty()) return is_universal_folder(p / tag) ? (p / tag).string() : std::string();
+  if (is_universal_folder(p)) return p.string();
+  std::ifstream latest(p / "latest_universal");
+  std::string name;
+  if (latest >> name && is_universal_folder(p / name)) return (p / name).string();
+  return {};
+}
+
+Result<plan::NativeSource> native_source_from_universal(const std::string& folder) {
+  plan::NativeSource src;
+  const fs::path dir(folder);
+  src.tag = fs::path(folder).lexically_normal().filename().string();
+  if (src.tag.empty()) src.tag = dir.parent_path().filename().string();
+  MappedFiles mapped;
+  src.locate = mapped.locator();
+  auto open = [&](const fs::path& p) -> Result<format::TorchFile> {
+    auto file = format::TorchFile::open(p.string());
+    if (!file.ok()) return file.status();
+    UCP_RETURN_IF_ERROR(mapped.add(static_cast<std::uint32_t>(src.paths.size()), *file));
+    src.paths.push_back(p.string());
+    return file;
+  };
+
+  // Model-state copies: one mp_rank_00 file, or one ZeRO-3 file per source rank.
+  std::vector<std::string> zero3_models;
+  bool flat_model = false;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name == "mp_rank_00_model_states.pt") flat_model = true;
+    if (name.rfind("zero_pp_rank_", 0) == 0 && name.find("_mp_rank_00_model_states.pt") != std::string::npos)
+      zero3_models.push_back(name);
+  }
+  std::sort(zero3_models.begin(), zero3_models.end(), [](const std::string& a, const std::string& b) {
+    return std::stoi(a.substr(13)) < std::stoi(b.substr(13));
+  });
+  for (std::size_t r = 0; r < zero3_models.size(); ++r)
+    if (zero3_models[r] != plan::native_model_file_name(true, static_cast<int>(r)))
+      return base::not_found("'" + folder + "': model-state files of ZeRO-3 ranks are not numbered 0.." +
+                             std::to_string(zero3_models.size() - 1) + " (found '" + zero3_models[r] + "')");
+  if (flat_model == !zero3_models.empty())
+    return base::not_found("'" + folder + "': expected the model-state file copies of a universal checkpoint "
+                           "(mp_rank_00_model_states.pt, or zero_pp_rank_<r>_mp_rank_00_model_states.pt for ZeRO-3)");
+  const bool zero3 = !zero3_models.empty();
+  if (zero3) {
+    for (const auto& name : zero3_models) {
+      UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(dir / name));
+      src.models.push_back(f.root());
+    }
+  } else {
+    UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(dir / "mp_rank_00_model_states.pt"));
+    src.models.push_back(f.root());
+  }
+  const std::string model_path = src.paths[0];
+  const ValuePtr& model = src.models[0];
+  if (!model || !model->is_dict()) return base::data_loss("'" + model_path + "': the root is not a dict");
+  ValuePtr dp = model->get("dp_world_size");
+  if (!dp || !dp->is_int() || dp->i < 1) return base::data_loss("'" + model_path + "': no valid 'dp_world_size'");
+  src.dp = static_cast<int>(dp->i);
+  UCP_ASSIGN_OR_RETURN(format::ModelFileMeta meta, format::extract_model_meta(model_path, 0));
+  if (zero3 && zero3_models.size() != static_cast<std::size_t>(src.dp))
+    return base::not_found("'" + folder + "': " + std::to_string(zero3_models.size()) + " ZeRO-3 model-state files, but dp_world_size is " +
+                           std::to_string(src.dp));
+
+  UCP_ASSIGN_OR_RETURN(format::TorchFile opt_file, open(dir / "zero" / "optimizer_state.pt"));
+  const std::string opt_path = src.paths.back();
+  ValuePtr saved = opt_file.root();
+  if (!saved || !saved->is_dict()) return base::data_loss("'" + opt_path + "': the root is not a dict");
+  ValuePtr param_groups = saved->get("param_groups");
+  if (!param_groups || param_groups->kind != format::Value::Kind::kList)
+    return base::data_loss("'" + opt_path + "': no 'param_groups' list");
+  auto osd = std::make_shared<format::Value>(*saved);
+  osd->entries.clear();
+  for (const auto& e : saved->entries)
+    if (!(e.first && e.first->is_str() && e.first->str == "param_groups")) osd->entries.push_back(e);
+
+  if (zero3) {
+    src.kind = format::DeepSpeedOptimizerKind::kZero3;
+    src.zero_stage = 3;
+  } else if (ValuePtr stage = osd->get("zero_stage")) {
+    src.kind = format::DeepSpeedOptimizerKind::kZero12;
+    src.zero_stage = format::decode_zero_stage(stage);
+    if (src.zero_stage != 1 && src.zero_stage != 2)
+      return base::data_loss("'" + opt_path + "': zero_stage " + std::to_string(src.zero_stage) + " with a stage <= 2 layout");
+  } else {
+    src.kind = format::DeepSpeedOptimizerKind::kBf16;
+    src.zero_stage = 0;
+  }
+  {
+    // The optimizer-file prefix follows bf16.enabled in the run's config.
+    ValuePtr bf16 = config_entry(model, "bf16", "enabled");
+    src.optimizer_prefix = bf16 && bf16->kind == format::Value::Kind::kBool && bf16->b ? "bf16_" : "";
+  }
+
+  // Per-parameter state files.
+  const char* state_names[] = {"fp32", "exp_avg", "exp_avg_sq"};
+  std::vector<std::vector<ValuePtr>> steps(meta.param_shapes.size());
+  bool any_moments = false, all_moments = true;
+  for (std::size_t g = 0; g < meta.param_shapes.size(); ++g) {
+    for (const auto& p : meta.param_shapes[g]) {
+      for (int s = 0; s < 3; ++s) {
+        const fs::path f = dir / "zero" / p.name / (std::string(state_names[s]) + ".pt");
+        std::error_code ec;
+        if (s > 0 && !fs::exists(f, ec)) {
+          all_moments = false;
+          continue;
+        }
+        if (s > 0) any_moments = true;
+        UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(f));
+        ValuePtr root = file.root();
+        ValuePtr t = root && root->is_dict() ? root->get("param") : root;
+        if (!t || !t->is_tensor()) return base::data_loss("'" + f.string() + "': expected a tensor or {'param': tensor}");
+        const format::Tensor& tensor = t->tensor;
+        if (tensor.numel() != p.numel())
+          return base::data_loss("'" + f.string() + "' holds " + std::to_string(tensor.numel()) + " elements, expected " +
+                                 std::to_string(p.numel()) + " for parameter '" + p.name +
+                                 "' (a known ds_to_universal defect at ZeRO-3; convert the ZeRO checkpoint instead)");
+        if (tensor.dtype() != base::DType::kF32 || !tensor.is_contiguous())
+          return base::unimplemented("'" + f.string() + "': expected a contiguous fp32 tensor");
+        UCP_ASSIGN_OR_RETURN(format::TensorLocation loc, src.locate(*tensor.storage));
+        loc = loc.slice(static_cast<std::uint64_t>(tensor.storage_offset), tensor.numel());
+        plan::LogicalTensor lt;
+        lt.name = p.name;
+        lt.shape = p.shape;
+        lt.dtype = base::DType::kF32;
+        if (p.numel() > 0) lt.pieces.push_back({loc, 0});
+        src.states[static_cast<std::size_t>(s)].push_back(std::move(lt));
+      }
+      if (!zero3) {
+        const fs::path f = dir / "zero" / p.name / "step.pt";
+        std::error_code ec;
+        if (fs::exists(f, ec)) {
+          UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(f));
+          steps[g].push_back(file.root());
+        }
+      }
+    }
+    src.groups.push_back(meta.param_shapes[g]);
+  }
+  if (any_moments && !all_moments) return base::not_found("'" + folder + "': some parameters have no exp_avg/exp_avg_sq files");
+  if (!any_moments) {
+    src.states[1].clear();
+    src.states[2].clear();
+  }
+
+  ValuePtr ds_config = model->get("ds_config"), ds_version = model->get("ds_version");
+  std::vector<std::pair<format::ValuePtr, format::ValuePtr>> top;
+  if (zero3) {
+    // The whole rank-0 optimizer dict was kept; sub-groups come from its inner param_groups.
+    top.emplace_back(format::Value::string("optimizer_state_dict"), osd);
+  } else {
+    // Rebuild rank 0's dict around the states: base_optimizer_state with one state entry per
+    // group (step from step.pt, as DeepSpeed's universal loader restores it), and placeholders the
+    // plan replaces for every new rank.
+    std::vector<std::pair<format::ValuePtr, format::ValuePtr>> state;
+    std::vector<ValuePtr> fp32s;
+    for (std::size_t g = 0; g < meta.param_shapes.size(); ++g) {
+      fp32s.push_back(placeholder_tensor(true));
+      if (!any_moments) continue;
+      std::vector<std::pair<format::ValuePtr, format::ValuePtr>> entry;
+      if (!steps[g].empty()) entry.emplace_back(format::Value::string("step"), steps[g].front());
+      entry.emplace_back(format::Value::string("exp_avg"), placeholder_tensor(false));
+      entry.emplace_back(format::Value::string("exp_avg_sq"), placeholder_tensor(false));
+      state.emplace_back(format::Value::integer(static_cast<std::int64_t>(g)), format::Value::dict(std::move(entry)));
+    }
+    ValuePtr base = format::Value::dict({{format::Value::string("state"), format::Value::dict(std::move(state))},
+                                         {format::Value::string("param_groups"), param_groups}});
+    ValuePtr rebuilt = with_entry_after(osd, "clip_grad", {{"base_optimizer_state", base},
+                                                            {"single_partition_of_fp32_groups", format::Value::list(std::move(fp32s))}});
+    std::vector<ValuePtr> mappings(meta.param_shapes.size(), format::Value::dict({}, true));
+    mappings.front()->entries.emplace_back(format::Value::string(""), fragment_address_template());
+    rebuilt->set("param_slice_mappings", format::Value::list(std::move(mappings)));
+    top.emplace_back(format::Value::string("optimizer_state_dict"), rebuilt);
+  }
+  if (ds_config) top.emplace_back(format::Value::string("ds_config"), ds_config);
+  if (ds_version) top.emplace_back(format::Value::string("ds_version"), ds_version);
+  src.optimizer = format::Value::dict(std::move(top));
+
+  if (zero3) {
+    // Sub-groups and frozen fragments as for a ZeRO checkpoint: reuse that path's checks by
+    // reading the param groups from the template.
+    ValuePtr inner = osd->get("optimizer_state_dict");
+    ValuePtr groups = inner && inner->is_dict() ? inner->get("param_groups") : nullptr;
+    if (!groups || groups->kind != format::Value::Kind::kList)
+      return base::data_loss("'" + opt_path + "': no ['optimizer_state_dict']['param_groups']");
+    std::vector<std::vector<format::NamedShape>> by_group;
+    std::size_t next = 0;
+    for (const ValuePtr& g : groups->items) {
+      ValuePtr ids = g && g->is_dict() ? g->get("params") : nullptr;
+      if (!ids) return base::data_loss("'" + opt_path + "': a param group has no 'params'");
+      by_group.emplace_back();
+      for (const ValuePtr& id : ids->items) {
+        if (!id || !id->is_int() || static_cast<std::size_t>(id->i) != next || next >= meta.param_shapes.size())
+          return base::data_loss("'" + opt_path + "': param_groups do not list the sub-groups in order");
+        for (const auto& p : meta.param_shapes[next]) by_group.back().push_back(p);
+        ++next;
+      }
+    }
+    src.groups = std::move(by_group);
+    if (ValuePtr size = config_entry(model, "zero_optimization", "sub_group_size")) {
+      if (size->is_int() && size->i > 0) src.sub_group_size = static_cast<std::uint64_t>(size->i);
+      else if (size->kind == format::Value::Kind::kFloat && size->f >= 1) src.sub_group_size = static_cast<std::uint64_t>(size->f);
+    }
+    // Frozen parameters from every source rank's fragments (model dtype).
+    for (const auto& fp : meta.frozen_param_shapes) {
+      plan::LogicalTensor lt;
+      lt.name = fp.name;
+      lt.shape = fp.shape;
+      const std::uint64_t part = plan::zero3_partition_numel(fp.numel(), src.dp);
+      for (int r = 0; r < src.dp; ++r) {
+        ValuePtr frags = src.models[static_cast<std::size_t>(r)]->get("frozen_param_fragments");
+        ValuePtr t = frags && frags->is_dict() ? frags->get(fp.name) : nullptr;
+        if (!t || !t->is_tensor() || t->tensor.numel() != part)
+          return base::data_loss("'" + src.paths[static_cast<std::size_t>(r)] + "': frozen_param_fragments['" + fp.name +
+                                 "'] missing or not " + std::to_string(part) + " elements");
+        lt.dtype = t->tensor.dtype();
+        const std::uint64_t first = static_cast<std::uint64_t>(r) * part;
+        const std::uint64_t have = first >= fp.numel() ? 0 : std::min(part, fp.numel() - first);
+        if (have == 0) continue;
+        UCP_ASSIGN_OR_RETURN(format::TensorLocation loc, src.locate(*t->tensor.storage));
+        lt.pieces.push_back({loc.slice(static_cast<std::uint64_t>(t->tensor.storage_offset), have), first});
+      }
+      src.frozen.push_back(std::move(lt));
+    }
+  }
+  return src;
+}
+
+}  // namespace ucp::exec

@@ -22,7 +22,7 @@ COMMANDS=(
   "to-fp32:safetensors|to-fp32|--format safetensors"
   "to-fp32:torch|to-fp32|--format torch"
   "to-universal|to-universal|"
-  "reshard:dp2|reshard|--target-dp 2"
+  "reshard:dp3|reshard|--target-dp 3"
 )
 
 PARAMS=505M

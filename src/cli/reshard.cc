@@ -8,6 +8,7 @@
 #include "ucp/base/size.h"
 #include "ucp/exec/fp32_executor.h"
 #include "ucp/exec/native_source.h"
+#include "ucp/exec/save_dir_extras.h"
 #include "ucp/exec/zero_source.h"
 #include "ucp/plan/native_plan.h"
 
@@ -21,7 +22,7 @@ CLI::App* add_reshard_command(CLI::App& app, ReshardOptions& o) {
   cmd->add_option("source", o.source, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
   cmd->add_option("out", o.out, "Output save dir: OUT/latest and OUT/<tag>/ (must not exist or be empty unless --overwrite)")
       ->required();
-  cmd->add_option("--target-dp", o.target_dp, "Data-parallel size the new checkpoint is for")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--target-dp", o.target_dp, "Data-parallel size the new checkpoint is for")->required()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
   add_conversion_flags(cmd, o);
   return cmd;
@@ -59,7 +60,7 @@ Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
   // read collectively).
   const std::string universal = exec::find_universal_folder(o.source, o.tag);
   Result<plan::NativeSource> source = base::internal_error("no source");
-  std::string description;
+  std::string description, save_dir;
   if (!universal.empty()) {
     source = exec::native_source_from_universal(universal);
     description = "universal checkpoint " + universal;
@@ -67,6 +68,7 @@ Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
   } else {
     UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.source, o.tag, timer));
     source = exec::native_source_from_zero(ckpt);
+    save_dir = ckpt.files.save_dir;
     description = "DeepSpeed " + std::string(format::optimizer_kind_name(ckpt.kind)) + " checkpoint " + ckpt.files.tag_dir;
   }
   UCP_RETURN_IF_ERROR(comm::agree(comm, "source", source.status()).status);
@@ -84,12 +86,21 @@ Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
     return {};
   }
 
+  // Framework files beside the DeepSpeed folders (HF Trainer's checkpoint-K/): copied by rank 0.
+  std::vector<std::string> warnings;
+  Result<std::vector<exec::SaveDirCopy>> extras = std::vector<exec::SaveDirCopy>{};
+  if (!save_dir.empty()) extras = exec::plan_save_dir_extras(save_dir, o.target_dp, warnings);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "source", extras.status()).status);
+  if (comm.rank() == 0)
+    for (const auto& w : warnings) std::cerr << "ucp-reshard reshard: warning: " << w << std::endl;
+
   UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
   timer.mark("prepare");
   exec::ExecuteOptions eopts;
   eopts.progress = o.progress;
   eopts.before_commit = [&]() -> Status {
     if (comm.rank() != 0) return {};
+    UCP_RETURN_IF_ERROR(exec::copy_save_dir_extras(*extras, out.temp_path()));
     return write_latest(out.temp_path(), source->tag);
   };
   UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, eopts, timer));

@@ -100,8 +100,8 @@ Status io_error(const std::string& what, const std::string& path, int err) {
   return base::unavailable(msg);
 }
 
-// A plain byte copy through a 1 MiB buffer (bounded memory; errno kept for the message, which
-// std::filesystem::copy_file loses: EFBIG comes back as EIO there).
+}  // namespace
+
 Status copy_file(const std::string& src, const std::string& dst) {
   const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return io_error("opening", src, errno);
@@ -129,8 +129,6 @@ Status copy_file(const std::string& src, const std::string& dst) {
   if (::close(out) != 0 && status.ok()) status = io_error("closing", dst, errno);
   return status;
 }
-
-}  // namespace
 
 Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp,
                               int rank, int world) {

@@ -14,7 +14,8 @@ usage() {
 usage: elastic-restart.sh [options] CKPT -- TRAIN_CMD [ARGS...]
   --target-dp M   DP size of the new run (default: $UCP_TARGET_DP, else the allocation's GPUs:
                   SLURM_GPUS, else SLURM_GPUS_PER_NODE x SLURM_JOB_NUM_NODES, else SLURM_NTASKS)
-  --out DIR       where the resharded checkpoint goes (default: CKPT-dpM next to CKPT)
+  --out DIR       where the resharded checkpoint goes (default: CKPT-dpM next to CKPT); if it
+                  already holds the same tag at dp M (a requeued job), it is used as is
   --tag T         tag to restart from (default: the one in CKPT/latest)
   -n N            ranks for the reshard step (default: the allocation's tasks; see ucp-reshard-run)
   --dry-run       print the decision and the commands; run nothing
@@ -98,7 +99,21 @@ if [ "$src_dp" = "$target" ]; then
   use=$ckpt
 else
   use=${out:-${ckpt%/}-dp$target}
+  resharded=1
   say "checkpoint $ckpt (tag $src_tag) has dp $src_dp, new dp is $target ($target_from): resharding into $use"
+fi
+if [ "$resharded" = 1 ] && [ -e "$use" ]; then
+  # A requeued job finds the copy an earlier attempt made (reshard renames it into place only
+  # once complete): reuse it if it is this tag at this DP size, refuse anything else.
+  existing=$("$UCP_RESHARD" inspect "$use" --json 2>/dev/null) || existing=""
+  if [ "$(json_field dp_world_size "$existing")" = "$target" ] && [ "$(json_field tag "$existing")" = "$src_tag" ]; then
+    say "$use already holds tag $src_tag at dp $target (an earlier restart): using it"
+    resharded=2
+  else
+    die "'$use' exists but is not tag $src_tag at dp $target; remove it or pass --out DIR" 6
+  fi
+fi
+if [ "$resharded" = 1 ]; then
   cmd=("$run_tool")
   [ -n "$ranks" ] && cmd+=(-n "$ranks")
   [ "$dry_run" = 1 ] && cmd+=(--dry-run)
@@ -109,8 +124,8 @@ else
   printf -v shown ' %q' "${cmd[@]}"
   say "+$shown"
   "${cmd[@]}" || die "reshard failed (exit $?); the original checkpoint is untouched" $?
-  resharded=1
 fi
+[ "$resharded" = 2 ] && resharded=1
 
 # --- hand over
 export UCP_CHECKPOINT="$use" UCP_CHECKPOINT_TAG="$src_tag" UCP_CHECKPOINT_DP="$target" UCP_CHECKPOINT_RESHARDED="$resharded"

@@ -80,7 +80,7 @@ InactiveLimit=0
 KillWait=5
 MinJobAge=300
 $EXTRA
-NodeName=$H CPUs=$CPUS State=UNKNOWN
+NodeName=$H NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
   export SLURM_CONF="$B/etc/slurm.conf"

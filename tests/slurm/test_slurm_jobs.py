@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,9 @@ SKIP = 77
 CLUSTER = os.path.join(HERE, "cluster.sh")
 FIXTURE = "gpt_z2_bf16_ws2"  # ZeRO-2 bf16, written by DeepSpeed on 2 ranks
 JOB_TIMEOUT = 180
+# All jobs together stay well inside CTest's TIMEOUT (900 s), so the cluster is always shut down by
+# us rather than left running when CTest kills the test.
+DEADLINE = time.time() + 600
 ENV = {}  # SLURM_CONF etc., set by main()
 
 
@@ -50,7 +54,7 @@ def submit(args, env=None, cwd=REPO):
 
 def wait(job):
     """Polls squeue until the job left the queue; returns (state, exit code) from scontrol."""
-    deadline = time.time() + JOB_TIMEOUT
+    deadline = min(time.time() + JOB_TIMEOUT, DEADLINE)
     while time.time() < deadline:
         r = sh(["squeue", "-h", "-j", job, "-o", "%T"], timeout=30)
         if r.returncode == 0 and not r.stdout.strip():
@@ -58,7 +62,7 @@ def wait(job):
         time.sleep(0.3)
     else:
         sh(["scancel", job], timeout=30)
-        raise AssertionError(f"job {job} still queued/running after {JOB_TIMEOUT} s")
+        raise AssertionError(f"job {job} still queued/running at the time limit")
     info = sh(["scontrol", "show", "job", job], timeout=30).stdout
     state = re.search(r"JobState=(\S+)", info)
     code = re.search(r"\bExitCode=(\d+):(\d+)", info)
@@ -220,6 +224,27 @@ class SlurmJobs(unittest.TestCase):
         self.assertIn("(SLURM_GPUS)", text)
         self.assertEqual(self.handover()["UCP_CHECKPOINT"], ckpt)
 
+    def test_elastic_restart_requeued_job_reuses_a_finished_copy(self):
+        # A dp-4 copy of the same tag is already there (DeepSpeed's own dp-4 save of this model
+        # stands in for what reshard made in an earlier attempt): hand it over, reshard nothing.
+        ckpt = self.copy_checkpoint()
+        uo.writable_copy(os.path.join(uo.DEEPSPEED, "gpt_z2_bf16_ws4", "checkpoint"), ckpt + "-dp4")
+        state, code, text = self.elastic_job(4, ckpt)
+        self.assertEqual((state, code), ("COMPLETED", 0), text)
+        self.assertIn(f"{ckpt}-dp4 already holds tag global_step3 at dp 4 (an earlier restart): using it", text)
+        self.assertNotIn(" reshard ", text)
+        self.assertEqual(self.handover(), {"arg": f"--load={ckpt}-dp4", "UCP_CHECKPOINT": ckpt + "-dp4",
+                                           "UCP_CHECKPOINT_TAG": "global_step3", "UCP_CHECKPOINT_DP": "4",
+                                           "UCP_CHECKPOINT_RESHARDED": "1"})
+
+    def test_elastic_restart_refuses_a_foreign_output_dir(self):
+        ckpt = self.copy_checkpoint()
+        uo.writable_copy(os.path.join(uo.DEEPSPEED, "gpt_z2_bf16_ws2", "checkpoint"), ckpt + "-dp4")  # dp 2, not 4
+        state, code, text = self.elastic_job(4, ckpt)
+        self.assertEqual((state, code), ("FAILED", uo.FAILED_PRECONDITION), text)
+        self.assertIn(f"'{ckpt}-dp4' exists but is not tag global_step3 at dp 4; remove it or pass --out DIR", text)
+        self.assertFalse(os.path.exists(self.path("handover.json")), "training did not start")
+
     def test_elastic_restart_different_dp_reshards_first(self):
         ckpt = self.copy_checkpoint()
         new = ckpt + "-dp4"
@@ -261,6 +286,8 @@ def main():
     if not os.environ.get("UCP_RESHARD"):
         print("SKIPPED: UCP_RESHARD is not set (run through ctest)")
         return SKIP
+    # SIGTERM (CTest, a CI runner) must still reach the `finally` that stops the daemons.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = tempfile.mkdtemp(prefix="ucp-slurm-")
     os.chmod(base, 0o755)
     try:

@@ -14,6 +14,12 @@ packages=(
   libtorch-dev                        # C++ oracle: torch::pickle_load reads our .bin files
 )
 
+# --slurm: also Slurm and munge, for the tests that start a real one-node cluster (tests/slurm).
+# Kept optional: a workstation that only converts checkpoints does not need Slurm's daemons.
+if [ "${1:-}" = "--slurm" ]; then
+  packages+=(slurm-wlm munge)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,4 +32,12 @@ echo "install-deps: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
+# Packages must not start daemons (munge, slurmd, slurmctld would on a machine without a
+# policy-rc.d): the tests start their own under a temp dir and leave nothing running.
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && added_policy=1
+fi
+trap 'if [ "$added_policy" = 1 ]; then $SUDO rm -f "$policy"; fi' EXIT
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -4,7 +4,7 @@
 # clang and run each for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./launch/install-deps.sh
+./launch/install-deps.sh --slurm   # tests/slurm start a real one-node Slurm cluster
 ./launch/build.sh
 (cd build && ctest --output-on-failure -j"${JOBS:-$(nproc)}" --timeout 900)
 

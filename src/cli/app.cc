@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "ucp/cli/config_file.h"
 #include "ucp/cli/diff.h"
 #include "ucp/cli/inspect.h"
 #include "ucp/cli/to_fp32.h"
@@ -104,6 +105,15 @@ int run_main(int argc, char** argv) {
       comm.reset();
       comm::finalize_world();
       return code;
+    }
+    // --config presets fill what the command line left unset; a bad file is a usage error (exit 2).
+    for (CLI::App* sub : app.get_subcommands()) {
+      if (base::Status s = apply_config_file(*sub); !s.ok()) {
+        if (comm->rank() == 0) std::cerr << "ucp-reshard " << sub->get_name() << ": error: " << s.message() << std::endl;
+        comm.reset();
+        comm::finalize_world();
+        return s.exit_code();
+      }
     }
 
     if (*inspect_cmd) {

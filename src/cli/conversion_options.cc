@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ucp/cli/config_file.h"
+
 namespace ucp::cli {
 
 void add_conversion_flags(CLI::App* cmd, ConversionOptions& o) {
@@ -13,6 +15,7 @@ void add_conversion_flags(CLI::App* cmd, ConversionOptions& o) {
                 "Show bytes done, rate and ETA on rank 0 (default: when stderr is a TTY)");
   cmd->add_flag("--overwrite", o.overwrite, "Replace a non-empty output directory");
   cmd->add_flag("--timings", o.timings, "Print per-phase timings and peak memory per rank (JSON) at the end");
+  add_config_flag(cmd);
   o.progress = ::isatty(STDERR_FILENO) != 0;
 }
 

@@ -17,7 +17,8 @@ struct ConversionOptions {
   bool timings = false;
 };
 
-/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite and --timings to `cmd`.
+/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings and --config FILE
+/// (cli/config_file.h; applied by run_main after parsing) to `cmd`.
 void add_conversion_flags(CLI::App* cmd, ConversionOptions& options);
 
 }  // namespace ucp::cli

@@ -9,6 +9,7 @@
 #include "ucp/base/size.h"
 #include "ucp/exec/fp32_executor.h"
 #include "ucp/exec/hdf5_executor.h"
+#include "ucp/exec/optimizer_steps.h"
 #include "ucp/exec/zero_source.h"
 #include "ucp/plan/fp32_layout.h"
 #include "ucp/plan/fp32_plan.h"
@@ -79,11 +80,24 @@ std::vector<plan::Hdf5Attribute> source_attributes(const ToFp32Options& o, const
 
 Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const format::ZeroCheckpoint& ckpt,
                    const plan::Fp32Options& popts, exec::PhaseTimer& timer) {
+  std::vector<plan::Hdf5Attribute> attributes = source_attributes(o, ckpt, popts);
+  if (o.with_optimizer) {
+    // Collective: rank 0 reads the step counters, every rank gets them (attributes must agree).
+    UCP_ASSIGN_OR_RETURN(std::vector<exec::OptimizerStep> steps, exec::read_optimizer_steps(comm, ckpt));
+    for (std::size_t g = 0; g < steps.size() && g < ckpt.models[0].param_shapes.size(); ++g) {
+      if (std::holds_alternative<std::monostate>(steps[g])) continue;
+      for (const auto& p : ckpt.models[0].param_shapes[g]) {
+        plan::Hdf5Attribute a{std::string(plan::kHdf5OptimizerGroup) + "/" + p.name, "step", std::int64_t{0}};
+        if (const auto* i = std::get_if<std::int64_t>(&steps[g])) a.value = *i;
+        else a.value = std::get<double>(steps[g]);
+        attributes.push_back(std::move(a));
+      }
+    }
+  }
   Result<plan::Hdf5Plan> plan = base::internal_error("no plan");
   {
     auto layout = plan::layout_fp32(ckpt, o.exclude_frozen);
     std::optional<plan::Hdf5OptimizerStates> states;
-    std::vector<plan::Hdf5Attribute> attributes = source_attributes(o, ckpt, popts);
     Status status = layout.status();
     if (status.ok() && o.with_optimizer) {
       states.emplace();

@@ -2,13 +2,18 @@
 
 #include <CLI/CLI.hpp>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <iostream>
 
 #include "ucp/base/size.h"
 #include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/hdf5_executor.h"
+#include "ucp/exec/optimizer_steps.h"
 #include "ucp/exec/zero_source.h"
 #include "ucp/plan/fp32_layout.h"
 #include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/hdf5_plan.h"
 
 namespace ucp::cli {
 using base::Result;
@@ -19,8 +24,13 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
   cmd->add_option("checkpoint", o.checkpoint, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
   cmd->add_option("out", o.out, "Output directory (created; must not exist or be empty unless --overwrite)")->required();
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
-  cmd->add_option("--format", o.format, "safetensors (default) or torch (.bin)")->check(CLI::IsMember({"safetensors", "torch"}));
-  cmd->add_option("--max-shard-size", o.max_shard_size, "Largest output shard, e.g. 5GB (decimal) or 2GiB")->capture_default_str();
+  cmd->add_option("--format", o.format, "safetensors (default), torch (.bin) or hdf5 (one model.h5, parallel HDF5)")
+      ->check(CLI::IsMember({"safetensors", "torch", "hdf5"}));
+  cmd->add_option("--max-shard-size", o.max_shard_size, "Largest output shard, e.g. 5GB (decimal) or 2GiB")
+      ->capture_default_str()
+      ->each([&o](const std::string&) { o.max_shard_size_given = true; });
+  cmd->add_flag("--with-optimizer", o.with_optimizer,
+                "hdf5: also store fp32 masters, exp_avg, exp_avg_sq (and step) per parameter under /optimizer");
   cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: fp32, bf16 or fp16 (round to nearest even)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
   cmd->add_flag("--exclude-frozen", o.exclude_frozen, "Leave out parameters with requires_grad=False");
@@ -33,6 +43,15 @@ namespace {
 Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToFp32Options& o) {
   plan::Fp32Options p;
   p.format = o.format == "torch" ? plan::OutputFormat::kTorch : plan::OutputFormat::kSafetensors;
+  if (o.format == "hdf5") {
+    // One file by design: sharding would defeat the point of a single, world-size-free file.
+    if (o.max_shard_size_given) return base::invalid_argument("--max-shard-size does not apply to --format hdf5 (one model.h5)");
+    if (!exec::hdf5_output_available())
+      return base::unimplemented("--format hdf5: this ucp-reshard was built without parallel HDF5 (install "
+                                 "libhdf5-openmpi-dev and rebuild)");
+  } else if (o.with_optimizer) {
+    return base::invalid_argument("--with-optimizer needs --format hdf5 (use to-universal for torch files)");
+  }
   UCP_ASSIGN_OR_RETURN(p.max_shard_bytes, base::parse_size(o.max_shard_size).annotate("--max-shard-size"));
   UCP_ASSIGN_OR_RETURN(p.max_memory, base::parse_size(o.max_memory).annotate("--max-memory"));
   p.float_dtype = *base::dtype_from_user_name(o.dtype);
@@ -40,6 +59,94 @@ Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToF
   return p;
 }
 
+
+// What the HDF5 file records about where it came from (attributes on "/").
+std::vector<plan::Hdf5Attribute> source_attributes(const ToFp32Options& o, const format::ZeroCheckpoint& ckpt,
+                                                   const plan::Fp32Options& p) {
+  std::error_code ec;
+  const std::string source = std::filesystem::absolute(ckpt.files.tag_dir, ec).lexically_normal().string();
+  return {
+      {"/", "producer", std::string("ucp-reshard ") + UCP_VERSION + " to-fp32"},
+      {"/", "source_checkpoint", ec ? ckpt.files.tag_dir : source},
+      {"/", "tag", ckpt.files.tag},
+      {"/", "deepspeed_version", ckpt.models.empty() ? std::string() : ckpt.models[0].ds_version},
+      {"/", "zero_stage", std::int64_t{ckpt.zero_stage}},
+      {"/", "optimizer_wrapper", std::string(format::optimizer_kind_name(ckpt.kind))},
+      {"/", "dp_world_size", std::int64_t{ckpt.dp}},
+      {"/", "float_dtype", std::string(base::torch_dtype_attr(p.float_dtype))},
+      {"/", "frozen_excluded", std::int64_t{o.exclude_frozen ? 1 : 0}},
+  };
+}
+
+Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const format::ZeroCheckpoint& ckpt,
+                   const plan::Fp32Options& popts, exec::PhaseTimer& timer) {
+  std::vector<plan::Hdf5Attribute> attributes = source_attributes(o, ckpt, popts);
+  if (o.with_optimizer) {
+    // Collective: rank 0 reads the step counters, every rank gets them (attributes must agree).
+    UCP_ASSIGN_OR_RETURN(std::vector<exec::OptimizerStep> steps, exec::read_optimizer_steps(comm, ckpt));
+    for (std::size_t g = 0; g < steps.size() && g < ckpt.models[0].param_shapes.size(); ++g) {
+      if (std::holds_alternative<std::monostate>(steps[g])) continue;
+      for (const auto& p : ckpt.models[0].param_shapes[g]) {
+        plan::Hdf5Attribute a{std::string(plan::kHdf5OptimizerGroup) + "/" + p.name, "step", std::int64_t{0}};
+        if (const auto* i = std::get_if<std::int64_t>(&steps[g])) a.value = *i;
+        else a.value = std::get<double>(steps[g]);
+        attributes.push_back(std::move(a));
+      }
+    }
+  }
+  Result<plan::Hdf5Plan> plan = base::internal_error("no plan");
+  {
+    auto layout = plan::layout_fp32(ckpt, o.exclude_frozen);
+    std::optional<plan::Hdf5OptimizerStates> states;
+    Status status = layout.status();
+    if (status.ok() && o.with_optimizer) {
+      states.emplace();
+      auto fp32 = plan::layout_optimizer_state(ckpt, plan::OptimizerState::kFp32);
+      auto m = plan::layout_optimizer_state(ckpt, plan::OptimizerState::kExpAvg);
+      auto v = plan::layout_optimizer_state(ckpt, plan::OptimizerState::kExpAvgSq);
+      status = !fp32.ok() ? fp32.status() : !m.ok() ? m.status() : v.status();
+      if (status.ok()) {
+        states->fp32 = std::move(*fp32);
+        states->exp_avg = std::move(*m);
+        states->exp_avg_sq = std::move(*v);
+      }
+    }
+    if (status.ok())
+      plan = plan::plan_hdf5(*layout, states ? &*states : nullptr, ckpt.paths, popts, std::move(attributes));
+    else
+      plan = status;
+  }
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->digest())).status);
+  timer.mark("plan");
+
+  if (o.dry_run) {
+    if (comm.rank() == 0)
+      std::cout << "DeepSpeed " << format::optimizer_kind_name(ckpt.kind) << " checkpoint " << ckpt.files.tag_dir
+                << " (ZeRO stage " << ckpt.zero_stage << ", dp " << ckpt.dp << ")\n"
+                << plan->plan.describe() << std::flush;
+    return {};
+  }
+
+  UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
+  timer.mark("prepare");
+  exec::ExecuteOptions eopts;
+  eopts.progress = o.progress;
+  UCP_RETURN_IF_ERROR(exec::execute_hdf5_plan(comm, *plan, out, eopts, timer));
+
+  std::uint64_t written = 0;
+  for (const auto& t : plan->plan.tensors)
+    if (t.shares_storage_with < 0) written += t.nbytes;
+  if (o.timings) {
+    const std::string report = exec::report_timings(comm, timer, written);
+    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
+  }
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard to-fp32: wrote " << plan->plan.tensors.size() << " datasets/links to "
+              << o.out << "/" << plan::kHdf5FileName << ", " << base::format_bytes(written) << " of tensor data ("
+              << exec::hdf5_output_description() << ")" << std::endl;
+  return {};
+}
 
 }  // namespace
 
@@ -54,6 +161,7 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
               << std::endl;
 
   UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.checkpoint, o.tag, timer));
+  if (o.format == "hdf5") return run_to_hdf5(comm, o, ckpt, *popts, timer);
 
   Result<plan::Fp32Plan> plan = base::internal_error("no plan");
   {

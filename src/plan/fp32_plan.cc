@@ -250,6 +250,10 @@ Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<s
     });
     std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
     for (int f : order) {
+      if (plan.files[static_cast<std::size_t>(f)].every_rank_writes) {
+        plan.files[static_cast<std::size_t>(f)].owner = -1;
+        continue;
+      }
       const auto r = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
       plan.files[static_cast<std::size_t>(f)].owner = static_cast<int>(r);
       load[r] += plan.files[static_cast<std::size_t>(f)].size;
@@ -315,7 +319,7 @@ Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<s
       x.src = run.src.slice(done, std::min(chunk, run.src.numel - done));
       x.out_dtype = t.dtype;
       x.reader = plan.source_reader[run.src.file];
-      x.writer = file.owner;
+      x.writer = file.every_rank_writes ? x.reader : file.owner;
       x.file = t.file;
       x.file_offset = t.file_offset + (run.dst_offset + done) * out_size;
       x.zip_entry = zip_entry;
@@ -411,6 +415,7 @@ std::uint64_t Fp32Plan::digest() const {
     fnv_str(h, f.name);
     fnv_value(h, f.size);
     fnv_value(h, f.owner);
+    fnv_value(h, f.every_rank_writes);
     for (const auto& [off, bytes] : f.fixed) {
       fnv_value(h, off);
       fnv(h, bytes.data(), bytes.size());
@@ -440,7 +445,9 @@ std::string Fp32Plan::describe() const {
   // Universal outputs have three files per parameter: list the first ones, count the rest.
   constexpr std::size_t kListed = 40;
   for (std::size_t i = 0; i < files.size() && i < kListed; ++i)
-    os << "  " << files[i].name << "  " << base::format_bytes(files[i].size) << "  written by rank " << files[i].owner << "\n";
+    os << "  " << files[i].name << "  " << base::format_bytes(files[i].size)
+       << (files[i].every_rank_writes ? "  (tensor data) written by every rank" : "  written by rank " + std::to_string(files[i].owner))
+       << "\n";
   if (files.size() > kListed) {
     std::uint64_t rest = 0;
     for (std::size_t i = kListed; i < files.size(); ++i) rest += files[i].size;

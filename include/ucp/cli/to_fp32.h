@@ -1,5 +1,6 @@
 // `ucp-reshard to-fp32 CKPT OUT ...`: consolidate a DeepSpeed ZeRO checkpoint into an fp32 model
-// (HF-style safetensors or torch .bin shards), in parallel over the ranks of the launcher.
+// (HF-style safetensors or torch .bin shards, or one parallel HDF5 file), in parallel over the
+// ranks of the launcher.
 #pragma once
 
 #include <string>
@@ -22,6 +23,8 @@ struct ToFp32Options : ConversionOptions {
   std::string max_shard_size = "5GB";
   std::string dtype = "fp32";
   bool exclude_frozen = false;
+  bool max_shard_size_given = false;  ///< --max-shard-size was on the command line (refused with hdf5).
+  bool with_optimizer = false;        ///< hdf5 only: also store the optimizer states per parameter.
 };
 
 /// Registers the subcommand and its options on `app`; returns it.

@@ -43,14 +43,18 @@ struct OutputTensor {
   std::uint64_t nbytes = 0;
   int file = -1;
   std::uint64_t file_offset = 0;  ///< Where its bytes start in the file.
-  int shares_storage_with = -1;   ///< Torch only: alias written as a reference to this tensor's storage.
+  int shares_storage_with = -1;   ///< Torch, HDF5: alias written as a reference to (link to) this tensor's storage.
   bool requires_grad = false;     ///< Torch only: pickled requires_grad flag.
 };
 
 struct OutputFile {
   std::string name;       ///< Relative to OUT.
   std::uint64_t size = 0;
-  int owner = 0;          ///< The rank that creates and writes this file.
+  int owner = 0;          ///< The rank that creates and writes this file (-1 when every_rank_writes).
+  /// Written by all ranks at once (parallel HDF5): each run is written by the rank that reads it,
+  /// so nothing is exchanged; `size` and the tensors' file_offset then address a virtual file
+  /// (the tensors' bytes back to back) that only proves coverage, not the on-disk layout.
+  bool every_rank_writes = false;
   /// Bytes fully known at plan time: (offset, bytes) — safetensors header; torch data.pkl/version/byteorder.
   std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> fixed;
   /// Torch only: the zip layout; record i's CRC is assembled from fixed bytes or transfers.

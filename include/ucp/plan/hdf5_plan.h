@@ -1,0 +1,63 @@
+// The plan of `to-fp32 --format hdf5`: one HDF5 file (model.h5) that every rank writes at once
+// through parallel HDF5. Same transfers, rounds and coverage proof as the other formats
+// (finish_plan), with one difference: each run is written by the rank that reads it (the file is
+// `every_rank_writes`), so the all-to-all exchange moves nothing.
+//
+// Layout (names kept exactly, never split on dots, so h5py users write f["model"][name]):
+//   /model/<tensor name>                           one dataset per tensor, N-d shape, dtype kept
+//                                                  (bf16 convention: format/hdf5_writer.h); a tied
+//                                                  name is a hard link to its source's dataset
+//   /optimizer/<param name>/{fp32,exp_avg,exp_avg_sq}   with --with-optimizer: full-shape fp32
+//                                                  states per trainable parameter (+ attribute step)
+//   attributes on "/": format, source checkpoint, tag, DeepSpeed version, ...; on "/model":
+//   tied_aliases (JSON object alias -> source name).
+// Offsets in the plan address a virtual file (every dataset's bytes back to back, aliases none):
+// HDF5 decides where datasets sit on disk, the plan only proves every element is written once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ucp/base/status.h"
+#include "ucp/plan/fp32_layout.h"
+#include "ucp/plan/fp32_plan.h"
+
+namespace ucp::plan {
+
+inline constexpr const char* kHdf5FileName = "model.h5";
+inline constexpr const char* kHdf5ModelGroup = "/model";
+inline constexpr const char* kHdf5OptimizerGroup = "/optimizer";
+
+struct Hdf5Attribute {
+  std::string object;  ///< Path of the group or dataset ("/", "/model", "/optimizer/<param>").
+  std::string name;
+  std::variant<std::string, std::int64_t, double> value;
+};
+
+/// Optional optimizer states: per trainable parameter (same order in all three), the layouts
+/// plan::layout_optimizer_state gives for fp32, exp_avg and exp_avg_sq.
+struct Hdf5OptimizerStates {
+  std::vector<LogicalTensor> fp32, exp_avg, exp_avg_sq;
+};
+
+struct Hdf5Plan {
+  Fp32Plan plan;                   ///< One file, kHdf5FileName, every_rank_writes.
+  std::vector<std::string> paths;  ///< Per plan.tensors: its dataset path (an alias: its link's path).
+  std::vector<std::string> groups; ///< Groups to create, parents first.
+  std::vector<Hdf5Attribute> attributes;  ///< Written after every dataset and link exists.
+
+  /// plan.digest() extended with paths, groups and attributes.
+  std::uint64_t digest() const;
+};
+
+/// Builds the plan. `attributes` (source checkpoint, tag, ...) are copied after the ones the
+/// plan adds itself ("/model" tied_aliases). Floating model tensors get options.float_dtype;
+/// optimizer states stay fp32. Tensor and parameter names must be usable as one HDF5 link name
+/// (non-empty, no '/', not "." or "..": FailedPrecondition naming the tensor otherwise).
+base::Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* optimizer,
+                                 const std::vector<std::string>& source_paths, const Fp32Options& options,
+                                 std::vector<Hdf5Attribute> attributes);
+
+}  // namespace ucp::plan

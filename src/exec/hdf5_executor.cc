@@ -1,0 +1,272 @@
+#include "ucp/exec/hdf5_executor.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <variant>
+
+#include "ucp/base/convert.h"
+#include "ucp/base/size.h"
+
+#if defined(UCP_HAVE_HDF5)
+#include <mpi.h>
+
+#include "ucp/format/hdf5_writer.h"
+#endif
+
+namespace ucp::exec {
+using base::Status;
+
+#if !defined(UCP_HAVE_HDF5)
+
+bool hdf5_output_available() { return false; }
+std::string hdf5_output_description() { return "parallel HDF5 not built"; }
+
+Status execute_hdf5_plan(comm::Communicator& comm, const plan::Hdf5Plan&, OutputDir& out, const ExecuteOptions&,
+                         PhaseTimer&) {
+  out.abandon(comm);
+  return base::unimplemented(
+      "--format hdf5: this ucp-reshard was built without parallel HDF5 (install libhdf5-openmpi-dev and rebuild)");
+}
+
+#else
+
+bool hdf5_output_available() { return true; }
+std::string hdf5_output_description() { return "parallel " + format::hdf5_library_version(); }
+
+namespace {
+
+constexpr std::size_t kBounceBytes = 8u << 20;  // as fp32_executor: counted in the planner's allowance
+
+Status io_error(const std::string& what, const std::string& path, int err) {
+  return base::unavailable(what + " '" + path + "' failed: " + std::strerror(err));
+}
+
+// Same read path as exec/fp32_executor (pread, convert through a bounce buffer).
+Status pread_full(int fd, std::byte* dst, std::uint64_t len, std::uint64_t offset, const std::string& path) {
+  while (len > 0) {
+    const ssize_t n = ::pread(fd, dst, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("reading", path, errno);
+    }
+    if (n == 0)
+      return base::data_loss("'" + path + "' is truncated: tensor data expected at offset " + std::to_string(offset) +
+                             " is past the end of the file");
+    dst += n;
+    len -= static_cast<std::uint64_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+class Hdf5Run {
+ public:
+  Hdf5Run(const plan::Hdf5Plan& plan, OutputDir& out, int me) : hp_(plan), plan_(plan.plan), out_(out), me_(me) {}
+  ~Hdf5Run() {
+    for (auto& [f, fd] : src_fds_) ::close(fd);
+  }
+
+  Status open_file();
+  Status create_objects();
+  Status open_sources();
+  Status transfer_round(const std::vector<plan::Transfer>& round);
+  Status close() { return writer_ ? writer_->close() : Status{}; }
+
+ private:
+  Status read_into(const plan::Transfer& x, std::byte* dst);
+  // The tensor (index into plan.tensors) whose virtual bytes hold `offset`.
+  int tensor_at(std::uint64_t offset) const {
+    auto it = std::upper_bound(by_offset_.begin(), by_offset_.end(), std::make_pair(offset, INT32_MAX));
+    return std::prev(it)->second;
+  }
+
+  const plan::Hdf5Plan& hp_;
+  const plan::Fp32Plan& plan_;
+  OutputDir& out_;
+  const int me_;
+  std::unique_ptr<format::Hdf5Writer> writer_;
+  std::vector<int> dataset_of_;                       // plan tensor -> writer dataset handle
+  std::vector<std::pair<std::uint64_t, int>> by_offset_;  // (virtual offset, tensor), tensors with bytes
+  std::map<std::uint32_t, int> src_fds_;
+  std::unique_ptr<std::byte[]> buffer_, bounce_;
+};
+
+Status Hdf5Run::open_file() {
+  // Parallel HDF5 takes an MPI communicator; ours is the world (checked, so a future
+  // sub-communicator cannot silently write with the wrong group of ranks).
+  int initialized = 0, world = 0, rank = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) return base::failed_precondition("--format hdf5 needs MPI, which is not initialised");
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (world != static_cast<int>(plan_.totals.size()) || rank != me_)
+    return base::internal_error("--format hdf5: the communicator is not MPI_COMM_WORLD");
+  UCP_ASSIGN_OR_RETURN(writer_, format::Hdf5Writer::create(out_.temp_file(plan::kHdf5FileName), MPI_COMM_WORLD));
+  return {};
+}
+
+Status Hdf5Run::create_objects() {
+  for (const auto& g : hp_.groups) UCP_RETURN_IF_ERROR(writer_->create_group(g));
+  dataset_of_.assign(plan_.tensors.size(), -1);
+  for (std::size_t i = 0; i < plan_.tensors.size(); ++i) {
+    const plan::OutputTensor& t = plan_.tensors[i];
+    if (t.shares_storage_with >= 0) {
+      UCP_RETURN_IF_ERROR(writer_->create_link(hp_.paths[static_cast<std::size_t>(t.shares_storage_with)], hp_.paths[i]));
+      continue;
+    }
+    UCP_ASSIGN_OR_RETURN(dataset_of_[i], writer_->create_dataset(hp_.paths[i], t.dtype, t.shape));
+    if (t.nbytes > 0) by_offset_.emplace_back(t.file_offset, static_cast<int>(i));
+  }
+  std::sort(by_offset_.begin(), by_offset_.end());
+  for (const auto& a : hp_.attributes)
+    UCP_RETURN_IF_ERROR(std::visit([&](const auto& v) { return writer_->set_attribute(a.object, a.name, v); }, a.value));
+  return {};
+}
+
+Status Hdf5Run::open_sources() {
+  std::uint64_t max_read = 0;
+  bool converts = false;
+  for (const auto& round : plan_.rounds) {
+    std::uint64_t s = 0;
+    for (const plan::Transfer& x : round) {
+      if (x.reader != me_) continue;
+      s += x.out_bytes();
+      converts = converts || x.src.dtype != x.out_dtype;
+      if (!src_fds_.count(x.src.file)) {
+        const std::string& path = plan_.source_paths[x.src.file];
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return io_error("opening", path, errno);
+        src_fds_[x.src.file] = fd;
+        ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+      }
+    }
+    max_read = std::max(max_read, s);
+  }
+  // Sized once for the largest round, never zero-filled (every byte is read into before use).
+  buffer_ = std::make_unique_for_overwrite<std::byte[]>(std::max<std::uint64_t>(max_read, 1));
+  if (converts) bounce_ = std::make_unique_for_overwrite<std::byte[]>(kBounceBytes);
+  return {};
+}
+
+Status Hdf5Run::read_into(const plan::Transfer& x, std::byte* dst) {
+  const std::string& path = plan_.source_paths[x.src.file];
+  const int fd = src_fds_.at(x.src.file);
+  if (x.src.dtype == x.out_dtype) return pread_full(fd, dst, x.src.nbytes(), x.src.offset, path);
+  const std::size_t in_size = base::dtype_size(x.src.dtype), out_size = base::dtype_size(x.out_dtype);
+  const std::uint64_t slab = kBounceBytes / in_size;
+  for (std::uint64_t done = 0; done < x.src.numel; done += slab) {
+    const std::uint64_t n = std::min(slab, x.src.numel - done);
+    UCP_RETURN_IF_ERROR(pread_full(fd, bounce_.get(), n * in_size, x.src.offset + done * in_size, path));
+    base::convert_elements(x.src.dtype, bounce_.get(), x.out_dtype, dst + done * out_size, n);
+  }
+  return {};
+}
+
+Status Hdf5Run::transfer_round(const std::vector<plan::Transfer>& round) {
+  // Read: my runs, back to back. The round is sorted by (reader, writer = reader, file, offset),
+  // so they come in virtual-offset order: by dataset, then element.
+  struct Mine {
+    int tensor;
+    format::ElementRun run;
+    std::uint64_t pos;
+  };
+  std::vector<Mine> mine;
+  std::vector<int> touched;  // every dataset any rank writes this round (the same list on all ranks)
+  Status local;
+  std::uint64_t pos = 0;
+  for (const plan::Transfer& x : round) {
+    const int t = tensor_at(x.file_offset);
+    touched.push_back(t);
+    if (x.reader != me_) continue;
+    const plan::OutputTensor& ot = plan_.tensors[static_cast<std::size_t>(t)];
+    const std::uint64_t elem = (x.file_offset - ot.file_offset) / base::dtype_size(ot.dtype);
+    mine.push_back({t, {elem, x.src.numel}, pos});
+    if (local.ok()) local = read_into(x, buffer_.get() + pos);
+    pos += x.out_bytes();
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+
+  // Write: one collective H5Dwrite per touched dataset, in dataset order, on every rank — also
+  // after a local error (then with no runs), so the collective calls always match up; the error
+  // is reported at the agreement that ends the round.
+  std::size_t k = 0;
+  std::vector<format::ElementRun> runs;
+  for (int t : touched) {
+    runs.clear();
+    while (k < mine.size() && mine[k].tensor < t) ++k;  // cannot happen (mine is a subset), kept for safety
+    const std::size_t first = k;
+    for (; k < mine.size() && mine[k].tensor == t; ++k) runs.push_back(mine[k].run);
+    const std::byte* data = first < mine.size() ? buffer_.get() + mine[first].pos : buffer_.get();
+    if (!local.ok()) runs.clear();
+    const Status s = writer_->write(dataset_of_[static_cast<std::size_t>(t)], runs, data);
+    if (local.ok()) local = s;
+  }
+  return local;
+}
+
+}  // namespace
+
+Status execute_hdf5_plan(comm::Communicator& comm, const plan::Hdf5Plan& plan, OutputDir& out,
+                         const ExecuteOptions& options, PhaseTimer& timer) {
+  Status status;
+  {
+    Hdf5Run run(plan, out, comm.rank());
+    // Opening is agreed on by itself: every later HDF5 call is collective, so no rank may go on
+    // when another could not open the file.
+    status = comm::agree(comm, "create", run.open_file()).status;
+    if (status.ok()) {
+      Status local = run.create_objects();
+      if (local.ok()) local = run.open_sources();
+      status = comm::agree(comm, "create", local).status;
+    }
+    timer.mark("create");
+
+    std::uint64_t total = 0, done = 0;
+    for (const auto& round : plan.plan.rounds)
+      for (const auto& x : round) total += x.out_bytes();
+    const auto start = std::chrono::steady_clock::now();
+    const std::size_t rounds = plan.plan.rounds.size();
+    for (std::size_t i = 0; i < rounds && status.ok(); ++i) {
+      status = comm::agree(comm, "transfer", run.transfer_round(plan.plan.rounds[i])).status;
+      for (const auto& x : plan.plan.rounds[i]) done += x.out_bytes();
+      if (options.progress && comm.rank() == 0 && status.ok()) {
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+        const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+        std::fprintf(stderr, "\r[ucp-reshard] round %zu/%zu  %s / %s  %s/s  ETA %.0f s   ", i + 1, rounds,
+                     base::format_bytes(done).c_str(), base::format_bytes(total).c_str(),
+                     base::format_bytes(static_cast<std::uint64_t>(rate)).c_str(), eta);
+        if (i + 1 == rounds) std::fprintf(stderr, "\n");
+      }
+    }
+    timer.mark("transfer");
+    // Closing is collective too: every rank closes, failure or not (opening was agreed on, so
+    // either every rank holds the file open or none does).
+    {
+      const Status closed = comm::agree(comm, "finalize", run.close()).status;
+      if (status.ok()) status = closed;
+    }
+    timer.mark("finalize");
+    if (status.ok() && options.before_commit) {
+      status = comm::agree(comm, "extras", options.before_commit()).status;
+      timer.mark("extras");
+    }
+  }
+  if (status.ok()) status = out.commit(comm);
+  if (!status.ok()) out.abandon(comm);
+  timer.mark("commit");
+  return status;
+}
+
+#endif
+
+}  // namespace ucp::exec

@@ -1,0 +1,141 @@
+#include "ucp/plan/hdf5_plan.h"
+
+#include <nlohmann/json.hpp>
+
+#include "ucp/base/checked_math.h"
+
+namespace ucp::plan {
+using base::Result;
+using base::Status;
+
+namespace {
+
+// One HDF5 link name: '/' would split it into groups, "." and ".." are path components.
+Status check_link_name(const std::string& name, const char* what) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos)
+    return base::failed_precondition(std::string(what) + " '" + name +
+                                     "' cannot be one HDF5 dataset name (empty, '.', '..' or containing '/'); "
+                                     "use --format safetensors");
+  return {};
+}
+
+void fnv(std::uint64_t& h, const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+}
+void fnv_str(std::uint64_t& h, const std::string& s) {
+  const std::uint64_t n = s.size();
+  fnv(h, &n, sizeof n);
+  fnv(h, s.data(), s.size());
+}
+
+}  // namespace
+
+Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* optimizer,
+                           const std::vector<std::string>& source_paths, const Fp32Options& options,
+                           std::vector<Hdf5Attribute> attributes) {
+  Hdf5Plan out;
+  Fp32Plan& plan = out.plan;
+  out.groups.push_back(kHdf5ModelGroup);
+
+  // finish_plan resolves every output tensor through one layout: the model's tensors first (so
+  // alias_of indices stay valid), then the optimizer states.
+  Fp32Layout layout = model;
+  std::uint64_t offset = 0;  // in the virtual file
+  auto add = [&](const LogicalTensor& lt, std::string path, base::DType dtype) -> Status {
+    OutputTensor t;
+    t.name = lt.name;
+    t.logical = static_cast<int>(plan.tensors.size());
+    t.dtype = dtype;
+    t.shape = lt.shape;
+    auto nbytes = base::checked_mul(lt.numel(), base::dtype_size(dtype));
+    if (!nbytes) return base::data_loss("tensor '" + lt.name + "' is too large");
+    t.nbytes = *nbytes;
+    t.file = 0;
+    if (lt.role == TensorRole::kAlias) {
+      // A hard link to the source's dataset: no bytes of its own (finish_plan skips it).
+      int src = lt.alias_of;
+      for (int hops = 0; src >= 0 && layout.tensors[static_cast<std::size_t>(src)].role == TensorRole::kAlias; ++hops) {
+        if (hops > static_cast<int>(layout.tensors.size())) return base::internal_error("alias cycle at '" + lt.name + "'");
+        src = layout.tensors[static_cast<std::size_t>(src)].alias_of;
+      }
+      if (src < 0 || static_cast<std::size_t>(src) >= plan.tensors.size())
+        return base::internal_error("alias '" + lt.name + "' refers to no earlier tensor");
+      t.shares_storage_with = src;
+      t.file_offset = plan.tensors[static_cast<std::size_t>(src)].file_offset;
+    } else {
+      t.file_offset = offset;
+      const auto end = base::checked_add(offset, t.nbytes);
+      if (!end) return base::data_loss("tensor '" + lt.name + "': the model's total size overflows 64 bits");
+      offset = *end;
+    }
+    plan.tensors.push_back(std::move(t));
+    out.paths.push_back(std::move(path));
+    return {};
+  };
+
+  nlohmann::json tied = nlohmann::json::object();
+  for (const LogicalTensor& lt : model.tensors) {
+    UCP_RETURN_IF_ERROR(check_link_name(lt.name, "tensor"));
+    const base::DType dtype = base::dtype_is_floating(lt.dtype) ? options.float_dtype : lt.dtype;
+    UCP_RETURN_IF_ERROR(add(lt, std::string(kHdf5ModelGroup) + "/" + lt.name, dtype));
+    if (lt.role == TensorRole::kAlias)
+      tied[lt.name] = model.tensors[static_cast<std::size_t>(plan.tensors.back().shares_storage_with)].name;
+  }
+
+  if (optimizer) {
+    const std::vector<LogicalTensor>* states[] = {&optimizer->fp32, &optimizer->exp_avg, &optimizer->exp_avg_sq};
+    const char* names[] = {"fp32", "exp_avg", "exp_avg_sq"};
+    for (const auto* s : states)
+      if (s->size() != optimizer->fp32.size()) return base::internal_error("plan_hdf5: optimizer state counts differ");
+    out.groups.push_back(kHdf5OptimizerGroup);
+    for (std::size_t i = 0; i < optimizer->fp32.size(); ++i) {
+      const std::string& param = optimizer->fp32[i].name;
+      UCP_RETURN_IF_ERROR(check_link_name(param, "parameter"));
+      const std::string group = std::string(kHdf5OptimizerGroup) + "/" + param;
+      out.groups.push_back(group);
+      for (std::size_t k = 0; k < 3; ++k) {
+        LogicalTensor lt = (*states[k])[i];
+        if (lt.name != param) return base::internal_error("plan_hdf5: optimizer states list parameters in different orders");
+        lt.role = TensorRole::kTrainable;
+        lt.alias_of = -1;
+        lt.name = param + "/" + names[k];
+        UCP_RETURN_IF_ERROR(add(lt, group + "/" + names[k], base::DType::kF32));
+        layout.tensors.push_back(std::move(lt));
+      }
+    }
+  }
+
+  OutputFile file;
+  file.name = kHdf5FileName;
+  file.size = offset;
+  file.every_rank_writes = true;
+  plan.files.push_back(std::move(file));
+  UCP_RETURN_IF_ERROR(finish_plan(plan, layout, source_paths, options));
+
+  out.attributes.push_back({kHdf5ModelGroup, "tied_aliases", tied.dump()});
+  for (auto& a : attributes) out.attributes.push_back(std::move(a));
+  return out;
+}
+
+std::uint64_t Hdf5Plan::digest() const {
+  std::uint64_t h = plan.digest();
+  for (const auto& p : paths) fnv_str(h, p);
+  for (const auto& g : groups) fnv_str(h, g);
+  for (const auto& a : attributes) {
+    fnv_str(h, a.object);
+    fnv_str(h, a.name);
+    const auto index = static_cast<std::uint64_t>(a.value.index());
+    fnv(h, &index, sizeof index);
+    if (const auto* s = std::get_if<std::string>(&a.value)) fnv_str(h, *s);
+    else if (const auto* i = std::get_if<std::int64_t>(&a.value)) fnv(h, i, sizeof *i);
+    else fnv(h, &std::get<double>(a.value), sizeof(double));
+  }
+  return h;
+}
+
+}  // namespace ucp::plan

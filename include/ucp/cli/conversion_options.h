@@ -15,9 +15,11 @@ struct ConversionOptions {
   bool progress = false;  ///< Default: whether stderr is a TTY.
   bool overwrite = false;
   bool timings = false;
+  std::string transport = "auto";  ///< auto | mpi | nccl (cli/transport.h)
 };
 
-/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite and --timings to `cmd`.
+/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings and --transport
+/// to `cmd`.
 void add_conversion_flags(CLI::App* cmd, ConversionOptions& options);
 
 }  // namespace ucp::cli

@@ -16,6 +16,7 @@
 #include "ucp/cli/to_fp32.h"
 #include "ucp/cli/reshard.h"
 #include "ucp/cli/to_universal.h"
+#include "ucp/cli/transport.h"
 #include "ucp/comm/communicator.h"
 #if defined(UCP_HAVE_NCCL)
 #include "ucp/comm/nccl_transport.h"
@@ -116,7 +117,19 @@ int run_main(int argc, char** argv) {
       }
     }
 
-    if (*inspect_cmd) {
+    // Conversion commands move their data over the transport --transport picks; the rest stay on MPI.
+    const ConversionOptions* conversion = *to_fp32_cmd        ? static_cast<const ConversionOptions*>(&to_fp32)
+                                          : *to_universal_cmd ? &to_universal
+                                                              : nullptr;
+    if (conversion != nullptr) {
+      base::Result<std::string> header = open_transport(comm, *conversion);
+      if (!header.ok()) code = finish(*comm, "transport", header.status());
+      else if (comm->rank() == 0) std::cerr << "ucp-reshard: " << *header << std::endl;
+    }
+
+    if (code != 0) {
+      // The transport could not be opened; finish() has reported it.
+    } else if (*inspect_cmd) {
       base::Status local;
       if (comm->rank() == 0) local = run_inspect(inspect, std::cout);
       std::cout.flush();

@@ -16,6 +16,10 @@ void add_conversion_flags(CLI::App* cmd, ConversionOptions& o) {
   cmd->add_flag("--overwrite", o.overwrite, "Replace a non-empty output directory");
   cmd->add_flag("--timings", o.timings, "Print per-phase timings and peak memory per rank (JSON) at the end");
   add_config_flag(cmd);
+  cmd->add_option("--transport", o.transport,
+                  "auto (NCCL when built in and every rank has a GPU of its own, else MPI), mpi or nccl")
+      ->check(CLI::IsMember({"auto", "mpi", "nccl"}))
+      ->capture_default_str();
   o.progress = ::isatty(STDERR_FILENO) != 0;
 }
 

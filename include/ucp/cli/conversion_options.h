@@ -15,10 +15,11 @@ struct ConversionOptions {
   bool progress = false;  ///< Default: whether stderr is a TTY.
   bool overwrite = false;
   bool timings = false;
+  std::string transport = "auto";  ///< auto | mpi | nccl (cli/transport.h)
 };
 
-/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings and --config FILE
-/// (cli/config_file.h; applied by run_main after parsing) to `cmd`.
+/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings, --transport and
+/// --config FILE (cli/config_file.h; applied by run_main after parsing) to `cmd`.
 void add_conversion_flags(CLI::App* cmd, ConversionOptions& options);
 
 }  // namespace ucp::cli

@@ -119,8 +119,8 @@ int run_main(int argc, char** argv) {
 
     // Conversion commands move their data over the transport --transport picks; the rest stay on MPI.
     const ConversionOptions* conversion = *to_fp32_cmd        ? static_cast<const ConversionOptions*>(&to_fp32)
-                                          : *to_universal_cmd ? &to_universal
-                                          : *reshard_cmd      ? &reshard
+                                          : *to_universal_cmd ? static_cast<const ConversionOptions*>(&to_universal)
+                                          : *reshard_cmd      ? static_cast<const ConversionOptions*>(&reshard)
                                                               : nullptr;
     if (conversion != nullptr) {
       base::Result<std::string> header = open_transport(comm, *conversion);

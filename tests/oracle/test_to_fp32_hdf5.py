@@ -189,7 +189,7 @@ class Hdf5Output(unittest.TestCase):
             self.skipTest("ucp-bench-gen not built")
         with uo.TempDir() as tmp:
             ck = os.path.join(tmp, "ck")
-            subprocess.run([gen, "--out", ck, "--params", "6M", "--stage", "3", "--precision", "bf16", "--dp", "3"],
+            subprocess.run([gen, "--out", ck, "--params", "12M", "--stage", "3", "--precision", "bf16", "--dp", "3"],
                            check=True, stdout=subprocess.DEVNULL)
             run_ok(self, ["to-fp32", ck, os.path.join(tmp, "st")], 1)
             sd, _ = uo.load_output(os.path.join(tmp, "st"))

@@ -9,13 +9,13 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 
-#include "ucp/base/convert.h"
 #include "ucp/base/size.h"
+#include "ucp/exec/file_io.h"
+#include "ucp/exec/source_reader.h"
 #include "ucp/format/crc32.h"
 #include "ucp/format/zip_writer.h"
 
@@ -25,47 +25,6 @@ using plan::Fp32Plan;
 using plan::Transfer;
 
 namespace {
-
-constexpr std::size_t kBounceBytes = 8u << 20;  // matches the planner's allowance
-
-Status io_error(const std::string& what, const std::string& path, int err) {
-  if (err == ENOSPC || err == EDQUOT)
-    return base::resource_exhausted("no space left on device while " + what + " '" + path + "'");
-  if (err == EFBIG)
-    return base::resource_exhausted("file size limit exceeded while " + what + " '" + path + "' (EFBIG)");
-  return base::unavailable(what + " '" + path + "' failed: " + std::strerror(err));
-}
-
-Status pread_full(int fd, std::byte* dst, std::uint64_t len, std::uint64_t offset, const std::string& path) {
-  while (len > 0) {
-    const ssize_t n = ::pread(fd, dst, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("reading", path, errno);
-    }
-    if (n == 0)
-      return base::data_loss("'" + path + "' is truncated: tensor data expected at offset " + std::to_string(offset) +
-                             " is past the end of the file");
-    dst += n;
-    len -= static_cast<std::uint64_t>(n);
-    offset += static_cast<std::uint64_t>(n);
-  }
-  return {};
-}
-
-Status pwrite_full(int fd, const std::byte* src, std::uint64_t len, std::uint64_t offset, const std::string& path) {
-  while (len > 0) {
-    const ssize_t n = ::pwrite(fd, src, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("writing", path, errno);
-    }
-    src += n;
-    len -= static_cast<std::uint64_t>(n);
-    offset += static_cast<std::uint64_t>(n);
-  }
-  return {};
-}
 
 struct CrcPiece {
   std::uint64_t offset;
@@ -94,10 +53,9 @@ class Buffer {
 class Fp32Run {
  public:
   Fp32Run(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out)
-      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()) {}
+      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), sources_(plan.source_paths) {}
   ~Fp32Run() {
     for (auto& [f, fd] : out_fds_) ::close(fd);
-    for (auto& [f, fd] : src_fds_) ::close(fd);
   }
 
   Status create();
@@ -105,17 +63,15 @@ class Fp32Run {
   Status finalize();
 
  private:
-  Status read_into(const Transfer& x, std::byte* dst);
-
   comm::Communicator& comm_;
   const Fp32Plan& plan_;
   OutputDir& out_;
   const int me_;
   std::map<int, int> out_fds_;   // output file index -> fd (files I own)
-  std::map<std::uint32_t, int> src_fds_;  // source file index -> fd (files I read)
+  SourceReader sources_;         // the source files I read
   // Sized once for the largest round and reused; never zero-filled (every byte is written before
   // it is read), so only pages a round actually uses are ever touched.
-  Buffer send_, recv_, bounce_;
+  Buffer send_, recv_;
   std::map<std::pair<int, int>, std::vector<CrcPiece>> crcs_;  // (file, zip entry) -> pieces
 };
 
@@ -145,45 +101,16 @@ Status Fp32Run::create() {
     }
   }
   // Open the sources this rank reads, and size the buffers for the largest round.
-  std::uint64_t max_send = 0, max_recv = 0;
-  bool converts = false;
+  UCP_ASSIGN_OR_RETURN(const std::uint64_t max_send, sources_.open_for(plan_, me_));
+  std::uint64_t max_recv = 0;
   for (const auto& round : plan_.rounds) {
-    std::uint64_t s = 0, r = 0;
-    for (const Transfer& x : round) {
-      if (x.reader == me_) {
-        s += x.out_bytes();
-        converts = converts || x.src.dtype != x.out_dtype;
-        if (!src_fds_.count(x.src.file)) {
-          const std::string& path = plan_.source_paths[x.src.file];
-          const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-          if (fd < 0) return io_error("opening", path, errno);
-          src_fds_[x.src.file] = fd;
-          ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        }
-      }
+    std::uint64_t r = 0;
+    for (const Transfer& x : round)
       if (x.writer == me_ && x.reader != me_) r += x.out_bytes();
-    }
-    max_send = std::max(max_send, s);
     max_recv = std::max(max_recv, r);
   }
   send_.resize(max_send);
   recv_.resize(max_recv);
-  if (converts) bounce_.resize(kBounceBytes);
-  return {};
-}
-
-Status Fp32Run::read_into(const Transfer& x, std::byte* dst) {
-  const std::string& path = plan_.source_paths[x.src.file];
-  const int fd = src_fds_.at(x.src.file);
-  if (x.src.dtype == x.out_dtype) return pread_full(fd, dst, x.src.nbytes(), x.src.offset, path);
-  // Convert through the bounce buffer, one slab at a time.
-  const std::size_t in_size = base::dtype_size(x.src.dtype), out_size = base::dtype_size(x.out_dtype);
-  const std::uint64_t slab = bounce_.size() / in_size;
-  for (std::uint64_t done = 0; done < x.src.numel; done += slab) {
-    const std::uint64_t n = std::min(slab, x.src.numel - done);
-    UCP_RETURN_IF_ERROR(pread_full(fd, bounce_.data(), n * in_size, x.src.offset + done * in_size, path));
-    base::convert_elements(x.src.dtype, bounce_.data(), x.out_dtype, dst + done * out_size, n);
-  }
   return {};
 }
 
@@ -211,7 +138,7 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
   std::size_t k = 0;
   for (const Transfer& x : round) {
     if (x.reader != me_) continue;
-    if (local.ok()) local = read_into(x, send_.data() + send_pos[k]);
+    if (local.ok()) local = sources_.read(x, send_.data() + send_pos[k]);
     ++k;
   }
   // Exchange even after a local read error: the counts come from the agreed plan, so every rank
@@ -274,11 +201,7 @@ Status Fp32Run::finalize() {
   }
   out_fds_.clear();
   if (me_ == 0 && !plan_.index_name.empty()) {
-    const std::string path = out_.temp_file(plan_.index_name);
-    std::ofstream index(path, std::ios::binary);
-    index << plan_.index_json;
-    index.close();
-    if (!index) return io_error("writing", path, ENOSPC);
+    UCP_RETURN_IF_ERROR(write_small_file(out_.temp_file(plan_.index_name), plan_.index_json));
   }
   return {};
 }

@@ -1,10 +1,7 @@
 #include "ucp/exec/hdf5_executor.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -12,8 +9,8 @@
 #include <memory>
 #include <variant>
 
-#include "ucp/base/convert.h"
 #include "ucp/base/size.h"
+#include "ucp/exec/source_reader.h"
 
 #if defined(UCP_HAVE_HDF5)
 #include <mpi.h>
@@ -43,36 +40,10 @@ std::string hdf5_output_description() { return "parallel " + format::hdf5_librar
 
 namespace {
 
-constexpr std::size_t kBounceBytes = 8u << 20;  // as fp32_executor: counted in the planner's allowance
-
-Status io_error(const std::string& what, const std::string& path, int err) {
-  return base::unavailable(what + " '" + path + "' failed: " + std::strerror(err));
-}
-
-// Same read path as exec/fp32_executor (pread, convert through a bounce buffer).
-Status pread_full(int fd, std::byte* dst, std::uint64_t len, std::uint64_t offset, const std::string& path) {
-  while (len > 0) {
-    const ssize_t n = ::pread(fd, dst, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io_error("reading", path, errno);
-    }
-    if (n == 0)
-      return base::data_loss("'" + path + "' is truncated: tensor data expected at offset " + std::to_string(offset) +
-                             " is past the end of the file");
-    dst += n;
-    len -= static_cast<std::uint64_t>(n);
-    offset += static_cast<std::uint64_t>(n);
-  }
-  return {};
-}
-
 class Hdf5Run {
  public:
-  Hdf5Run(const plan::Hdf5Plan& plan, OutputDir& out, int me) : hp_(plan), plan_(plan.plan), out_(out), me_(me) {}
-  ~Hdf5Run() {
-    for (auto& [f, fd] : src_fds_) ::close(fd);
-  }
+  Hdf5Run(const plan::Hdf5Plan& plan, OutputDir& out, int me)
+      : hp_(plan), plan_(plan.plan), out_(out), me_(me), sources_(plan.plan.source_paths) {}
 
   Status open_file();
   Status create_objects();
@@ -81,7 +52,6 @@ class Hdf5Run {
   Status close() { return writer_ ? writer_->close() : Status{}; }
 
  private:
-  Status read_into(const plan::Transfer& x, std::byte* dst);
   // The tensor (index into plan.tensors) whose virtual bytes hold `offset`.
   int tensor_at(std::uint64_t offset) const {
     auto it = std::upper_bound(by_offset_.begin(), by_offset_.end(), std::make_pair(offset, INT32_MAX));
@@ -95,8 +65,8 @@ class Hdf5Run {
   std::unique_ptr<format::Hdf5Writer> writer_;
   std::vector<int> dataset_of_;                       // plan tensor -> writer dataset handle
   std::vector<std::pair<std::uint64_t, int>> by_offset_;  // (virtual offset, tensor), tensors with bytes
-  std::map<std::uint32_t, int> src_fds_;
-  std::unique_ptr<std::byte[]> buffer_, bounce_;
+  SourceReader sources_;
+  std::unique_ptr<std::byte[]> buffer_;
 };
 
 Status Hdf5Run::open_file() {
@@ -132,41 +102,9 @@ Status Hdf5Run::create_objects() {
 }
 
 Status Hdf5Run::open_sources() {
-  std::uint64_t max_read = 0;
-  bool converts = false;
-  for (const auto& round : plan_.rounds) {
-    std::uint64_t s = 0;
-    for (const plan::Transfer& x : round) {
-      if (x.reader != me_) continue;
-      s += x.out_bytes();
-      converts = converts || x.src.dtype != x.out_dtype;
-      if (!src_fds_.count(x.src.file)) {
-        const std::string& path = plan_.source_paths[x.src.file];
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return io_error("opening", path, errno);
-        src_fds_[x.src.file] = fd;
-        ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-      }
-    }
-    max_read = std::max(max_read, s);
-  }
+  UCP_ASSIGN_OR_RETURN(const std::uint64_t max_read, sources_.open_for(plan_, me_));
   // Sized once for the largest round, never zero-filled (every byte is read into before use).
   buffer_ = std::make_unique_for_overwrite<std::byte[]>(std::max<std::uint64_t>(max_read, 1));
-  if (converts) bounce_ = std::make_unique_for_overwrite<std::byte[]>(kBounceBytes);
-  return {};
-}
-
-Status Hdf5Run::read_into(const plan::Transfer& x, std::byte* dst) {
-  const std::string& path = plan_.source_paths[x.src.file];
-  const int fd = src_fds_.at(x.src.file);
-  if (x.src.dtype == x.out_dtype) return pread_full(fd, dst, x.src.nbytes(), x.src.offset, path);
-  const std::size_t in_size = base::dtype_size(x.src.dtype), out_size = base::dtype_size(x.out_dtype);
-  const std::uint64_t slab = kBounceBytes / in_size;
-  for (std::uint64_t done = 0; done < x.src.numel; done += slab) {
-    const std::uint64_t n = std::min(slab, x.src.numel - done);
-    UCP_RETURN_IF_ERROR(pread_full(fd, bounce_.get(), n * in_size, x.src.offset + done * in_size, path));
-    base::convert_elements(x.src.dtype, bounce_.get(), x.out_dtype, dst + done * out_size, n);
-  }
   return {};
 }
 
@@ -189,7 +127,7 @@ Status Hdf5Run::transfer_round(const std::vector<plan::Transfer>& round) {
     const plan::OutputTensor& ot = plan_.tensors[static_cast<std::size_t>(t)];
     const std::uint64_t elem = (x.file_offset - ot.file_offset) / base::dtype_size(ot.dtype);
     mine.push_back({t, {elem, x.src.numel}, pos});
-    if (local.ok()) local = read_into(x, buffer_.get() + pos);
+    if (local.ok()) local = sources_.read(x, buffer_.get() + pos);
     pos += x.out_bytes();
   }
   std::sort(touched.begin(), touched.end());

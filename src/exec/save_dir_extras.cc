@@ -5,7 +5,7 @@
 #include <map>
 #include <regex>
 
-#include "ucp/exec/universal_extras.h"
+#include "ucp/exec/file_io.h"
 
 namespace ucp::exec {
 using base::Result;

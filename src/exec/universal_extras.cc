@@ -1,13 +1,9 @@
 #include "ucp/exec/universal_extras.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 
+#include "ucp/exec/file_io.h"
 #include "ucp/format/torch_file.h"
 #include "ucp/format/value.h"
 
@@ -22,13 +18,6 @@ namespace {
 Status require_dict(const ValuePtr& v, const std::string& path, const std::string& where) {
   if (!v || !v->is_dict()) return base::data_loss("'" + path + "': " + where + " is missing or not a dict");
   return {};
-}
-
-// The entry of `dict` whose key is the integer `key` (torch optimizer state is keyed by index).
-ValuePtr int_key(const Value& dict, std::int64_t key) {
-  for (const auto& [k, v] : dict.entries)
-    if (k && k->is_int() && k->i == key) return v;
-  return nullptr;
 }
 
 // A fresh copy of a step value: a tensor gets its own one-element storage (the original may view
@@ -85,7 +74,7 @@ Status write_optimizer_files(const format::ZeroCheckpoint& ck, const plan::Unive
   ValuePtr state = inner->get("state");
   if (!state || !state->is_dict()) return {};
   for (const auto& p : plan.params) {
-    ValuePtr group_state = int_key(*state, p.group);
+    ValuePtr group_state = state->get(std::int64_t{p.group});
     if (!group_state || !group_state->is_dict()) continue;
     ValuePtr step = group_state->get("step");
     if (!step) continue;
@@ -94,41 +83,7 @@ Status write_optimizer_files(const format::ZeroCheckpoint& ck, const plan::Unive
   return {};
 }
 
-Status io_error(const std::string& what, const std::string& path, int err) {
-  const std::string msg = what + " '" + path + "' failed: " + std::strerror(err);
-  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return base::resource_exhausted(msg);
-  return base::unavailable(msg);
-}
-
 }  // namespace
-
-Status copy_file(const std::string& src, const std::string& dst) {
-  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) return io_error("opening", src, errno);
-  const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (out < 0) {
-    const int err = errno;
-    ::close(in);
-    return io_error("creating", dst, err);
-  }
-  std::vector<char> buf(1u << 20);
-  Status status;
-  while (status.ok()) {
-    const ssize_t n = ::read(in, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) status = io_error("reading", src, errno);
-    if (n <= 0) break;
-    for (ssize_t done = 0; done < n && status.ok();) {
-      const ssize_t w = ::write(out, buf.data() + done, static_cast<std::size_t>(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) status = io_error("copying '" + src + "' to", dst, errno);
-      else done += w;
-    }
-  }
-  ::close(in);
-  if (::close(out) != 0 && status.ok()) status = io_error("closing", dst, errno);
-  return status;
-}
 
 Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp,
                               int rank, int world) {
@@ -151,11 +106,7 @@ Status write_latest_universal(const std::string& out) {
   fs::path p = fs::absolute(out).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();  // "OUT/" names OUT, not an empty tag
   const fs::path latest = p.parent_path() / "latest_universal";
-  std::ofstream f(latest, std::ios::binary | std::ios::trunc);
-  f << p.filename().string();
-  f.close();
-  if (!f) return base::unavailable("writing '" + latest.string() + "' failed");
-  return {};
+  return write_small_file(latest.string(), p.filename().string());
 }
 
 }  // namespace ucp::exec

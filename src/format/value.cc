@@ -278,6 +278,14 @@ ValuePtr Value::get(std::string_view key) const {
   return nullptr;
 }
 
+ValuePtr Value::get(std::int64_t key) const {
+  if (kind != Kind::kDict) return nullptr;
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    if (it->first && it->first->kind == Kind::kInt && it->first->i == key) return it->second;
+  }
+  return nullptr;
+}
+
 void Value::set(std::string key, ValuePtr value) {
   if (kind != Kind::kDict) return;
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {

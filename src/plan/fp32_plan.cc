@@ -22,7 +22,7 @@ using base::Status;
 namespace {
 
 // Conversions read through a bounce buffer of this size; it counts against the memory bound.
-constexpr std::uint64_t kBounceBytes = 8ull << 20;
+constexpr std::uint64_t kBounceBytes = kConvertBounceBytes;
 constexpr std::uint64_t kMinMemory = 32ull << 20;
 
 std::vector<std::byte> to_bytes(std::string_view s) {
@@ -105,8 +105,6 @@ format::ValuePtr ordered_dict_root(std::vector<std::pair<std::string, format::Va
 // storage (as torch.save does for tied weights).
 Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members,
                         const TorchRootFn& make_root) {
-  const std::string base_name = file.name.substr(file.name.rfind('/') + 1);
-  const std::string archive = base_name.substr(0, base_name.rfind('.'));
   std::map<int, std::shared_ptr<format::Storage>> storage_of;  // tensor index -> storage
   std::vector<int> storage_tensor;                              // key -> tensor index
   std::vector<std::pair<std::string, format::ValuePtr>> entries;
@@ -133,25 +131,36 @@ Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, co
   UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle,
                        format::write_pickle(root, [](const std::shared_ptr<format::Storage>& s) { return s->key; }));
 
-  std::vector<format::ZipEntrySpec> specs;
-  specs.push_back({archive + "/data.pkl", pickle.size()});
+  std::vector<std::uint64_t> record_bytes;
+  for (int k : storage_tensor) record_bytes.push_back(tensors[static_cast<std::size_t>(k)].nbytes);
+  const std::vector<std::uint64_t> offsets = lay_out_torch_zip(file, std::move(pickle), record_bytes);
   for (std::size_t k = 0; k < storage_tensor.size(); ++k)
-    specs.push_back({archive + "/data/" + std::to_string(k), tensors[static_cast<std::size_t>(storage_tensor[k])].nbytes});
-  specs.push_back({archive + "/version", 2});
-  specs.push_back({archive + "/byteorder", 6});
-  format::ZipLayout zip = format::plan_zip_layout(specs);
-  for (std::size_t k = 0; k < storage_tensor.size(); ++k)
-    tensors[static_cast<std::size_t>(storage_tensor[k])].file_offset = zip.entries[k + 1].data_offset;
+    tensors[static_cast<std::size_t>(storage_tensor[k])].file_offset = offsets[k];
   for (int i : members) {
     auto& t = tensors[static_cast<std::size_t>(i)];
     if (t.shares_storage_with >= 0) t.file_offset = tensors[static_cast<std::size_t>(t.shares_storage_with)].file_offset;
   }
+  return {};
+}
+
+std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::byte> pickle,
+                                             const std::vector<std::uint64_t>& record_bytes) {
+  const std::string base_name = file.name.substr(file.name.rfind('/') + 1);
+  const std::string archive = base_name.substr(0, base_name.rfind('.'));
+  std::vector<format::ZipEntrySpec> specs;
+  specs.push_back({archive + "/data.pkl", pickle.size()});
+  for (std::size_t k = 0; k < record_bytes.size(); ++k) specs.push_back({archive + "/data/" + std::to_string(k), record_bytes[k]});
+  specs.push_back({archive + "/version", 2});
+  specs.push_back({archive + "/byteorder", 6});
+  format::ZipLayout zip = format::plan_zip_layout(specs);
+  std::vector<std::uint64_t> offsets;
+  for (std::size_t k = 0; k < record_bytes.size(); ++k) offsets.push_back(zip.entries[k + 1].data_offset);
   file.fixed.emplace_back(zip.entries.front().data_offset, std::move(pickle));
   file.fixed.emplace_back(zip.entries[zip.entries.size() - 2].data_offset, to_bytes("3\n"));
   file.fixed.emplace_back(zip.entries.back().data_offset, to_bytes("little"));
   file.size = zip.total_size;
   file.zip = std::move(zip);
-  return {};
+  return offsets;
 }
 
 std::string hf_shard_name(OutputFormat format, int index, int count) {

@@ -148,12 +148,6 @@ class NativePlanner {
     return v;
   }
 
-  static ValuePtr int_key(const ValuePtr& dict, std::int64_t key) {
-    for (const auto& [k, v] : dict->entries)
-      if (k && k->is_int() && k->i == key) return v;
-    return nullptr;
-  }
-
   // A state entry of a new flat group: the template's entry (step and any other scalar) with the
   // moments replaced. Every tensor left in it gets a storage of its own, so no two groups share a
   // step counter that Adam increments in place.
@@ -218,7 +212,7 @@ class NativePlanner {
                                                            base::DType::kF32, like));
       fp32s.push_back(fp32);
       if (has_moments()) {
-        ValuePtr entry = int_key(state_template, static_cast<std::int64_t>(g));
+        ValuePtr entry = state_template->get(static_cast<std::int64_t>(g));
         if (!entry || !entry->is_dict()) return base::data_loss("optimizer template: no state for group " + gs);
         UCP_ASSIGN_OR_RETURN(ValuePtr m1, partition_tensor(prefix + ":exp_avg[" + gs + "]", src_.states[1], params, full,
                                                            base::DType::kF32, entry->get("exp_avg")));
@@ -302,7 +296,7 @@ class NativePlanner {
         flats.push_back(fp32);
         if (has_moments()) {
           // Steps and other scalars come from the source's first sub-group of this param group.
-          ValuePtr entry = old_ids->items.empty() ? nullptr : int_key(state_template, old_ids->items.front()->i);
+          ValuePtr entry = old_ids->items.empty() ? nullptr : state_template->get(old_ids->items.front()->i);
           if (!entry || !entry->is_dict()) return base::data_loss("optimizer template: no state for param group " + std::to_string(g));
           UCP_ASSIGN_OR_RETURN(ValuePtr m1, partition_tensor(prefix + ":exp_avg[" + ks + "]", src_.states[1], members,
                                                              layout, base::DType::kF32, entry->get("exp_avg")));

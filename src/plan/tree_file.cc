@@ -3,27 +3,14 @@
 #include <string>
 
 #include "ucp/format/pickle_writer.h"
-#include "ucp/format/zip_writer.h"
 
 namespace ucp::plan {
 using base::Status;
-
-namespace {
-
-std::vector<std::byte> to_bytes(std::string_view s) {
-  std::vector<std::byte> out(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) out[i] = static_cast<std::byte>(s[i]);
-  return out;
-}
-
-}  // namespace
 
 Status build_tree_file(const std::string& name, const format::ValuePtr& root,
                        const std::map<const format::Storage*, PlannedStorage>& planned, const StorageLocator& locate,
                        Fp32Plan& plan, Fp32Layout& layout) {
   const int file_index = static_cast<int>(plan.files.size());
-  const std::string base_name = name.substr(name.rfind('/') + 1);
-  const std::string archive = base_name.substr(0, base_name.rfind('.'));
 
   // Keys in first-pickled order; the writer asks once per reference.
   std::map<const format::Storage*, std::string> keys;
@@ -65,31 +52,21 @@ Status build_tree_file(const std::string& name, const format::ValuePtr& root,
     plan.tensors.push_back(std::move(t));
   }
 
-  std::vector<format::ZipEntrySpec> specs;
-  specs.push_back({archive + "/data.pkl", pickle->size()});
-  for (std::size_t k = 0; k < order.size(); ++k)
-    specs.push_back({archive + "/data/" + std::to_string(k), plan.tensors[static_cast<std::size_t>(record_tensor[k])].nbytes});
-  specs.push_back({archive + "/version", 2});
-  specs.push_back({archive + "/byteorder", 6});
-  format::ZipLayout zip = format::plan_zip_layout(specs);
-
   OutputFile file;
   file.name = name;
+  std::vector<std::uint64_t> record_bytes;
+  for (int t : record_tensor) record_bytes.push_back(plan.tensors[static_cast<std::size_t>(t)].nbytes);
+  const std::vector<std::uint64_t> offsets = lay_out_torch_zip(file, std::move(*pickle), record_bytes);
   for (std::size_t k = 0; k < order.size(); ++k) {
     OutputTensor& t = plan.tensors[static_cast<std::size_t>(record_tensor[k])];
     t.file = file_index;
-    t.file_offset = zip.entries[k + 1].data_offset;
+    t.file_offset = offsets[k];
     auto it = planned.find(order[k].get());
     if (it == planned.end()) continue;
     const std::size_t elt = base::dtype_size(t.dtype);
     for (const auto& [b, e] : it->second.zeros)
       if (e > b) file.fixed.emplace_back(t.file_offset + b * elt, std::vector<std::byte>((e - b) * elt));
   }
-  file.fixed.emplace_back(zip.entries.front().data_offset, std::move(*pickle));
-  file.fixed.emplace_back(zip.entries[zip.entries.size() - 2].data_offset, to_bytes("3\n"));
-  file.fixed.emplace_back(zip.entries.back().data_offset, to_bytes("little"));
-  file.size = zip.total_size;
-  file.zip = std::move(zip);
   plan.files.push_back(std::move(file));
   return {};
 }

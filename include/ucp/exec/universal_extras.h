@@ -19,10 +19,6 @@ namespace ucp::exec {
 base::Status write_universal_extras(const format::ZeroCheckpoint& ckpt, const plan::UniversalPlan& plan,
                                     const std::string& temp_dir, int rank, int world);
 
-/// A plain byte copy through a 1 MiB buffer (bounded memory; errno kept for the message, which
-/// std::filesystem::copy_file loses: EFBIG comes back as EIO there). `dst` must not exist.
-base::Status copy_file(const std::string& src, const std::string& dst);
-
 /// Writes `<parent of out>/latest_universal` holding basename(out) (no newline, as DeepSpeed).
 base::Status write_latest_universal(const std::string& out);
 

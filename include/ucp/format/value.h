@@ -167,6 +167,9 @@ struct Value {
   /// For a kDict: the value whose key is the string `key`, or nullptr. With duplicate keys (a pickle
   /// may SETITEM one key twice; the reader keeps every entry) the last one wins, as in Python.
   ValuePtr get(std::string_view key) const;
+  /// For a kDict: the value whose key is the integer `key` (torch optimizer state is keyed by
+  /// parameter index), or nullptr; the last one wins as above.
+  ValuePtr get(std::int64_t key) const;
   /// For a kDict: sets (replacing in place or appending) the string key.
   void set(std::string key, ValuePtr value);
   /// Python-ish name of the kind or class: "dict", "OrderedDict", "Tensor", "deepspeed...LossScaler".

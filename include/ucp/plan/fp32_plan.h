@@ -20,6 +20,10 @@
 
 namespace ucp::plan {
 
+/// Executors cast source runs to the output dtype through a buffer of this size; the planner
+/// counts it in every rank's memory allowance.
+inline constexpr std::uint64_t kConvertBounceBytes = 8ull << 20;
+
 enum class OutputFormat : std::uint8_t { kSafetensors, kTorch };
 
 struct Fp32Options {
@@ -109,6 +113,13 @@ format::ValuePtr ordered_dict_root(std::vector<std::pair<std::string, format::Va
 /// file_offset. Aliases (shares_storage_with) become second references to one storage.
 base::Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members,
                               const TorchRootFn& root = ordered_dict_root);
+
+/// Lays out `file` as a torch.save zip (archive folder = the stem of file.name) holding `pickle`
+/// as data.pkl and records data/0, data/1, ... of `record_bytes` bytes; the pickle, version and
+/// byteorder records become fixed bytes. Sets file.size and file.zip; returns each record's data
+/// offset.
+std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::byte> pickle,
+                                             const std::vector<std::uint64_t>& record_bytes);
 
 /// The shared back half of every plan: given plan.tensors (with .logical into `layout`) and
 /// plan.files laid out, assigns file owners and source readers, cuts the source pieces into

@@ -1,0 +1,89 @@
+#include "ucp/exec/file_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace ucp::exec {
+using base::Status;
+
+Status io_error(const std::string& what, const std::string& path, int err) {
+  if (err == ENOSPC || err == EDQUOT)
+    return base::resource_exhausted("no space left on device while " + what + " '" + path + "'");
+  if (err == EFBIG)
+    return base::resource_exhausted("file size limit exceeded while " + what + " '" + path + "' (EFBIG)");
+  return base::unavailable(what + " '" + path + "' failed: " + std::strerror(err));
+}
+
+Status pread_full(int fd, std::byte* dst, std::uint64_t len, std::uint64_t offset, const std::string& path) {
+  while (len > 0) {
+    const ssize_t n = ::pread(fd, dst, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("reading", path, errno);
+    }
+    if (n == 0)
+      return base::data_loss("'" + path + "' is truncated: tensor data expected at offset " + std::to_string(offset) +
+                             " is past the end of the file");
+    dst += n;
+    len -= static_cast<std::uint64_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+Status pwrite_full(int fd, const std::byte* src, std::uint64_t len, std::uint64_t offset, const std::string& path) {
+  while (len > 0) {
+    const ssize_t n = ::pwrite(fd, src, std::min<std::uint64_t>(len, 1u << 30), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("writing", path, errno);
+    }
+    src += n;
+    len -= static_cast<std::uint64_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+Status copy_file(const std::string& src, const std::string& dst) {
+  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return io_error("opening", src, errno);
+  const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    const int err = errno;
+    ::close(in);
+    return io_error("creating", dst, err);
+  }
+  std::vector<char> buf(1u << 20);
+  Status status;
+  while (status.ok()) {
+    const ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) status = io_error("reading", src, errno);
+    if (n <= 0) break;
+    for (ssize_t done = 0; done < n && status.ok();) {
+      const ssize_t w = ::write(out, buf.data() + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) status = io_error("copying '" + src + "' to", dst, errno);
+      else done += w;
+    }
+  }
+  ::close(in);
+  if (::close(out) != 0 && status.ok()) status = io_error("closing", dst, errno);
+  return status;
+}
+
+Status write_small_file(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return io_error("creating", path, errno);
+  Status status = pwrite_full(fd, reinterpret_cast<const std::byte*>(text.data()), text.size(), 0, path);
+  if (::close(fd) != 0 && status.ok()) status = io_error("closing", path, errno);
+  return status;
+}
+
+}  // namespace ucp::exec

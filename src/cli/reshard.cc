@@ -2,10 +2,10 @@
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "ucp/base/size.h"
+#include "ucp/exec/file_io.h"
 #include "ucp/exec/fp32_executor.h"
 #include "ucp/exec/native_source.h"
 #include "ucp/exec/save_dir_extras.h"
@@ -28,30 +28,11 @@ CLI::App* add_reshard_command(CLI::App& app, ReshardOptions& o) {
   return cmd;
 }
 
-namespace {
-
-// OUT/latest: the tag, no newline (as DeepSpeed writes it).
-Status write_latest(const std::string& dir, const std::string& tag) {
-  const std::string path = dir + "/latest";
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << tag;
-  f.close();
-  if (!f) return base::unavailable("writing '" + path + "' failed");
-  return {};
-}
-
-}  // namespace
-
 Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
   exec::PhaseTimer timer;
-  plan::Fp32Options popts;
-  popts.format = plan::OutputFormat::kTorch;
-  popts.world_size = comm.size();
-  {
-    auto mem = base::parse_size(o.max_memory).annotate("--max-memory");
-    if (mem.ok()) popts.max_memory = *mem;
-    UCP_RETURN_IF_ERROR(comm::agree(comm, "options", mem.status()).status);
-  }
+  auto popts = shared_plan_options(comm, o);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "options", popts.status()).status);
+  popts->format = plan::OutputFormat::kTorch;
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard reshard: " << o.source << " -> " << o.out << " for dp " << o.target_dp << " | " << comm.size()
               << " rank(s), " << comm.description() << " | max memory " << o.max_memory << std::endl;
@@ -69,18 +50,17 @@ Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
     UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.source, o.tag, timer));
     source = exec::native_source_from_zero(ckpt);
     save_dir = ckpt.files.save_dir;
-    description = "DeepSpeed " + std::string(format::optimizer_kind_name(ckpt.kind)) + " checkpoint " + ckpt.files.tag_dir;
+    description = exec::describe_checkpoint(ckpt);
   }
   UCP_RETURN_IF_ERROR(comm::agree(comm, "source", source.status()).status);
-  Result<plan::Fp32Plan> plan = plan::plan_native(*source, o.target_dp, popts);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->digest())).status);
-  timer.mark("plan");
+  if (!universal.empty())
+    description += " (ZeRO stage " + std::to_string(source->zero_stage) + ", dp " + std::to_string(source->dp) + ")";
+  Result<plan::Fp32Plan> plan = plan::plan_native(*source, o.target_dp, *popts);
+  UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->digest(); }, timer));
 
   if (o.dry_run) {
     if (comm.rank() == 0)
-      std::cout << description << " (ZeRO stage " << source->zero_stage << ", dp " << source->dp << ") -> dp "
-                << o.target_dp << "\n"
+      std::cout << description << " -> dp " << o.target_dp << "\n"
                 << plan->describe() << "  plus " << o.out << "/latest (rank 0)\n"
                 << std::flush;
     return {};
@@ -101,16 +81,13 @@ Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
   eopts.before_commit = [&]() -> Status {
     if (comm.rank() != 0) return {};
     UCP_RETURN_IF_ERROR(exec::copy_save_dir_extras(*extras, out.temp_path()));
-    return write_latest(out.temp_path(), source->tag);
+    return exec::write_small_file(out.temp_path() + "/latest", source->tag);  // no newline, as DeepSpeed
   };
   UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, eopts, timer));
 
   std::uint64_t written = 0;
   for (const auto& f : plan->files) written += f.size;
-  if (o.timings) {
-    const std::string report = exec::report_timings(comm, timer, written);
-    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
-  }
+  print_timings_if_asked(comm, o, timer, written);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard reshard: wrote " << plan->files.size() << " files (" << base::format_bytes(written)
               << ") for dp " << o.target_dp << " to " << o.out << "/" << source->tag << std::endl;

@@ -41,7 +41,7 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
 namespace {
 
 Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToFp32Options& o) {
-  plan::Fp32Options p;
+  UCP_ASSIGN_OR_RETURN(plan::Fp32Options p, shared_plan_options(comm, o));
   p.format = o.format == "torch" ? plan::OutputFormat::kTorch : plan::OutputFormat::kSafetensors;
   if (o.format == "hdf5") {
     // One file by design: sharding would defeat the point of a single, world-size-free file.
@@ -53,9 +53,7 @@ Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToF
     return base::invalid_argument("--with-optimizer needs --format hdf5 (use to-universal for torch files)");
   }
   UCP_ASSIGN_OR_RETURN(p.max_shard_bytes, base::parse_size(o.max_shard_size).annotate("--max-shard-size"));
-  UCP_ASSIGN_OR_RETURN(p.max_memory, base::parse_size(o.max_memory).annotate("--max-memory"));
   p.float_dtype = *base::dtype_from_user_name(o.dtype);
-  p.world_size = comm.size();
   return p;
 }
 
@@ -116,15 +114,11 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
     else
       plan = status;
   }
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->digest())).status);
-  timer.mark("plan");
+  UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->digest(); }, timer));
 
   if (o.dry_run) {
     if (comm.rank() == 0)
-      std::cout << "DeepSpeed " << format::optimizer_kind_name(ckpt.kind) << " checkpoint " << ckpt.files.tag_dir
-                << " (ZeRO stage " << ckpt.zero_stage << ", dp " << ckpt.dp << ")\n"
-                << plan->plan.describe() << std::flush;
+      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->plan.describe() << std::flush;
     return {};
   }
 
@@ -137,10 +131,7 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
   std::uint64_t written = 0;
   for (const auto& t : plan->plan.tensors)
     if (t.shares_storage_with < 0) written += t.nbytes;
-  if (o.timings) {
-    const std::string report = exec::report_timings(comm, timer, written);
-    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
-  }
+  print_timings_if_asked(comm, o, timer, written);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-fp32: wrote " << plan->plan.tensors.size() << " datasets/links to "
               << o.out << "/" << plan::kHdf5FileName << ", " << base::format_bytes(written) << " of tensor data ("
@@ -169,15 +160,11 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
     if (layout.ok()) plan = plan::plan_fp32(*layout, ckpt.paths, *popts);
     else plan = layout.status();
   }
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->digest())).status);
-  timer.mark("plan");
+  UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->digest(); }, timer));
 
   if (o.dry_run) {
     if (comm.rank() == 0)
-      std::cout << "DeepSpeed " << format::optimizer_kind_name(ckpt.kind) << " checkpoint " << ckpt.files.tag_dir
-                << " (ZeRO stage " << ckpt.zero_stage << ", dp " << ckpt.dp << ")\n"
-                << plan->describe() << std::flush;
+      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->describe() << std::flush;
     return {};
   }
 
@@ -189,10 +176,7 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
 
   std::uint64_t written = 0;
   for (const auto& f : plan->files) written += f.size;
-  if (o.timings) {
-    const std::string report = exec::report_timings(comm, timer, written);
-    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
-  }
+  print_timings_if_asked(comm, o, timer, written);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-fp32: wrote " << plan->tensors.size() << " tensors in " << plan->files.size()
               << " file(s), " << base::format_bytes(written) << " to " << o.out << std::endl;

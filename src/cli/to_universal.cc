@@ -28,31 +28,22 @@ CLI::App* add_to_universal_command(CLI::App& app, ToUniversalOptions& o) {
 
 Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
   exec::PhaseTimer timer;
-  plan::Fp32Options popts;
-  popts.format = plan::OutputFormat::kTorch;
-  popts.world_size = comm.size();
-  {
-    auto mem = base::parse_size(o.max_memory).annotate("--max-memory");
-    if (mem.ok()) popts.max_memory = *mem;
-    UCP_RETURN_IF_ERROR(comm::agree(comm, "options", mem.status()).status);
-  }
+  auto popts = shared_plan_options(comm, o);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "options", popts.status()).status);
+  popts->format = plan::OutputFormat::kTorch;
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-universal: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
               << comm.description() << " | max memory " << o.max_memory << std::endl;
 
   UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.checkpoint, o.tag, timer));
 
-  Result<plan::UniversalPlan> plan = plan::plan_universal(ckpt, popts);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", plan.status()).status);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, plan->plan.digest())).status);
-  timer.mark("plan");
+  Result<plan::UniversalPlan> plan = plan::plan_universal(ckpt, *popts);
+  UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->plan.digest(); }, timer));
 
   const std::size_t copies = ckpt.files.model_state_files.size();
   if (o.dry_run) {
     if (comm.rank() == 0)
-      std::cout << "DeepSpeed " << format::optimizer_kind_name(ckpt.kind) << " checkpoint " << ckpt.files.tag_dir
-                << " (ZeRO stage " << ckpt.zero_stage << ", dp " << ckpt.dp << ")\n"
-                << plan->plan.describe() << "  plus zero/optimizer_state.pt"
+      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->plan.describe() << "  plus zero/optimizer_state.pt"
                 << (ckpt.kind == format::DeepSpeedOptimizerKind::kZero3 ? "" : " and step.pt files")
                 << " (rank 0), " << copies << " model-state file copies, latest_universal\n"
                 << std::flush;
@@ -74,10 +65,7 @@ Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
 
   std::uint64_t written = 0;
   for (const auto& f : plan->plan.files) written += f.size;
-  if (o.timings) {
-    const std::string report = exec::report_timings(comm, timer, written);
-    if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
-  }
+  print_timings_if_asked(comm, o, timer, written);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-universal: wrote " << plan->params.size() << " parameters (" << plan->plan.files.size()
               << " state files, " << base::format_bytes(written) << ") and " << copies << " model-state copies to "

@@ -66,4 +66,9 @@ Result<format::ZeroCheckpoint> read_zero_checkpoint(comm::Communicator& comm, co
   return ckpt;
 }
 
+std::string describe_checkpoint(const format::ZeroCheckpoint& ckpt) {
+  return "DeepSpeed " + std::string(format::optimizer_kind_name(ckpt.kind)) + " checkpoint " + ckpt.files.tag_dir +
+         " (ZeRO stage " + std::to_string(ckpt.zero_stage) + ", dp " + std::to_string(ckpt.dp) + ")";
+}
+
 }  // namespace ucp::exec

@@ -16,4 +16,7 @@ namespace ucp::exec {
 base::Result<format::ZeroCheckpoint> read_zero_checkpoint(comm::Communicator& comm, const std::string& path,
                                                           const std::string& tag, PhaseTimer& timer);
 
+/// "DeepSpeed <wrapper> checkpoint <tag dir> (ZeRO stage S, dp N)": how --dry-run names its source.
+std::string describe_checkpoint(const format::ZeroCheckpoint& ckpt);
+
 }  // namespace ucp::exec

@@ -28,20 +28,6 @@ std::string truncate_message(std::string message) {
   return message;
 }
 
-// "rank 3", "ranks 0-3", "ranks 0,2,5-7". `ranks` is ascending.
-std::string format_ranks(const std::vector<int>& ranks) {
-  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
-  for (std::size_t i = 0; i < ranks.size();) {
-    std::size_t j = i;
-    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
-    if (i > 0) out += ',';
-    out += std::to_string(ranks[i]);
-    if (j > i) out += '-' + std::to_string(ranks[j]);
-    i = j + 1;
-  }
-  return out;
-}
-
 std::vector<std::byte> encode(const Status& s) {
   std::string message = s.ok() ? std::string() : truncate_message(s.message());
   std::vector<std::byte> out(1 + message.size());
@@ -65,6 +51,19 @@ Status decode(int rank, const std::vector<std::byte>& record) {
 }
 
 }  // namespace
+
+std::string format_rank_list(std::span<const int> ranks) {
+  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+  for (std::size_t i = 0; i < ranks.size();) {
+    std::size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    if (i > 0) out += ',';
+    out += std::to_string(ranks[i]);
+    if (j > i) out += '-' + std::to_string(ranks[j]);
+    i = j + 1;
+  }
+  return out;
+}
 
 Agreement summarize_agreement(std::string_view step, std::span<const Status> per_rank) {
   struct Group {
@@ -91,7 +90,7 @@ Agreement summarize_agreement(std::string_view step, std::span<const Status> per
   int listed = 0;
   for (std::size_t g = 0; g < groups.size() && g < kAgreeMaxGroups; ++g) {
     if (g > 0) text += "; ";
-    text += format_ranks(groups[g].ranks) + ": " + std::string(base::status_code_name(groups[g].code)) + ": " +
+    text += format_rank_list(groups[g].ranks) + ": " + std::string(base::status_code_name(groups[g].code)) + ": " +
             groups[g].message;
     listed += static_cast<int>(groups[g].ranks.size());
   }

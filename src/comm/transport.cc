@@ -14,20 +14,6 @@ namespace ucp::comm {
 
 namespace {
 
-// "rank 3", "ranks 0-3", "ranks 0,2,5-7" (same style as agree()'s messages). `ranks` ascending.
-std::string format_rank_list(const std::vector<int>& ranks) {
-  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
-  for (std::size_t i = 0; i < ranks.size();) {
-    std::size_t j = i;
-    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
-    if (i > 0) out += ',';
-    out += std::to_string(ranks[i]);
-    if (j > i) out += '-' + std::to_string(ranks[j]);
-    i = j + 1;
-  }
-  return out;
-}
-
 std::string host_key() {
   char name[HOST_NAME_MAX + 1] = {};
   if (::gethostname(name, sizeof name - 1) != 0) std::strcpy(name, "unknown-host");

@@ -1,31 +1,13 @@
 // gtest main for the GPU tests (tests/gpu/*_gpu_test.cc), run under mpirun. Every rank needs a
 // CUDA device of its own (device = node-local rank); when any rank lacks one, every rank prints
 // why and exits 77, which CTest reports as skipped (SKIP_RETURN_CODE), never as passed.
-#define OMPI_SKIP_MPICXX 1
-#define MPICH_SKIP_MPICXX 1
 #include <cuda_runtime_api.h>
-#include <mpi.h>
 
-#include <gtest/gtest.h>
-
-#include <cstdio>
+#include "testutil/mpi_gtest.h"
 
 namespace {
 
 constexpr int kSkipped = 77;
-
-class FailurePrinter : public testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const testing::TestPartResult& result) override {
-    if (!result.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_, result.file_name() ? result.file_name() : "?",
-                 result.line_number(), result.message());
-  }
-
- private:
-  int rank_;
-};
 
 }  // namespace
 
@@ -57,15 +39,7 @@ int main(int argc, char** argv) {
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
 
-  testing::InitGoogleTest(&argc, argv);
-  if (rank != 0) {
-    testing::TestEventListeners& listeners = testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(rank));
-  }
-  const int mine = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  int any = mine;
-  MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  const int code = ucp::testutil::run_tests_on_every_rank(&argc, argv);
   MPI_Finalize();
-  return any;
+  return code;
 }

@@ -80,6 +80,9 @@ Agreement agree(Communicator& comm, std::string_view step, const base::Status& l
 inline constexpr std::size_t kAgreeMaxMessageBytes = 1000;
 inline constexpr std::size_t kAgreeMaxGroups = 8;
 
+/// "rank 3", "ranks 0-3", "ranks 0,2,5-7": how messages name a set of ranks. `ranks` ascending.
+std::string format_rank_list(std::span<const int> ranks);
+
 /// The pure part of agree(): the verdict from every rank's status (index = rank), as described
 /// above. Exposed for tests and for transports that gather statuses their own way.
 Agreement summarize_agreement(std::string_view step, std::span<const base::Status> per_rank);

@@ -83,23 +83,27 @@ Status wait_until_ready(ncclComm_t comm, std::string_view what, Clock::time_poin
   }
 }
 
-// Host-side RAII for the CUDA resources; every release is best effort (destructors cannot report).
-struct DeviceBuffer {
+// Host-side RAII for one CUDA staging buffer, device memory or pinned host memory; release is
+// best effort (destructors cannot report).
+struct StagingBuffer {
+  bool pinned = false;
   std::byte* ptr = nullptr;
   std::uint64_t size = 0;
   void release() {
-    if (ptr != nullptr) cudaFree(ptr);
+    if (ptr != nullptr) pinned ? cudaFreeHost(ptr) : cudaFree(ptr);
     ptr = nullptr;
     size = 0;
   }
-};
-struct PinnedBuffer {
-  std::byte* ptr = nullptr;
-  std::uint64_t size = 0;
-  void release() {
-    if (ptr != nullptr) cudaFreeHost(ptr);
-    ptr = nullptr;
-    size = 0;
+  // Grows to at least `want` bytes; never shrinks (rounds of one run have similar sizes).
+  cudaError_t grow(std::uint64_t want) {
+    if (want <= size) return cudaSuccess;
+    release();
+    void* p = nullptr;
+    const cudaError_t e = pinned ? cudaHostAlloc(&p, want, cudaHostAllocDefault) : cudaMalloc(&p, want);
+    if (e != cudaSuccess) return e;
+    ptr = static_cast<std::byte*>(p);
+    size = want;
+    return cudaSuccess;
   }
 };
 
@@ -133,8 +137,7 @@ class NcclComm final : public Communicator {
       }
       nccl_ = nullptr;
     }
-    for (DeviceBuffer* b : {&d_send_, &d_recv_}) b->release();
-    for (PinnedBuffer* b : {&h_send_, &h_recv_}) b->release();
+    for (StagingBuffer* b : {&d_send_, &d_recv_, &h_send_, &h_recv_}) b->release();
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -246,37 +249,19 @@ class NcclComm final : public Communicator {
   // Grows the staging buffers (never shrinks: rounds of one run have similar sizes).
   Status reserve(std::uint64_t send_bytes, std::uint64_t recv_bytes) {
     UCP_CUDA_CHECK(cudaSetDevice(device_));
-    auto grow_device = [&](DeviceBuffer& b, std::uint64_t want, const char* what) -> Status {
-      if (want <= b.size) return Status();
-      b.release();
-      void* p = nullptr;
-      const cudaError_t e = cudaMalloc(&p, want);
-      if (e != cudaSuccess) {
-        return base::resource_exhausted("rank " + std::to_string(rank_) + ": cudaMalloc of " + std::to_string(want) +
-                                        " bytes of " + what + " staging on cuda:" + std::to_string(device_) +
-                                        " failed: " + cudaGetErrorString(e));
-      }
-      b.ptr = static_cast<std::byte*>(p);
-      b.size = want;
-      return Status();
+    auto grow = [&](StagingBuffer& b, std::uint64_t want, const char* what) -> Status {
+      const cudaError_t e = b.grow(want);
+      if (e == cudaSuccess) return Status();
+      const std::string where = b.pinned ? "pinned " + std::string(what) + " staging"
+                                         : std::string(what) + " staging on cuda:" + std::to_string(device_);
+      return base::resource_exhausted("rank " + std::to_string(rank_) + ": " + (b.pinned ? "cudaHostAlloc" : "cudaMalloc") +
+                                      " of " + std::to_string(want) + " bytes of " + where +
+                                      " failed: " + cudaGetErrorString(e));
     };
-    auto grow_pinned = [&](PinnedBuffer& b, std::uint64_t want, const char* what) -> Status {
-      if (want <= b.size) return Status();
-      b.release();
-      void* p = nullptr;
-      const cudaError_t e = cudaHostAlloc(&p, want, cudaHostAllocDefault);
-      if (e != cudaSuccess) {
-        return base::resource_exhausted("rank " + std::to_string(rank_) + ": cudaHostAlloc of " + std::to_string(want) +
-                                        " bytes of pinned " + what + " staging failed: " + cudaGetErrorString(e));
-      }
-      b.ptr = static_cast<std::byte*>(p);
-      b.size = want;
-      return Status();
-    };
-    UCP_RETURN_IF_ERROR(grow_device(d_send_, send_bytes, "send"));
-    UCP_RETURN_IF_ERROR(grow_device(d_recv_, recv_bytes, "receive"));
-    UCP_RETURN_IF_ERROR(grow_pinned(h_send_, send_bytes, "send"));
-    UCP_RETURN_IF_ERROR(grow_pinned(h_recv_, recv_bytes, "receive"));
+    UCP_RETURN_IF_ERROR(grow(d_send_, send_bytes, "send"));
+    UCP_RETURN_IF_ERROR(grow(d_recv_, recv_bytes, "receive"));
+    UCP_RETURN_IF_ERROR(grow(h_send_, send_bytes, "send"));
+    UCP_RETURN_IF_ERROR(grow(h_recv_, recv_bytes, "receive"));
     return Status();
   }
 
@@ -354,8 +339,8 @@ class NcclComm final : public Communicator {
   const bool self_through_nccl_;
   std::string description_;
   std::string broken_why_;
-  DeviceBuffer d_send_, d_recv_;
-  PinnedBuffer h_send_, h_recv_;
+  StagingBuffer d_send_, d_recv_;
+  StagingBuffer h_send_{.pinned = true}, h_recv_{.pinned = true};
 };
 
 // Local part of the set-up: device and stream. Returns the stream through `stream`.

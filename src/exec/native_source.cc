@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "ucp/format/torch_file.h"
 #include "ucp/plan/zero_partition.h"
@@ -18,10 +19,9 @@ namespace {
 // Template storages resolve to their file by the mapping that owns their bytes.
 class MappedFiles {
  public:
-  Status add(std::uint32_t index, const format::TorchFile& file) {
+  void add(std::uint32_t index, const format::TorchFile& file) {
     const auto& mapped = file.zip().file();
     (*files_)[mapped.get()] = {index, mapped->bytes().data()};
-    return {};
   }
   /// Resolves storages of every file added so far, and of those added later.
   plan::StorageLocator locator() const {
@@ -49,58 +49,21 @@ ValuePtr config_entry(const ValuePtr& root, const std::string& section, const st
   return s && s->is_dict() ? s->get(key) : nullptr;
 }
 
-}  // namespace
-
-Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint& ck) {
-  plan::NativeSource src;
-  src.kind = ck.kind;
-  src.zero_stage = ck.zero_stage;
-  src.dp = ck.dp;
-  src.tag = ck.files.tag.empty() ? std::filesystem::path(ck.files.tag_dir).filename().string() : ck.files.tag;
-  src.paths = ck.paths;
-  src.optimizer_prefix = ck.files.bf16_prefix ? "bf16_" : "";
-  const bool zero3 = ck.kind == format::DeepSpeedOptimizerKind::kZero3;
-
-  MappedFiles mapped;
-  const std::size_t n_models = ck.files.model_state_files.size();
-  for (std::size_t i = 0; i < n_models; ++i) {
-    UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(ck.paths[i]));
-    UCP_RETURN_IF_ERROR(mapped.add(static_cast<std::uint32_t>(i), file));
-    src.models.push_back(file.root());
-  }
-  {
-    UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(ck.paths[n_models]));
-    UCP_RETURN_IF_ERROR(mapped.add(static_cast<std::uint32_t>(n_models), file));
-    src.optimizer = file.root();
-  }
-  src.locate = mapped.locator();
-  const std::string& optim_path = ck.paths[n_models];
-
-  if (ValuePtr rr = config_entry(src.optimizer, "zero_optimization", "round_robin_gradients"); rr && rr->b)
-    return base::unimplemented("'" + optim_path +
+// Round-robin gradients flatten in an order that depends on the DP size: not re-partitionable.
+Status check_flattening_order(const ValuePtr& model_root, const std::string& path) {
+  if (ValuePtr rr = config_entry(model_root, "zero_optimization", "round_robin_gradients"); rr && rr->b)
+    return base::unimplemented("'" + path +
                                "': written with zero_optimization.round_robin_gradients=true, whose flattening order "
                                "depends on the DP size; re-partitioning it is not supported");
+  return {};
+}
 
-  // Per-parameter states (the same pieces to-universal writes), in param_shapes order.
-  for (int s = 0; s < 3; ++s) {
-    auto states = plan::layout_optimizer_state(ck, static_cast<plan::OptimizerState>(s));
-    if (!states.ok()) {
-      if (s > 0 && states.status().code() == base::StatusCode::kFailedPrecondition) continue;  // no Adam state yet
-      return states.status();
-    }
-    src.states[static_cast<std::size_t>(s)] = std::move(*states);
-  }
-  if (src.states[1].empty() != src.states[2].empty())
-    return base::data_loss("'" + optim_path + "': has exp_avg without exp_avg_sq (or the reverse)");
-
-  const auto& shapes = ck.models[0].param_shapes;
-  if (!zero3) {
-    src.groups = shapes;
-    return src;
-  }
-
-  // ZeRO-3: param_shapes has one entry per sub-group; the inner optimizer's param_groups[g]['params']
-  // lists the sub-groups of param group g, which follow each other in order.
+// ZeRO-3: `shapes` (param_shapes) has one entry per sub-group; the inner optimizer's
+// param_groups[g]['params'] lists the sub-groups of param group g, which follow each other in
+// order. Sets src.groups, and src.sub_group_size from ds_config, checked to reproduce the source's
+// own sub-groups at its DP size (the new ones are computed from it).
+Status set_zero3_groups(plan::NativeSource& src, const std::vector<std::vector<format::NamedShape>>& shapes,
+                        const ValuePtr& model_root, const std::string& optim_path, const std::string& model_path) {
   ValuePtr osd = src.optimizer->get("optimizer_state_dict");
   ValuePtr inner = osd && osd->is_dict() ? osd->get("optimizer_state_dict") : nullptr;
   ValuePtr groups = inner && inner->is_dict() ? inner->get("param_groups") : nullptr;
@@ -108,6 +71,7 @@ Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint&
     return base::data_loss("'" + optim_path + "': ['optimizer_state_dict']['optimizer_state_dict'] has no 'param_groups' list");
   std::int64_t next = 0;
   std::vector<std::vector<std::vector<std::uint64_t>>> sub_numels;  // per group, per sub-group
+  src.groups.clear();
   for (std::size_t g = 0; g < groups->items.size(); ++g) {
     ValuePtr ids = groups->items[g] && groups->items[g]->is_dict() ? groups->items[g]->get("params") : nullptr;
     if (!ids || ids->kind != format::Value::Kind::kList)
@@ -130,11 +94,10 @@ Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint&
     return base::data_loss("'" + optim_path + "': param_groups list " + std::to_string(next) + " sub-groups, param_shapes has " +
                            std::to_string(shapes.size()));
 
-  if (ValuePtr size = config_entry(src.models[0], "zero_optimization", "sub_group_size")) {
+  if (ValuePtr size = config_entry(model_root, "zero_optimization", "sub_group_size")) {
     if (size->is_int() && size->i > 0) src.sub_group_size = static_cast<std::uint64_t>(size->i);
     else if (size->kind == format::Value::Kind::kFloat && size->f >= 1) src.sub_group_size = static_cast<std::uint64_t>(size->f);
   }
-  // The new sub-groups are computed from sub_group_size: it must explain the source's own.
   for (std::size_t g = 0; g < sub_numels.size(); ++g) {
     std::vector<std::uint64_t> numels;
     std::vector<std::size_t> sizes;
@@ -143,12 +106,63 @@ Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint&
       sizes.push_back(sub.size());
     }
     std::vector<std::size_t> expected;
-    for (const auto& sub : plan::zero3_sub_groups(numels, ck.dp, src.sub_group_size)) expected.push_back(sub.size());
+    for (const auto& sub : plan::zero3_sub_groups(numels, src.dp, src.sub_group_size)) expected.push_back(sub.size());
     if (expected != sizes)
-      return base::failed_precondition("'" + ck.paths[0] + "': the ZeRO-3 sub-groups of param group " + std::to_string(g) +
+      return base::failed_precondition("'" + model_path + "': the ZeRO-3 sub-groups of param group " + std::to_string(g) +
                                        " do not follow from sub_group_size=" + std::to_string(src.sub_group_size) +
                                        " (ds_config); cannot recompute them for another DP size");
   }
+  return {};
+}
+
+}  // namespace
+
+Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint& ck) {
+  plan::NativeSource src;
+  src.kind = ck.kind;
+  src.zero_stage = ck.zero_stage;
+  src.dp = ck.dp;
+  src.tag = ck.files.tag.empty() ? std::filesystem::path(ck.files.tag_dir).filename().string() : ck.files.tag;
+  src.paths = ck.paths;
+  src.optimizer_prefix = ck.files.bf16_prefix ? "bf16_" : "";
+  const bool zero3 = ck.kind == format::DeepSpeedOptimizerKind::kZero3;
+
+  MappedFiles mapped;
+  const std::size_t n_models = ck.files.model_state_files.size();
+  for (std::size_t i = 0; i < n_models; ++i) {
+    UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(ck.paths[i]));
+    mapped.add(static_cast<std::uint32_t>(i), file);
+    src.models.push_back(file.root());
+  }
+  {
+    UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(ck.paths[n_models]));
+    mapped.add(static_cast<std::uint32_t>(n_models), file);
+    src.optimizer = file.root();
+  }
+  src.locate = mapped.locator();
+  const std::string& optim_path = ck.paths[n_models];
+
+  UCP_RETURN_IF_ERROR(check_flattening_order(src.models[0], ck.paths[0]));
+
+  // Per-parameter states (the same pieces to-universal writes), in param_shapes order.
+  for (int s = 0; s < 3; ++s) {
+    auto states = plan::layout_optimizer_state(ck, static_cast<plan::OptimizerState>(s));
+    if (!states.ok()) {
+      if (s > 0 && states.status().code() == base::StatusCode::kFailedPrecondition) continue;  // no Adam state yet
+      return states.status();
+    }
+    src.states[static_cast<std::size_t>(s)] = std::move(*states);
+  }
+  if (src.states[1].empty() != src.states[2].empty())
+    return base::data_loss("'" + optim_path + "': has exp_avg without exp_avg_sq (or the reverse)");
+
+  const auto& shapes = ck.models[0].param_shapes;
+  if (!zero3) {
+    src.groups = shapes;
+    return src;
+  }
+
+  UCP_RETURN_IF_ERROR(set_zero3_groups(src, shapes, src.models[0], optim_path, ck.paths[0]));
 
   // Frozen parameters, whole, from every rank's fragments.
   UCP_ASSIGN_OR_RETURN(plan::Fp32Layout layout, plan::layout_fp32(ck, /*exclude_frozen=*/false));
@@ -227,39 +241,37 @@ Result<plan::NativeSource> native_source_from_universal(const std::string& folde
   auto open = [&](const fs::path& p) -> Result<format::TorchFile> {
     auto file = format::TorchFile::open(p.string());
     if (!file.ok()) return file.status();
-    UCP_RETURN_IF_ERROR(mapped.add(static_cast<std::uint32_t>(src.paths.size()), *file));
+    mapped.add(static_cast<std::uint32_t>(src.paths.size()), *file);
     src.paths.push_back(p.string());
     return file;
   };
 
   // Model-state copies: one mp_rank_00 file, or one ZeRO-3 file per source rank.
-  std::vector<std::string> zero3_models;
+  std::vector<std::string> model_files;
   bool flat_model = false;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
     if (name == "mp_rank_00_model_states.pt") flat_model = true;
     if (name.rfind("zero_pp_rank_", 0) == 0 && name.find("_mp_rank_00_model_states.pt") != std::string::npos)
-      zero3_models.push_back(name);
+      model_files.push_back(name);
   }
-  std::sort(zero3_models.begin(), zero3_models.end(), [](const std::string& a, const std::string& b) {
+  std::sort(model_files.begin(), model_files.end(), [](const std::string& a, const std::string& b) {
     return std::stoi(a.substr(13)) < std::stoi(b.substr(13));
   });
-  for (std::size_t r = 0; r < zero3_models.size(); ++r)
-    if (zero3_models[r] != plan::native_model_file_name(true, static_cast<int>(r)))
+  for (std::size_t r = 0; r < model_files.size(); ++r)
+    if (model_files[r] != plan::native_model_file_name(true, static_cast<int>(r)))
       return base::not_found("'" + folder + "': model-state files of ZeRO-3 ranks are not numbered 0.." +
-                             std::to_string(zero3_models.size() - 1) + " (found '" + zero3_models[r] + "')");
-  if (flat_model == !zero3_models.empty())
+                             std::to_string(model_files.size() - 1) + " (found '" + model_files[r] + "')");
+  if (flat_model == !model_files.empty())
     return base::not_found("'" + folder + "': expected the model-state file copies of a universal checkpoint "
                            "(mp_rank_00_model_states.pt, or zero_pp_rank_<r>_mp_rank_00_model_states.pt for ZeRO-3)");
-  const bool zero3 = !zero3_models.empty();
-  if (zero3) {
-    for (const auto& name : zero3_models) {
-      UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(dir / name));
-      src.models.push_back(f.root());
-    }
-  } else {
-    UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(dir / "mp_rank_00_model_states.pt"));
+  const bool zero3 = !model_files.empty();
+  if (!zero3) model_files = {"mp_rank_00_model_states.pt"};  // else one per source rank, in rank order
+  std::optional<format::TorchFile> first_model;  // rank 0's, parsed once for its metadata too
+  for (const auto& name : model_files) {
+    UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(dir / name));
     src.models.push_back(f.root());
+    if (!first_model) first_model = std::move(f);
   }
   const std::string model_path = src.paths[0];
   const ValuePtr& model = src.models[0];
@@ -267,9 +279,10 @@ Result<plan::NativeSource> native_source_from_universal(const std::string& folde
   ValuePtr dp = model->get("dp_world_size");
   if (!dp || !dp->is_int() || dp->i < 1) return base::data_loss("'" + model_path + "': no valid 'dp_world_size'");
   src.dp = static_cast<int>(dp->i);
-  UCP_ASSIGN_OR_RETURN(format::ModelFileMeta meta, format::extract_model_meta(model_path, 0));
-  if (zero3 && zero3_models.size() != static_cast<std::size_t>(src.dp))
-    return base::not_found("'" + folder + "': " + std::to_string(zero3_models.size()) + " ZeRO-3 model-state files, but dp_world_size is " +
+  UCP_RETURN_IF_ERROR(check_flattening_order(model, model_path));
+  UCP_ASSIGN_OR_RETURN(format::ModelFileMeta meta, format::extract_model_meta(*first_model, 0));
+  if (zero3 && src.models.size() != static_cast<std::size_t>(src.dp))
+    return base::not_found("'" + folder + "': " + std::to_string(src.models.size()) + " ZeRO-3 model-state files, but dp_world_size is " +
                            std::to_string(src.dp));
 
   UCP_ASSIGN_OR_RETURN(format::TorchFile opt_file, open(dir / "zero" / "optimizer_state.pt"));
@@ -387,30 +400,7 @@ Result<plan::NativeSource> native_source_from_universal(const std::string& folde
   src.optimizer = format::Value::dict(std::move(top));
 
   if (zero3) {
-    // Sub-groups and frozen fragments as for a ZeRO checkpoint: reuse that path's checks by
-    // reading the param groups from the template.
-    ValuePtr inner = osd->get("optimizer_state_dict");
-    ValuePtr groups = inner && inner->is_dict() ? inner->get("param_groups") : nullptr;
-    if (!groups || groups->kind != format::Value::Kind::kList)
-      return base::data_loss("'" + opt_path + "': no ['optimizer_state_dict']['param_groups']");
-    std::vector<std::vector<format::NamedShape>> by_group;
-    std::size_t next = 0;
-    for (const ValuePtr& g : groups->items) {
-      ValuePtr ids = g && g->is_dict() ? g->get("params") : nullptr;
-      if (!ids) return base::data_loss("'" + opt_path + "': a param group has no 'params'");
-      by_group.emplace_back();
-      for (const ValuePtr& id : ids->items) {
-        if (!id || !id->is_int() || static_cast<std::size_t>(id->i) != next || next >= meta.param_shapes.size())
-          return base::data_loss("'" + opt_path + "': param_groups do not list the sub-groups in order");
-        for (const auto& p : meta.param_shapes[next]) by_group.back().push_back(p);
-        ++next;
-      }
-    }
-    src.groups = std::move(by_group);
-    if (ValuePtr size = config_entry(model, "zero_optimization", "sub_group_size")) {
-      if (size->is_int() && size->i > 0) src.sub_group_size = static_cast<std::uint64_t>(size->i);
-      else if (size->kind == format::Value::Kind::kFloat && size->f >= 1) src.sub_group_size = static_cast<std::uint64_t>(size->f);
-    }
+    UCP_RETURN_IF_ERROR(set_zero3_groups(src, meta.param_shapes, model, opt_path, model_path));
     // Frozen parameters from every source rank's fragments (model dtype).
     for (const auto& fp : meta.frozen_param_shapes) {
       plan::LogicalTensor lt;

@@ -191,6 +191,10 @@ Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t 
 
 Result<ModelFileMeta> extract_model_meta(const std::string& path, std::uint32_t file_index) {
   UCP_ASSIGN_OR_RETURN(TorchFile file, TorchFile::open(path));
+  return extract_model_meta(file, file_index);
+}
+
+Result<ModelFileMeta> extract_model_meta(const TorchFile& file, std::uint32_t file_index) {
   Reader r{file, file_index};
   const ValuePtr& root = file.root();
   if (!root->is_dict()) return r.error("top level", "expected a dict, found " + root->type_name());
@@ -226,7 +230,7 @@ Result<ModelFileMeta> extract_model_meta(const std::string& path, std::uint32_t 
   }
   UCP_ASSIGN_OR_RETURN(ValuePtr module, r.dict_at(root, "module", "top level"));
   if (module->kind == Value::Kind::kNone)
-    return base::unimplemented("'" + path + "': 'module' is None: a pipeline-parallel checkpoint (weights in layer_* files), not supported yet");
+    return base::unimplemented("'" + file.path() + "': 'module' is None: a pipeline-parallel checkpoint (weights in layer_* files), not supported yet");
   UCP_ASSIGN_OR_RETURN(meta.module, r.tensors(module, "module"));
   if (ValuePtr f = root->get("frozen_param_fragments"); f && f->kind != Value::Kind::kNone) {
     UCP_ASSIGN_OR_RETURN(meta.frozen_fragments, r.tensors(f, "frozen_param_fragments"));

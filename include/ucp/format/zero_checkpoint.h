@@ -14,6 +14,7 @@
 #include "ucp/base/dtype.h"
 #include "ucp/base/status.h"
 #include "ucp/format/deepspeed_checkpoint.h"
+#include "ucp/format/torch_file.h"
 
 namespace ucp::format {
 
@@ -85,6 +86,8 @@ struct ZeroCheckpoint {
 base::Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t file_index);
 /// Reads one model-state file's pickle.
 base::Result<ModelFileMeta> extract_model_meta(const std::string& path, std::uint32_t file_index);
+/// Same, from a file already opened (its pickle is parsed once).
+base::Result<ModelFileMeta> extract_model_meta(const TorchFile& file, std::uint32_t file_index);
 
 /// The files of a checkpoint in the order ZeroCheckpoint::paths uses: model-state files, then
 /// optimizer files by DP rank. Index i of this list is the file_index to extract with.

@@ -1,10 +1,13 @@
-"""The reshard test matrix, shared by test_reshard_<model>.py (one CTest entry per model, so CI
-runs them in parallel): for every fixture of the model and every M in {1, 2, 3, 4, 5, 8}:
+"""The reshard test matrix: `reshard_matrix.py MODEL STAGE` checks every fixture of that model and
+ZeRO stage (BF16_Optimizer fixtures count as stage 1); tests/CMakeLists.txt registers one CTest
+entry per (model, stage) so CI runs them in parallel. For every such fixture and every M in
+{1, 2, 3, 4, 5, 8}:
   - reshard N -> M, then M -> N: every original file comes back, bit for bit outside padding;
   - to-fp32 of the M-rank checkpoint equals to-fp32 of the original, tensor by tensor;
   - where DeepSpeed itself wrote the model at M ranks (M in {1, 2, 4}): same files and structure."""
 
 import os
+import sys
 import unittest
 
 import reshard_checks as C
@@ -13,14 +16,15 @@ import ucp_oracle as U
 TARGETS = (1, 2, 3, 4, 5, 8)
 
 
-def make_suite(model):
+def make_suite(model, stage):
     class ReshardMatrix(unittest.TestCase):
         def test_matrix(self):
-            configs = [n for n in U.fixture_names() if (C.parse_config(n) or {}).get("model") == model]
+            configs = [n for n in U.fixture_names()
+                       if (C.parse_config(n) or {}).get("model") == model and C.parse_config(n)["stage"] == stage]
             only = os.environ.get("UCP_RESHARD_CONFIGS")  # debugging: a comma-separated subset
             if only:
                 configs = [c for c in configs if c in only.split(",")]
-            self.assertTrue(configs, f"no fixtures for model {model}")
+            self.assertTrue(configs, f"no fixtures for model {model} at stage {stage}")
             for config in configs:
                 n = int(C.parse_config(config)["ws"])
                 src = os.path.join(U.DEEPSPEED, config, "checkpoint")
@@ -46,5 +50,12 @@ def make_suite(model):
                             if deepspeed and m != n:
                                 C.check_structure(self, out, deepspeed)
 
-    ReshardMatrix.__name__ = f"ReshardMatrix_{model}"
+    ReshardMatrix.__name__ = f"ReshardMatrix_{model}_z{stage}"
     return ReshardMatrix
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: reshard_matrix.py MODEL STAGE")
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(make_suite(sys.argv[1], sys.argv[2]))
+    sys.exit(0 if unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful() else 1)

@@ -69,13 +69,9 @@ class ToFp32Errors(uo.BadInputCase):
         self.expect_failure(DATA_LOSS, ["mp_rank_00_model_states.pt"])
 
     def test_existing_output_is_left_untouched(self):
-        os.mkdir(self.out)
-        keep = os.path.join(self.out, "keep.txt")
-        with open(keep, "w") as f:
-            f.write("mine")
+        untouched = self.existing_output(self.out)
         self.expect_failure(FAILED_PRECONDITION, ["not empty", "--overwrite"])
-        with open(keep) as f:
-            self.assertEqual(f.read(), "mine")
+        untouched()
         p = uo.run(["to-fp32", self.ckpt, self.out, "--overwrite"], 3)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(sorted(os.listdir(self.out)), ["model.safetensors"])

@@ -214,12 +214,10 @@ class Hdf5Output(unittest.TestCase):
 class Hdf5Errors(uo.BadInputCase):
     def test_existing_output_is_refused_and_left_alone(self):
         out = os.path.join(self.tmp, "out")
-        os.makedirs(out)
-        with open(os.path.join(out, "keep.txt"), "w") as f:
-            f.write("mine")
+        untouched = self.existing_output(out)
         self.check_failure(["to-fp32", self.ckpt, out, "--format", "hdf5"], uo.FAILED_PRECONDITION,
                            ["exists and is not empty"], self.tmp, {"ckpt", "out"})
-        self.assertEqual(os.listdir(out), ["keep.txt"])
+        untouched()
 
     def test_max_shard_size_is_refused_with_hdf5(self):
         out = os.path.join(self.tmp, "out")

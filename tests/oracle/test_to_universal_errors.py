@@ -43,13 +43,9 @@ class ToUniversalErrors(uo.BadInputCase):
         self.assertFalse(os.path.exists(self.out))
 
     def test_existing_output_then_overwrite(self):
-        os.mkdir(self.out)
-        keep = os.path.join(self.out, "keep.txt")
-        with open(keep, "w") as f:
-            f.write("mine")
+        untouched = self.existing_output(self.out)
         self.expect_failure(FAILED_PRECONDITION, ["not empty", "--overwrite"])
-        with open(keep) as f:
-            self.assertEqual(f.read(), "mine")
+        untouched()
         p = uo.run(["to-universal", self.ckpt, self.out, "--overwrite"], 3)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(sorted(os.listdir(self.out)), ["mp_rank_00_model_states.pt", "zero"])

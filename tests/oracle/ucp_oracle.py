@@ -209,6 +209,20 @@ class BadInputCase(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def existing_output(self, out):
+        """Makes OUT a folder the user already filled (keep.txt); returns a check that a refused run
+        left it exactly as it was."""
+        os.mkdir(out)
+        keep = os.path.join(out, "keep.txt")
+        with open(keep, "w") as f:
+            f.write("mine")
+
+        def untouched():
+            self.assertEqual(os.listdir(out), ["keep.txt"])
+            with open(keep) as f:
+                self.assertEqual(f.read(), "mine")
+        return untouched
+
     def check_failure(self, args, code, fragments, watch_dir, allowed, ranks_list=(1, 3), prefix=None):
         for ranks in ranks_list:
             with self.subTest(ranks=ranks):

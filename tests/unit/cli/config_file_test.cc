@@ -127,9 +127,9 @@ TEST_F(ConfigMerge, KeysAreTheLongFlagNamesOfTheCommand) {
   uni_ = add_to_universal_command(*app_, uni_opts_);
   EXPECT_THAT(config_keys(*cmd_),
               ElementsAre("dry_run", "dtype", "exclude_frozen", "format", "max_memory", "max_shard_size", "no_progress",
-                          "overwrite", "progress", "tag", "timings"));
+                          "overwrite", "progress", "tag", "timings", "transport", "with_optimizer"));
   EXPECT_THAT(config_keys(*uni_),
-              ElementsAre("dry_run", "max_memory", "no_progress", "overwrite", "progress", "tag", "timings"));
+              ElementsAre("dry_run", "max_memory", "no_progress", "overwrite", "progress", "tag", "timings", "transport"));
 }
 
 TEST_F(ConfigMerge, PresetFillsUnsetOptions) {
@@ -196,7 +196,7 @@ TEST_F(ConfigMerge, UnknownKeyIsAUsageErrorWithAHintAndTheValidKeys) {
 TEST_F(ConfigMerge, ValuesGoThroughTheOptionsOwnChecks) {
   std::string cfg = write("v.json", R"({"format": "xml"})");
   EXPECT_THAT(parse({"to-fp32", "ck", "out", "--config", cfg}),
-              StatusIs(StatusCode::kInvalidArgument, HasSubstr("key 'format': --format: xml not in {safetensors,torch}")));
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("key 'format': --format: xml not in {safetensors,torch,hdf5}")));
   std::string sw = write("s.json", R"({"overwrite": "yes"})");
   EXPECT_THAT(parse({"to-fp32", "ck", "out", "--config", sw}),
               StatusIs(StatusCode::kInvalidArgument, HasSubstr("key 'overwrite' is a switch: expected true or false")));

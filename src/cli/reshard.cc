@@ -19,7 +19,10 @@ using base::Status;
 CLI::App* add_reshard_command(CLI::App& app, ReshardOptions& o) {
   CLI::App* cmd = app.add_subcommand(
       "reshard", "Re-partition a DeepSpeed ZeRO checkpoint for a new data-parallel size (native files, no special load flag)");
-  cmd->add_option("source", o.source, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
+  cmd->add_option("source", o.source,
+                  "DeepSpeed save dir (tag from 'latest') or tag folder, a universal checkpoint (folder, or the dir "
+                  "holding latest_universal), or an HF Trainer / Lightning checkpoint dir")
+      ->required();
   cmd->add_option("out", o.out, "Output save dir: OUT/latest and OUT/<tag>/ (must not exist or be empty unless --overwrite)")
       ->required();
   cmd->add_option("--target-dp", o.target_dp, "Data-parallel size the new checkpoint is for")->required()->check(CLI::Range(1, 1 << 20));

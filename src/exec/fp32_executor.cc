@@ -208,6 +208,40 @@ Status Fp32Run::finalize() {
 
 }  // namespace
 
+Status run_transfer_rounds(comm::Communicator& comm, const Fp32Plan& plan, const ExecuteOptions& options,
+                           const std::function<Status(const std::vector<Transfer>&)>& transfer) {
+  std::uint64_t total = 0, done = 0;
+  for (const auto& round : plan.rounds)
+    for (const auto& x : round) total += x.out_bytes();
+  const auto start = std::chrono::steady_clock::now();
+  const std::size_t rounds = plan.rounds.size();
+  for (std::size_t i = 0; i < rounds; ++i) {
+    UCP_RETURN_IF_ERROR(comm::agree(comm, "transfer", transfer(plan.rounds[i])).status);
+    for (const auto& x : plan.rounds[i]) done += x.out_bytes();
+    if (!options.progress || comm.rank() != 0) continue;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+    std::fprintf(stderr, "\r[ucp-reshard] round %zu/%zu  %s / %s  %s/s  ETA %.0f s   ", i + 1, rounds,
+                 base::format_bytes(done).c_str(), base::format_bytes(total).c_str(),
+                 base::format_bytes(static_cast<std::uint64_t>(rate)).c_str(), eta);
+    if (i + 1 == rounds) std::fprintf(stderr, "\n");
+  }
+  return {};
+}
+
+Status commit_or_abandon(comm::Communicator& comm, Status status, const ExecuteOptions& options, OutputDir& out,
+                         PhaseTimer& timer) {
+  if (status.ok() && options.before_commit) {
+    status = comm::agree(comm, "extras", options.before_commit()).status;
+    timer.mark("extras");
+  }
+  if (status.ok()) status = out.commit(comm);
+  if (!status.ok()) out.abandon(comm);
+  timer.mark("commit");
+  return status;
+}
+
 Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, const ExecuteOptions& options,
                          PhaseTimer& timer) {
   Status status;
@@ -215,36 +249,13 @@ Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputD
     Fp32Run run(comm, plan, out);
     status = comm::agree(comm, "create", run.create()).status;
     timer.mark("create");
-
-    std::uint64_t total = 0, done = 0;
-    for (const auto& round : plan.rounds)
-      for (const auto& x : round) total += x.out_bytes();
-    const auto start = std::chrono::steady_clock::now();
-    for (std::size_t i = 0; i < plan.rounds.size() && status.ok(); ++i) {
-      status = comm::agree(comm, "transfer", run.transfer_round(plan.rounds[i])).status;
-      for (const auto& x : plan.rounds[i]) done += x.out_bytes();
-      if (options.progress && comm.rank() == 0 && status.ok()) {
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
-        const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
-        std::fprintf(stderr, "\r[ucp-reshard] round %zu/%zu  %s / %s  %s/s  ETA %.0f s   ", i + 1, plan.rounds.size(),
-                     base::format_bytes(done).c_str(), base::format_bytes(total).c_str(),
-                     base::format_bytes(static_cast<std::uint64_t>(rate)).c_str(), eta);
-        if (i + 1 == plan.rounds.size()) std::fprintf(stderr, "\n");
-      }
-    }
+    if (status.ok())
+      status = run_transfer_rounds(comm, plan, options, [&](const std::vector<Transfer>& r) { return run.transfer_round(r); });
     timer.mark("transfer");
     if (status.ok()) status = comm::agree(comm, "finalize", run.finalize()).status;
     timer.mark("finalize");
-    if (status.ok() && options.before_commit) {
-      status = comm::agree(comm, "extras", options.before_commit()).status;
-      timer.mark("extras");
-    }
   }
-  if (status.ok()) status = out.commit(comm);
-  if (!status.ok()) out.abandon(comm);
-  timer.mark("commit");
-  return status;
+  return commit_or_abandon(comm, status, options, out, timer);
 }
 
 }  // namespace ucp::exec

@@ -2,14 +2,11 @@
 
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <variant>
 
-#include "ucp/base/size.h"
 #include "ucp/exec/source_reader.h"
 
 #if defined(UCP_HAVE_HDF5)
@@ -168,24 +165,9 @@ Status execute_hdf5_plan(comm::Communicator& comm, const plan::Hdf5Plan& plan, O
     }
     timer.mark("create");
 
-    std::uint64_t total = 0, done = 0;
-    for (const auto& round : plan.plan.rounds)
-      for (const auto& x : round) total += x.out_bytes();
-    const auto start = std::chrono::steady_clock::now();
-    const std::size_t rounds = plan.plan.rounds.size();
-    for (std::size_t i = 0; i < rounds && status.ok(); ++i) {
-      status = comm::agree(comm, "transfer", run.transfer_round(plan.plan.rounds[i])).status;
-      for (const auto& x : plan.plan.rounds[i]) done += x.out_bytes();
-      if (options.progress && comm.rank() == 0 && status.ok()) {
-        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        const double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
-        const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
-        std::fprintf(stderr, "\r[ucp-reshard] round %zu/%zu  %s / %s  %s/s  ETA %.0f s   ", i + 1, rounds,
-                     base::format_bytes(done).c_str(), base::format_bytes(total).c_str(),
-                     base::format_bytes(static_cast<std::uint64_t>(rate)).c_str(), eta);
-        if (i + 1 == rounds) std::fprintf(stderr, "\n");
-      }
-    }
+    if (status.ok())
+      status = run_transfer_rounds(comm, plan.plan, options,
+                                   [&](const std::vector<plan::Transfer>& r) { return run.transfer_round(r); });
     timer.mark("transfer");
     // Closing is collective too: every rank closes, failure or not (opening was agreed on, so
     // either every rank holds the file open or none does).
@@ -194,15 +176,8 @@ Status execute_hdf5_plan(comm::Communicator& comm, const plan::Hdf5Plan& plan, O
       if (status.ok()) status = closed;
     }
     timer.mark("finalize");
-    if (status.ok() && options.before_commit) {
-      status = comm::agree(comm, "extras", options.before_commit()).status;
-      timer.mark("extras");
-    }
   }
-  if (status.ok()) status = out.commit(comm);
-  if (!status.ok()) out.abandon(comm);
-  timer.mark("commit");
-  return status;
+  return commit_or_abandon(comm, status, options, out, timer);
 }
 
 #endif

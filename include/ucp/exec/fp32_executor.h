@@ -27,6 +27,17 @@ struct ExecuteOptions {
   std::function<base::Status()> before_commit;
 };
 
+/// Shared by the executors: runs plan.rounds in order, `transfer` on every rank for each, every
+/// round ending in the agreement "transfer"; rank 0 prints bytes done, rate and ETA when
+/// options.progress. Stops at the first failed round.
+base::Status run_transfer_rounds(comm::Communicator& comm, const plan::Fp32Plan& plan, const ExecuteOptions& options,
+                                 const std::function<base::Status(const std::vector<plan::Transfer>&)>& transfer);
+
+/// Shared by the executors, after their outputs are closed: the before_commit extras (agreed as
+/// "extras"), then the commit of `out` when everything succeeded, else its removal.
+base::Status commit_or_abandon(comm::Communicator& comm, base::Status status, const ExecuteOptions& options,
+                               OutputDir& out, PhaseTimer& timer);
+
 /// Executes `plan` into `out` (already prepared) and commits it. On failure the temporary folder
 /// is removed and OUT is left untouched.
 base::Status execute_fp32_plan(comm::Communicator& comm, const plan::Fp32Plan& plan, OutputDir& out,

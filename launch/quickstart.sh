@@ -18,3 +18,4 @@ run build/ucp-reshard inspect "$OUT/model.safetensors" --max-items 8
 # DeepSpeed's zero_to_fp32 turns the bool causal mask into float32; we keep bool. All else is bitwise equal.
 echo "+ build/ucp-reshard diff $OUT $SAMPLE/fp32_reference.pt"
 build/ucp-reshard diff "$OUT" "$SAMPLE/fp32_reference.pt" || true
+echo "# expected: one dtype difference, causal_mask (zero_to_fp32 turns bool buffers into float32; we keep bool)"

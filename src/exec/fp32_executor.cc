@@ -101,7 +101,7 @@ Status Fp32Run::create() {
     }
   }
   // Open the sources this rank reads, and size the buffers for the largest round.
-  UCP_ASSIGN_OR_RETURN(const std::uint64_t max_send, sources_.open_for(plan_, me_));
+  UCP_ASSIGN_OR_RETURN(const std::uint64_t max_send, sources_.open_for(plan_, me_, SourceReader::Buffered::kSentOnly));
   std::uint64_t max_recv = 0;
   for (const auto& round : plan_.rounds) {
     std::uint64_t r = 0;
@@ -116,18 +116,15 @@ Status Fp32Run::create() {
 
 Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
   const auto world = static_cast<std::size_t>(comm_.size());
-  const auto me = static_cast<std::size_t>(me_);
   std::vector<std::uint64_t> send_counts(world, 0), send_offsets(world, 0), recv_counts(world, 0), recv_offsets(world, 0);
   // The round is sorted by (reader, writer, file, offset): my sends are grouped by destination.
-  // Runs I both read and write stay in the send buffer and are written from there: no exchange copy.
-  std::vector<std::uint64_t> send_pos;  // position in send_ of each of my reads, in round order
+  // Runs I both read and write never enter a buffer: they are streamed after the exchange.
   std::uint64_t pos = 0;
   for (const Transfer& x : round) {
-    if (x.reader == me_) {
+    if (x.reader == me_ && x.writer != me_) {
       const auto w = static_cast<std::size_t>(x.writer);
-      if (w != me && send_counts[w] == 0) send_offsets[w] = pos;
-      if (w != me) send_counts[w] += x.out_bytes();
-      send_pos.push_back(pos);
+      if (send_counts[w] == 0) send_offsets[w] = pos;
+      send_counts[w] += x.out_bytes();
       pos += x.out_bytes();
     }
     if (x.writer == me_ && x.reader != me_) recv_counts[static_cast<std::size_t>(x.reader)] += x.out_bytes();
@@ -135,11 +132,11 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
   for (std::size_t r = 1; r < world; ++r) recv_offsets[r] = recv_offsets[r - 1] + recv_counts[r - 1];
 
   Status local;
-  std::size_t k = 0;
+  pos = 0;
   for (const Transfer& x : round) {
-    if (x.reader != me_) continue;
-    if (local.ok()) local = sources_.read(x, send_.data() + send_pos[k]);
-    ++k;
+    if (x.reader != me_ || x.writer == me_) continue;
+    if (local.ok()) local = sources_.read(x, send_.data() + pos);
+    pos += x.out_bytes();
   }
   // Exchange even after a local read error: the counts come from the agreed plan, so every rank
   // still makes the same call; the error is reported at the agreement that ends the round.
@@ -147,24 +144,26 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
 
   // Write: runs from each source rank arrive in the same (writer, file, offset) order.
   std::vector<std::uint64_t> cursor = recv_offsets;
-  k = 0;
   for (const Transfer& x : round) {
-    const std::byte* data = nullptr;
+    if (x.writer != me_ || !local.ok()) continue;
+    const int fd = out_fds_.at(x.file);
+    const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name);
+    std::uint32_t crc = 0;
     if (x.reader == me_) {
-      data = send_.data() + send_pos[k++];
-      if (x.writer != me_) continue;
-    } else if (x.writer == me_) {
-      data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
-      cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+      std::uint64_t written = 0;
+      local = sources_.stream(x, [&](std::span<const std::byte> chunk) {
+        if (x.zip_entry >= 0) crc = format::crc32_update(crc, chunk);
+        const Status s = pwrite_full(fd, chunk.data(), chunk.size(), x.file_offset + written, path);
+        written += chunk.size();
+        return s;
+      });
     } else {
-      continue;
+      const std::byte* data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
+      cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+      local = pwrite_full(fd, data, x.out_bytes(), x.file_offset, path);
+      if (x.zip_entry >= 0) crc = format::crc32_update(0, std::span<const std::byte>(data, x.out_bytes()));
     }
-    if (!local.ok()) continue;
-    local = pwrite_full(out_fds_.at(x.file), data, x.out_bytes(), x.file_offset,
-                        out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name));
-    if (x.zip_entry >= 0)
-      crcs_[{x.file, x.zip_entry}].push_back(
-          {x.file_offset, x.out_bytes(), format::crc32_update(0, std::span<const std::byte>(data, x.out_bytes()))});
+    if (x.zip_entry >= 0) crcs_[{x.file, x.zip_entry}].push_back({x.file_offset, x.out_bytes(), crc});
   }
   return local;
 }

@@ -16,14 +16,15 @@ SourceReader::~SourceReader() {
   for (auto& [f, fd] : fds_) ::close(fd);
 }
 
-base::Result<std::uint64_t> SourceReader::open_for(const plan::Fp32Plan& plan, int rank) {
+base::Result<std::uint64_t> SourceReader::open_for(const plan::Fp32Plan& plan, int rank, Buffered buffered) {
   std::uint64_t max_round = 0;
-  bool converts = false;
+  bool converts = false, streams = false;
   for (const auto& round : plan.rounds) {
     std::uint64_t bytes = 0;
     for (const plan::Transfer& x : round) {
       if (x.reader != rank) continue;
-      bytes += x.out_bytes();
+      if (buffered == Buffered::kSentOnly && x.writer == rank) streams = true;
+      else bytes += x.out_bytes();
       converts = converts || x.src.dtype != x.out_dtype;
       if (fds_.count(x.src.file)) continue;
       const std::string& path = paths_.at(x.src.file);
@@ -34,8 +35,14 @@ base::Result<std::uint64_t> SourceReader::open_for(const plan::Fp32Plan& plan, i
     }
     max_round = std::max(max_round, bytes);
   }
-  if (converts && !bounce_) bounce_ = std::make_unique_for_overwrite<std::byte[]>(plan::kConvertBounceBytes);
+  if (converts && !bounce_) bounce_ = std::make_unique_for_overwrite<std::byte[]>(kStreamChunkBytes);
+  if (streams && !chunk_) chunk_ = std::make_unique_for_overwrite<std::byte[]>(kStreamChunkBytes);
   return max_round;
+}
+
+std::uint64_t SourceReader::slab_elements(const plan::Transfer& x) {
+  const std::size_t widest = std::max(base::dtype_size(x.src.dtype), base::dtype_size(x.out_dtype));
+  return kStreamChunkBytes / widest;
 }
 
 Status SourceReader::read(const plan::Transfer& x, std::byte* dst) {
@@ -44,11 +51,30 @@ Status SourceReader::read(const plan::Transfer& x, std::byte* dst) {
   if (x.src.dtype == x.out_dtype) return pread_full(fd, dst, x.src.nbytes(), x.src.offset, path);
   // Convert through the bounce buffer, one slab at a time.
   const std::size_t in_size = base::dtype_size(x.src.dtype), out_size = base::dtype_size(x.out_dtype);
-  const std::uint64_t slab = plan::kConvertBounceBytes / in_size;
+  const std::uint64_t slab = slab_elements(x);
   for (std::uint64_t done = 0; done < x.src.numel; done += slab) {
     const std::uint64_t n = std::min(slab, x.src.numel - done);
     UCP_RETURN_IF_ERROR(pread_full(fd, bounce_.get(), n * in_size, x.src.offset + done * in_size, path));
     base::convert_elements(x.src.dtype, bounce_.get(), x.out_dtype, dst + done * out_size, n);
+  }
+  return {};
+}
+
+Status SourceReader::stream(const plan::Transfer& x, const std::function<Status(std::span<const std::byte>)>& sink) {
+  const std::string& path = paths_.at(x.src.file);
+  const int fd = fds_.at(x.src.file);
+  const std::size_t in_size = base::dtype_size(x.src.dtype), out_size = base::dtype_size(x.out_dtype);
+  const std::uint64_t slab = slab_elements(x);
+  for (std::uint64_t done = 0; done < x.src.numel; done += slab) {
+    const std::uint64_t n = std::min(slab, x.src.numel - done);
+    const std::uint64_t offset = x.src.offset + done * in_size;
+    if (x.src.dtype == x.out_dtype) {
+      UCP_RETURN_IF_ERROR(pread_full(fd, chunk_.get(), n * in_size, offset, path));
+    } else {
+      UCP_RETURN_IF_ERROR(pread_full(fd, bounce_.get(), n * in_size, offset, path));
+      base::convert_elements(x.src.dtype, bounce_.get(), x.out_dtype, chunk_.get(), n);
+    }
+    UCP_RETURN_IF_ERROR(sink(std::span<const std::byte>(chunk_.get(), n * out_size)));
   }
   return {};
 }

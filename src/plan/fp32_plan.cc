@@ -249,28 +249,9 @@ Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<s
   const int world = opt.world_size;
   plan.source_paths = source_paths;
 
-  // 3. File owners: largest file first to the least-loaded rank (ties: lowest rank).
   plan.totals.assign(static_cast<std::size_t>(world), RankTotals{});
-  {
-    std::vector<int> order(plan.files.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-      return plan.files[static_cast<std::size_t>(a)].size > plan.files[static_cast<std::size_t>(b)].size;
-    });
-    std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
-    for (int f : order) {
-      if (plan.files[static_cast<std::size_t>(f)].every_rank_writes) {
-        plan.files[static_cast<std::size_t>(f)].owner = -1;
-        continue;
-      }
-      const auto r = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-      plan.files[static_cast<std::size_t>(f)].owner = static_cast<int>(r);
-      load[r] += plan.files[static_cast<std::size_t>(f)].size;
-      plan.totals[r].files_owned++;
-    }
-  }
 
-  // 4. Source runs for every output tensor's bytes (an alias copy re-reads its source's runs).
+  // 3. Source runs for every output tensor's bytes (an alias copy re-reads its source's runs).
   struct Run {
     format::TensorLocation src;
     int tensor;
@@ -291,7 +272,7 @@ Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<s
     }
   }
 
-  // 5. Source files to reader ranks: most bytes first to the least-loaded rank.
+  // 4. Source files to reader ranks: most bytes first to the least-loaded rank.
   plan.source_reader.assign(source_paths.size(), 0);
   {
     std::vector<std::size_t> order(source_paths.size());
@@ -306,6 +287,54 @@ Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<s
       plan.source_reader[f] = static_cast<int>(r);
       load[r] += need[f];
     }
+  }
+
+  // 5. File owners, after the readers so that a file goes to the rank that reads most of its
+  // bytes (they are then streamed, not exchanged) unless that rank would exceed its fair share of
+  // output (10 % over an even split); the others then go to the least-loaded rank. Largest file
+  // first; ties: lowest rank.
+  {
+    std::vector<std::map<int, std::uint64_t>> local(plan.files.size());  // file -> reader -> bytes
+    for (const Run& run : runs) {
+      const OutputTensor& t = plan.tensors[static_cast<std::size_t>(run.tensor)];
+      local[static_cast<std::size_t>(t.file)][plan.source_reader[run.src.file]] += run.src.numel * base::dtype_size(t.dtype);
+    }
+    std::uint64_t total = 0;
+    for (const auto& f : plan.files)
+      if (!f.every_rank_writes) total += f.size;
+    const std::uint64_t fair_share = total / static_cast<std::uint64_t>(world) + total / (10 * static_cast<std::uint64_t>(world));
+    std::vector<int> order(plan.files.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return plan.files[static_cast<std::size_t>(a)].size > plan.files[static_cast<std::size_t>(b)].size;
+    });
+    std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
+    auto assign = [&](OutputFile& file, std::size_t r) {
+      file.owner = static_cast<int>(r);
+      load[r] += file.size;
+      plan.totals[r].files_owned++;
+    };
+    // Two passes, so that a file that cannot go to its reader does not take the place of a later
+    // file that can.
+    std::vector<int> deferred;
+    for (int f : order) {
+      OutputFile& file = plan.files[static_cast<std::size_t>(f)];
+      if (file.every_rank_writes) {
+        file.owner = -1;
+        continue;
+      }
+      int reader = -1;
+      std::uint64_t best = 0;
+      for (const auto& [r, bytes] : local[static_cast<std::size_t>(f)])
+        if (bytes > best) {
+          best = bytes;
+          reader = r;
+        }
+      if (reader >= 0 && load[static_cast<std::size_t>(reader)] + file.size <= fair_share) assign(file, static_cast<std::size_t>(reader));
+      else deferred.push_back(f);
+    }
+    for (int f : deferred)
+      assign(plan.files[static_cast<std::size_t>(f)], static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin()));
   }
 
   // 6. Transfers, split so one run never exceeds max_transfer output bytes.

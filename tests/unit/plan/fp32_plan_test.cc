@@ -95,6 +95,33 @@ TEST(Fp32Plan, RoundsRespectTheMemoryBound) {
   }
 }
 
+TEST(Fp32Plan, FilesGoToTheRankThatReadsThemWithinAFairShare) {
+  // Four sources of equal size, each holding whole tensors of four shards: at 2 and 4 ranks
+  // every shard is owned by the reader of its bytes, so nothing crosses ranks; at 3 ranks the
+  // loads stay within 10 % over the even share.
+  Fp32Layout layout;
+  constexpr std::uint64_t kElems = 1u << 20;
+  for (std::uint32_t i = 0; i < 16; ++i) layout.tensors.push_back(tensor("p" + std::to_string(i), kElems, i / 4, (i % 4) * kElems * 4));
+  for (int world : {2, 3, 4}) {
+    SCOPED_TRACE(world);
+    Fp32Options opt;
+    opt.world_size = world;
+    opt.max_shard_bytes = 4 * kElems * 4;  // one source's worth per shard
+    auto plan = plan_fp32(layout, sources(4), opt);
+    ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+    ASSERT_EQ(plan->files.size(), 4u);
+    std::uint64_t sent = 0, most = 0;
+    std::map<int, std::uint64_t> load;
+    for (const auto& f : plan->files) load[f.owner] += f.size;
+    for (const auto& [r, bytes] : load) most = std::max(most, bytes);
+    for (const auto& t : plan->totals) sent += t.bytes_sent;
+    if (world != 3) EXPECT_EQ(sent, 0u);
+    else EXPECT_EQ(sent, 4 * kElems * 4);  // one shard's tensors move
+    EXPECT_LE(most, 2 * plan->files[3].size);  // the largest (its header has one more digit)
+    EXPECT_TRUE(check_file_coverage(*plan).ok());
+  }
+}
+
 TEST(Fp32Plan, DtypeCastAppliesToFloatsOnly) {
   Fp32Layout layout;
   layout.tensors = {tensor("w", 10, 0, 0), tensor("steps", 1, 0, 100, DType::kI64), tensor("h", 4, 0, 200, DType::kF16)};

@@ -176,6 +176,18 @@ class BadHdf5Sources(U.BadInputCase):
         self.check_failure(["reshard", h5, os.path.join(self.tmp, "out"), "--target-dp", "2"], U.DATA_LOSS,
                            [h5, f"exp_avg of parameter '{name}'", "expected"], self.tmp, {"ckpt", "h5"})
 
+    def test_chunked_dataset(self):
+        # A dataset rewritten chunked (as h5py does with compression) is no longer one byte range.
+        h5 = to_hdf5(self, "mlp_z2_fp16_ws2", os.path.join(self.tmp, "h5"), 1)
+        with h5py.File(h5, "r+") as f:
+            name = list(f["optimizer"])[-1]
+            g = f["optimizer"][name]
+            data = g["fp32"][()]
+            del g["fp32"]
+            g.create_dataset("fp32", data=data, chunks=True, compression="gzip")
+        self.check_failure(["reshard", h5, os.path.join(self.tmp, "out"), "--target-dp", "3"], U.DATA_LOSS,
+                           [h5, f"/optimizer/{name}/fp32", "expected a contiguous dataset"], self.tmp, {"ckpt", "h5"})
+
     def test_not_hdf5_diff(self):
         bad = os.path.join(self.tmp, "bad.h5")
         with open(bad, "wb") as f:

@@ -62,10 +62,15 @@ class Hdf5Files final : public UniversalFiles {
   }
 
   const std::string& name() const override { return path_; }
+  // The tag to-fp32 recorded, else the name of the tag folder it converted.
   std::string tag() const override {
-    auto tag = reader_->attribute("/", "tag");
-    if (tag.ok() && *tag)
-      if (const auto* s = std::get_if<std::string>(&**tag); s && !s->empty()) return *s;
+    for (const auto& [name, folder] : {std::pair{"tag", false}, std::pair{"source_checkpoint", true}}) {
+      auto value = reader_->attribute("/", name);
+      const auto* s = value.ok() && *value ? std::get_if<std::string>(&**value) : nullptr;
+      if (!s || s->empty()) continue;
+      const std::string tag = folder ? fs::path(*s).lexically_normal().filename().string() : *s;
+      if (!tag.empty()) return tag;
+    }
     return fs::path(path_).stem().string();
   }
   Result<std::vector<std::string>> top_level_files() const override {

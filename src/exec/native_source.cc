@@ -260,7 +260,8 @@ class FolderFiles final : public UniversalFiles {
   }
   Result<std::optional<State>> state(const std::string& param, const std::string& state) const override {
     const std::string relative = "zero/" + param + "/" + state + ".pt";
-    if (!exists(relative)) return std::optional<State>();
+    // Moments may be absent (no optimizer step yet); a missing fp32 file fails to open, by name.
+    if (state != "fp32" && !exists(relative)) return std::optional<State>();
     UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(relative));
     State out;
     out.file = std::move(file);

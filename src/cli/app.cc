@@ -18,6 +18,9 @@
 #include "ucp/cli/to_universal.h"
 #include "ucp/cli/transport.h"
 #include "ucp/comm/communicator.h"
+#if defined(UCP_HAVE_HDF5)
+#include "ucp/format/hdf5_state_dict.h"
+#endif
 #if defined(UCP_HAVE_NCCL)
 #include "ucp/comm/nccl_transport.h"
 #endif
@@ -60,6 +63,9 @@ int finish(comm::Communicator& comm, std::string_view step, const base::Status& 
 int run_main(int argc, char** argv) {
   // A file-size limit must surface as EFBIG (a clear error), not kill the rank mid-collective.
   std::signal(SIGXFSZ, SIG_IGN);
+#if defined(UCP_HAVE_HDF5)
+  format::install_hdf5_state_dict_loader();  // diff / inspect read to-fp32's model.h5
+#endif
   std::unique_ptr<comm::Communicator> comm = comm::make_world_communicator(&argc, &argv);
   int code = 0;
   try {

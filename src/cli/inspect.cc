@@ -7,6 +7,7 @@
 
 #include "ucp/format/deepspeed_checkpoint.h"
 #include "ucp/format/safetensors.h"
+#include "ucp/format/state_dict.h"
 #include "ucp/format/torch_file.h"
 
 namespace ucp::cli {
@@ -218,6 +219,24 @@ Status inspect_deepspeed(const InspectOptions& o, std::ostream& out) {
   return {};
 }
 
+// An HDF5 file of to-fp32: its /model datasets, through the state-dict loader (no HDF5 here).
+Status inspect_hdf5(const InspectOptions& o, std::ostream& out) {
+  UCP_ASSIGN_OR_RETURN(format::StateDict sd, format::StateDict::open(o.path));
+  if (o.json) {
+    Json tensors = Json::object();
+    for (const auto& t : sd.tensors())
+      tensors[t.name] = {{"dtype", base::dtype_name(t.dtype)}, {"shape", t.shape}, {"bytes", t.bytes.size()}};
+    out << Json{{"path", o.path}, {"format", "hdf5"}, {"tensors", tensors}}.dump(2) << '\n';
+    return {};
+  }
+  out << o.path << ": HDF5 (to-fp32), " << sd.size() << " tensors under /model, " << human_bytes(fs::file_size(o.path)) << '\n';
+  for (const auto& n : sd.notes()) out << "  note: " << n << '\n';
+  for (const auto& t : sd.tensors())
+    out << "  " << quoted(t.name) << ": " << base::dtype_name(t.dtype) << ' ' << shape_string(t.shape) << ' '
+        << human_bytes(t.bytes.size()) << '\n';
+  return {};
+}
+
 bool has_suffix(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -229,6 +248,7 @@ Status run_inspect(const InspectOptions& o, std::ostream& out) {
   if (!fs::exists(o.path, ec)) return base::not_found("'" + o.path + "' does not exist");
   if (fs::is_directory(o.path, ec)) return inspect_deepspeed(o, out);
   if (has_suffix(o.path, ".safetensors")) return inspect_safetensors(o, out);
+  if (has_suffix(o.path, ".h5") || has_suffix(o.path, ".hdf5")) return inspect_hdf5(o, out);
   // Anything else must be a torch zip; the reader says clearly when it is not.
   return inspect_torch(o, out);
 }

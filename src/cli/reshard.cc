@@ -21,7 +21,8 @@ CLI::App* add_reshard_command(CLI::App& app, ReshardOptions& o) {
       "reshard", "Re-partition a DeepSpeed ZeRO checkpoint for a new data-parallel size (native files, no special load flag)");
   cmd->add_option("source", o.source,
                   "DeepSpeed save dir (tag from 'latest') or tag folder, a universal checkpoint (folder, or the dir "
-                  "holding latest_universal), or an HF Trainer / Lightning checkpoint dir")
+                  "holding latest_universal), an HDF5 file of to-fp32 --with-optimizer (or the dir holding model.h5), "
+                  "or an HF Trainer / Lightning checkpoint dir")
       ->required();
   cmd->add_option("out", o.out, "Output save dir: OUT/latest and OUT/<tag>/ (must not exist or be empty unless --overwrite)")
       ->required();
@@ -43,9 +44,14 @@ Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
   // SRC: a universal checkpoint (every rank parses its small pickles), or ZeRO files (metadata
   // read collectively).
   const std::string universal = exec::find_universal_folder(o.source, o.tag);
+  const std::string hdf5 = universal.empty() ? exec::find_hdf5_universal(o.source) : std::string();
   Result<plan::NativeSource> source = base::internal_error("no source");
   std::string description, save_dir;
-  if (!universal.empty()) {
+  if (!hdf5.empty()) {
+    source = exec::native_source_from_hdf5(hdf5);
+    description = "HDF5 universal checkpoint " + hdf5;
+    timer.mark("metadata");
+  } else if (!universal.empty()) {
     source = exec::native_source_from_universal(universal);
     description = "universal checkpoint " + universal;
     timer.mark("metadata");
@@ -56,7 +62,7 @@ Status run_reshard(comm::Communicator& comm, const ReshardOptions& o) {
     description = exec::describe_checkpoint(ckpt);
   }
   UCP_RETURN_IF_ERROR(comm::agree(comm, "source", source.status()).status);
-  if (!universal.empty())
+  if (!universal.empty() || !hdf5.empty())
     description += " (ZeRO stage " + std::to_string(source->zero_stage) + ", dp " + std::to_string(source->dp) + ")";
   Result<plan::Fp32Plan> plan = plan::plan_native(*source, o.target_dp, *popts);
   UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->digest(); }, timer));

@@ -10,6 +10,7 @@
 #include "ucp/exec/fp32_executor.h"
 #include "ucp/exec/hdf5_executor.h"
 #include "ucp/exec/optimizer_steps.h"
+#include "ucp/exec/universal_extras.h"
 #include "ucp/exec/zero_source.h"
 #include "ucp/plan/fp32_layout.h"
 #include "ucp/plan/fp32_plan.h"
@@ -76,6 +77,25 @@ std::vector<plan::Hdf5Attribute> source_attributes(const ToFp32Options& o, const
   };
 }
 
+// The small files of the universal checkpoint to-universal would write, so that the .h5 file is a
+// universal checkpoint `reshard` reads: model-state copies (byte ranges of the sources) and the
+// optimizer files to-universal builds (the same code, in memory).
+Status add_universal_files(const format::ZeroCheckpoint& ckpt, plan::Hdf5OptimizerStates& states) {
+  for (std::size_t i = 0; i < ckpt.files.model_state_files.size(); ++i) {
+    std::error_code ec;
+    const std::uint64_t size = std::filesystem::file_size(ckpt.paths[i], ec);
+    if (ec) return base::not_found("'" + ckpt.paths[i] + "': cannot read its size: " + ec.message());
+    states.source_copies.push_back(
+        {std::filesystem::path(ckpt.files.model_state_files[i]).filename().string(), static_cast<std::uint32_t>(i), size});
+  }
+  std::vector<plan::UniversalParam> params;
+  for (std::size_t g = 0; g < ckpt.models[0].param_shapes.size(); ++g)
+    for (const auto& p : ckpt.models[0].param_shapes[g]) params.push_back({p.name, static_cast<int>(g)});
+  UCP_ASSIGN_OR_RETURN(std::vector<exec::UniversalSmallFile> files, exec::universal_optimizer_files(ckpt, params));
+  for (auto& f : files) states.blobs.push_back({std::move(f.path), std::move(f.bytes)});
+  return {};
+}
+
 Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const format::ZeroCheckpoint& ckpt,
                    const plan::Fp32Options& popts, exec::PhaseTimer& timer) {
   std::vector<plan::Hdf5Attribute> attributes = source_attributes(o, ckpt, popts);
@@ -107,6 +127,7 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
         states->fp32 = std::move(*fp32);
         states->exp_avg = std::move(*m);
         states->exp_avg_sq = std::move(*v);
+        status = add_universal_files(ckpt, *states);
       }
     }
     if (status.ok())

@@ -45,6 +45,7 @@ class Hdf5Run {
   Status open_file();
   Status create_objects();
   Status open_sources();
+  Status write_blobs();
   Status transfer_round(const std::vector<plan::Transfer>& round);
   Status close() { return writer_ ? writer_->close() : Status{}; }
 
@@ -61,6 +62,7 @@ class Hdf5Run {
   const int me_;
   std::unique_ptr<format::Hdf5Writer> writer_;
   std::vector<int> dataset_of_;                       // plan tensor -> writer dataset handle
+  std::vector<int> blob_dataset_;                     // plan blob -> writer dataset handle
   std::vector<std::pair<std::uint64_t, int>> by_offset_;  // (virtual offset, tensor), tensors with bytes
   SourceReader sources_;
   std::unique_ptr<std::byte[]> buffer_;
@@ -93,6 +95,11 @@ Status Hdf5Run::create_objects() {
     if (t.nbytes > 0) by_offset_.emplace_back(t.file_offset, static_cast<int>(i));
   }
   std::sort(by_offset_.begin(), by_offset_.end());
+  for (const auto& [path, bytes] : hp_.blobs) {
+    const std::int64_t shape[] = {static_cast<std::int64_t>(bytes.size())};
+    UCP_ASSIGN_OR_RETURN(int handle, writer_->create_dataset(path, base::DType::kU8, shape));
+    blob_dataset_.push_back(handle);
+  }
   for (const auto& a : hp_.attributes)
     UCP_RETURN_IF_ERROR(std::visit([&](const auto& v) { return writer_->set_attribute(a.object, a.name, v); }, a.value));
   return {};
@@ -103,6 +110,21 @@ Status Hdf5Run::open_sources() {
   // Sized once for the largest round, never zero-filled (every byte is read into before use).
   buffer_ = std::make_unique_for_overwrite<std::byte[]>(std::max<std::uint64_t>(max_read, 1));
   return {};
+}
+
+Status Hdf5Run::write_blobs() {
+  // Collective like every write: rank 0 passes the bytes, the others no runs; every rank makes
+  // every call even after an error, which the agreement after this step reports.
+  Status local;
+  for (std::size_t i = 0; i < hp_.blobs.size(); ++i) {
+    const auto& bytes = hp_.blobs[i].second;
+    const format::ElementRun all[] = {{0, bytes.size()}};
+    std::span<const format::ElementRun> runs;
+    if (me_ == 0 && local.ok() && !bytes.empty()) runs = all;
+    const Status s = writer_->write(blob_dataset_[i], runs, bytes.data());
+    if (local.ok()) local = s;
+  }
+  return local;
 }
 
 Status Hdf5Run::transfer_round(const std::vector<plan::Transfer>& round) {
@@ -163,6 +185,7 @@ Status execute_hdf5_plan(comm::Communicator& comm, const plan::Hdf5Plan& plan, O
       if (local.ok()) local = run.open_sources();
       status = comm::agree(comm, "create", local).status;
     }
+    if (status.ok()) status = comm::agree(comm, "create", run.write_blobs()).status;
     timer.mark("create");
 
     if (status.ok())

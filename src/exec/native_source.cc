@@ -21,7 +21,8 @@ class MappedFiles {
  public:
   void add(std::uint32_t index, const format::TorchFile& file) {
     const auto& mapped = file.zip().file();
-    (*files_)[mapped.get()] = {index, mapped->bytes().data()};
+    // A view of a container file: offsets count from the container's first byte.
+    (*files_)[mapped.get()] = {index, mapped->bytes().data() - mapped->offset_in_parent()};
   }
   /// Resolves storages of every file added so far, and of those added later.
   plan::StorageLocator locator() const {
@@ -231,26 +232,80 @@ std::string find_universal_folder(const std::string& path, const std::string& ta
   return {};
 }
 
+namespace {
+
+// A universal checkpoint folder on disk.
+class FolderFiles final : public UniversalFiles {
+ public:
+  explicit FolderFiles(std::string folder) : folder_(std::move(folder)) {}
+  const std::string& name() const override { return folder_; }
+  std::string tag() const override {
+    const std::string tag = fs::path(folder_).lexically_normal().filename().string();
+    return tag.empty() ? fs::path(folder_).parent_path().filename().string() : tag;
+  }
+  Result<std::vector<std::string>> top_level_files() const override {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (fs::directory_iterator it(folder_, ec), end; !ec && it != end; it.increment(ec))
+      names.push_back(it->path().filename().string());
+    if (ec) return base::not_found("'" + folder_ + "': cannot list: " + ec.message());
+    return names;
+  }
+  bool exists(const std::string& relative) const override {
+    std::error_code ec;
+    return fs::exists(fs::path(folder_) / relative, ec);
+  }
+  Result<format::TorchFile> open(const std::string& relative) const override {
+    return format::TorchFile::open((fs::path(folder_) / relative).string());
+  }
+  Result<std::optional<State>> state(const std::string& param, const std::string& state) const override {
+    const std::string relative = "zero/" + param + "/" + state + ".pt";
+    // Moments may be absent (no optimizer step yet); a missing fp32 file fails to open, by name.
+    if (state != "fp32" && !exists(relative)) return std::optional<State>();
+    UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(relative));
+    State out;
+    out.file = std::move(file);
+    return std::optional<State>(std::move(out));
+  }
+
+ private:
+  std::string folder_;
+};
+
+}  // namespace
+
 Result<plan::NativeSource> native_source_from_universal(const std::string& folder) {
+  return native_source_from_universal(FolderFiles(folder));
+}
+
+Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& files) {
   plan::NativeSource src;
-  const fs::path dir(folder);
-  src.tag = fs::path(folder).lexically_normal().filename().string();
-  if (src.tag.empty()) src.tag = dir.parent_path().filename().string();
+  const std::string& folder = files.name();
+  src.tag = files.tag();
   MappedFiles mapped;
   src.locate = mapped.locator();
-  auto open = [&](const fs::path& p) -> Result<format::TorchFile> {
-    auto file = format::TorchFile::open(p.string());
-    if (!file.ok()) return file.status();
-    mapped.add(static_cast<std::uint32_t>(src.paths.size()), *file);
-    src.paths.push_back(p.string());
+  // Every file (or container of embedded files) gets one index in src.paths.
+  auto index_of = [&](const std::string& path) {
+    auto it = std::find(src.paths.begin(), src.paths.end(), path);
+    if (it != src.paths.end()) return static_cast<std::uint32_t>(it - src.paths.begin());
+    src.paths.push_back(path);
+    return static_cast<std::uint32_t>(src.paths.size() - 1);
+  };
+  auto add = [&](const format::TorchFile& file) {
+    const auto& m = file.zip().file();
+    mapped.add(index_of(m->parent() ? m->parent()->path() : m->path()), file);
+  };
+  auto open = [&](const std::string& relative) -> Result<format::TorchFile> {
+    auto file = files.open(relative);
+    if (file.ok()) add(*file);
     return file;
   };
 
   // Model-state copies: one mp_rank_00 file, or one ZeRO-3 file per source rank.
   std::vector<std::string> model_files;
   bool flat_model = false;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
+  UCP_ASSIGN_OR_RETURN(std::vector<std::string> top_level, files.top_level_files());
+  for (const std::string& name : top_level) {
     if (name == "mp_rank_00_model_states.pt") flat_model = true;
     if (name.rfind("zero_pp_rank_", 0) == 0 && name.find("_mp_rank_00_model_states.pt") != std::string::npos)
       model_files.push_back(name);
@@ -269,11 +324,11 @@ Result<plan::NativeSource> native_source_from_universal(const std::string& folde
   if (!zero3) model_files = {"mp_rank_00_model_states.pt"};  // else one per source rank, in rank order
   std::optional<format::TorchFile> first_model;  // rank 0's, parsed once for its metadata too
   for (const auto& name : model_files) {
-    UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(dir / name));
+    UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(name));
     src.models.push_back(f.root());
     if (!first_model) first_model = std::move(f);
   }
-  const std::string model_path = src.paths[0];
+  const std::string model_path = first_model->path();
   const ValuePtr& model = src.models[0];
   if (!model || !model->is_dict()) return base::data_loss("'" + model_path + "': the root is not a dict");
   ValuePtr dp = model->get("dp_world_size");
@@ -285,8 +340,8 @@ Result<plan::NativeSource> native_source_from_universal(const std::string& folde
     return base::not_found("'" + folder + "': " + std::to_string(src.models.size()) + " ZeRO-3 model-state files, but dp_world_size is " +
                            std::to_string(src.dp));
 
-  UCP_ASSIGN_OR_RETURN(format::TorchFile opt_file, open(dir / "zero" / "optimizer_state.pt"));
-  const std::string opt_path = src.paths.back();
+  UCP_ASSIGN_OR_RETURN(format::TorchFile opt_file, open("zero/optimizer_state.pt"));
+  const std::string opt_path = opt_file.path();
   ValuePtr saved = opt_file.root();
   if (!saved || !saved->is_dict()) return base::data_loss("'" + opt_path + "': the root is not a dict");
   ValuePtr param_groups = saved->get("param_groups");
@@ -322,26 +377,37 @@ Result<plan::NativeSource> native_source_from_universal(const std::string& folde
   for (std::size_t g = 0; g < meta.param_shapes.size(); ++g) {
     for (const auto& p : meta.param_shapes[g]) {
       for (int s = 0; s < 3; ++s) {
-        const fs::path f = dir / "zero" / p.name / (std::string(state_names[s]) + ".pt");
-        std::error_code ec;
-        if (s > 0 && !fs::exists(f, ec)) {
+        UCP_ASSIGN_OR_RETURN(std::optional<UniversalFiles::State> state, files.state(p.name, state_names[s]));
+        if (s > 0 && !state) {
           all_moments = false;
           continue;
         }
+        const std::string what = "'" + folder + "': state " + state_names[s] + " of parameter '" + p.name + "'";
+        if (!state) return base::not_found(what + " is missing");
         if (s > 0) any_moments = true;
-        UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(f));
-        ValuePtr root = file.root();
-        ValuePtr t = root && root->is_dict() ? root->get("param") : root;
-        if (!t || !t->is_tensor()) return base::data_loss("'" + f.string() + "': expected a tensor or {'param': tensor}");
-        const format::Tensor& tensor = t->tensor;
-        if (tensor.numel() != p.numel())
-          return base::data_loss("'" + f.string() + "' holds " + std::to_string(tensor.numel()) + " elements, expected " +
-                                 std::to_string(p.numel()) + " for parameter '" + p.name +
-                                 "' (a known ds_to_universal defect at ZeRO-3; convert the ZeRO checkpoint instead)");
-        if (tensor.dtype() != base::DType::kF32 || !tensor.is_contiguous())
-          return base::unimplemented("'" + f.string() + "': expected a contiguous fp32 tensor");
-        UCP_ASSIGN_OR_RETURN(format::TensorLocation loc, src.locate(*tensor.storage));
-        loc = loc.slice(static_cast<std::uint64_t>(tensor.storage_offset), tensor.numel());
+        format::TensorLocation loc;
+        if (state->file) {
+          add(*state->file);
+          const std::string f = state->file->path();
+          ValuePtr root = state->file->root();
+          ValuePtr t = root && root->is_dict() ? root->get("param") : root;
+          if (!t || !t->is_tensor()) return base::data_loss("'" + f + "': expected a tensor or {'param': tensor}");
+          const format::Tensor& tensor = t->tensor;
+          if (tensor.numel() != p.numel())
+            return base::data_loss("'" + f + "' holds " + std::to_string(tensor.numel()) + " elements, expected " +
+                                   std::to_string(p.numel()) + " for parameter '" + p.name +
+                                   "' (a known ds_to_universal defect at ZeRO-3; convert the ZeRO checkpoint instead)");
+          if (tensor.dtype() != base::DType::kF32 || !tensor.is_contiguous())
+            return base::unimplemented("'" + f + "': expected a contiguous fp32 tensor");
+          UCP_ASSIGN_OR_RETURN(loc, src.locate(*tensor.storage));
+          loc = loc.slice(static_cast<std::uint64_t>(tensor.storage_offset), tensor.numel());
+        } else {
+          loc = state->raw;
+          loc.file = index_of(state->raw_path);
+          if (loc.numel != p.numel() || loc.dtype != base::DType::kF32)
+            return base::data_loss(what + " holds " + std::to_string(loc.numel) + " " + std::string(base::dtype_name(loc.dtype)) +
+                                   " elements, expected " + std::to_string(p.numel()) + " fp32");
+        }
         plan::LogicalTensor lt;
         lt.name = p.name;
         lt.shape = p.shape;
@@ -350,10 +416,9 @@ Result<plan::NativeSource> native_source_from_universal(const std::string& folde
         src.states[static_cast<std::size_t>(s)].push_back(std::move(lt));
       }
       if (!zero3) {
-        const fs::path f = dir / "zero" / p.name / "step.pt";
-        std::error_code ec;
-        if (fs::exists(f, ec)) {
-          UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(f));
+        const std::string step = "zero/" + p.name + "/step.pt";
+        if (files.exists(step)) {
+          UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(step));
           steps[g].push_back(file.root());
         }
       }

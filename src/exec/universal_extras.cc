@@ -29,7 +29,11 @@ ValuePtr fresh_step(const ValuePtr& step) {
   return Value::tensor_value(std::move(t));
 }
 
-Status write_optimizer_files(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp) {
+}  // namespace
+
+base::Result<std::vector<UniversalSmallFile>> universal_optimizer_files(const format::ZeroCheckpoint& ck,
+                                                                        std::span<const plan::UniversalParam> params) {
+  if (ck.files.optim_files.empty()) return base::not_found("'" + ck.files.tag_dir + "': no optimizer file");
   const std::string& path = ck.files.optim_files.at(0);
   UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(path));
   const ValuePtr& top = file.root();
@@ -67,23 +71,24 @@ Status write_optimizer_files(const format::ZeroCheckpoint& ck, const plan::Unive
     }
   }
   out->set("param_groups", param_groups);
-  UCP_RETURN_IF_ERROR(format::write_torch_file(temp + "/zero/optimizer_state.pt", out, {"optimizer_state", 2}));
+  std::vector<UniversalSmallFile> files;
+  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> optimizer_state, format::torch_file_bytes(out, {"optimizer_state", 2}));
+  files.push_back({"zero/optimizer_state.pt", std::move(optimizer_state)});
 
   // step.pt: stage <= 2 only, when the base optimizer keeps a per-group 'step' (torch Adam).
-  if (zero3) return {};
+  if (zero3) return files;
   ValuePtr state = inner->get("state");
-  if (!state || !state->is_dict()) return {};
-  for (const auto& p : plan.params) {
+  if (!state || !state->is_dict()) return files;
+  for (const auto& p : params) {
     ValuePtr group_state = state->get(std::int64_t{p.group});
     if (!group_state || !group_state->is_dict()) continue;
     ValuePtr step = group_state->get("step");
     if (!step) continue;
-    UCP_RETURN_IF_ERROR(format::write_torch_file(temp + "/zero/" + p.name + "/step.pt", fresh_step(step), {"step", 2}));
+    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, format::torch_file_bytes(fresh_step(step), {"step", 2}));
+    files.push_back({"zero/" + p.name + "/step.pt", std::move(bytes)});
   }
-  return {};
+  return files;
 }
-
-}  // namespace
 
 Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp,
                               int rank, int world) {
@@ -97,7 +102,13 @@ Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::Univ
     std::error_code ec;
     fs::create_directories(fs::path(temp) / "zero", ec);
     if (ec) return base::unavailable("creating '" + temp + "/zero' failed: " + ec.message());
-    UCP_RETURN_IF_ERROR(write_optimizer_files(ck, plan, temp));
+    UCP_ASSIGN_OR_RETURN(std::vector<UniversalSmallFile> files, universal_optimizer_files(ck, plan.params));
+    for (const UniversalSmallFile& f : files) {
+      const fs::path dst = fs::path(temp) / f.path;
+      fs::create_directories(dst.parent_path(), ec);
+      if (ec) return base::unavailable("creating '" + dst.parent_path().string() + "' failed: " + ec.message());
+      UCP_RETURN_IF_ERROR(write_small_file(dst.string(), std::string(reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size())));
+    }
   }
   return {};
 }

@@ -82,6 +82,20 @@ std::shared_ptr<const MappedFile> MappedFile::from_bytes(std::string name, std::
   return std::shared_ptr<const MappedFile>(new MappedFile(std::move(name), std::move(bytes)));
 }
 
+base::Result<std::shared_ptr<const MappedFile>> MappedFile::view(std::shared_ptr<const MappedFile> parent,
+                                                               std::uint64_t offset, std::uint64_t size,
+                                                               std::string name) {
+  if (!parent) return base::invalid_argument("MappedFile::view: no parent file given");
+  if (offset > parent->size() || size > parent->size() - offset)
+    return base::data_loss("'" + name + "': bytes [" + std::to_string(offset) + ", +" + std::to_string(size) +
+                              ") run past the end of '" + parent->path() + "' (size " + std::to_string(parent->size()) + ")");
+  auto* file = new MappedFile(std::move(name), parent->data_ == nullptr ? nullptr : parent->data_ + offset,
+                              static_cast<std::size_t>(size));
+  file->offset_in_parent_ = offset;
+  file->parent_ = std::move(parent);
+  return std::shared_ptr<const MappedFile>(file);
+}
+
 MappedFile::~MappedFile() {
   if (mapped_ && data_ != nullptr) {
     ::munmap(const_cast<std::byte*>(data_), size_);

@@ -89,12 +89,13 @@ Status hdf5_unimplemented(const std::string& path) {
                              "(use a .safetensors or torch .bin/.pt file)");
 }
 
-/// What one file holds, before any index filtering.
-struct FileContents {
-  std::vector<StateDictTensor> tensors;
-  std::size_t skipped = 0;
-  std::vector<std::string> notes;
-};
+// What one file holds, before any index filtering.
+using FileContents = StateDictContents;
+
+StateDictFileLoader& hdf5_loader() {
+  static StateDictFileLoader loader = nullptr;
+  return loader;
+}
 
 Result<FileContents> read_safetensors(const std::string& path) {
   UCP_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::open(path));
@@ -186,6 +187,7 @@ Result<FileContents> read_single(const std::string& path, FileKind kind) {
     case FileKind::kTorch:
       return read_torch(path);
     case FileKind::kHdf5:
+      if (StateDictFileLoader loader = hdf5_loader()) return loader(path);
       return hdf5_unimplemented(path);
     case FileKind::kIndex:
       break;
@@ -307,6 +309,8 @@ Status open_file(const std::string& path, StateDictBuilder& b) {
 
 }  // namespace
 
+void set_hdf5_state_dict_loader(StateDictFileLoader loader) { hdf5_loader() = loader; }
+
 const StateDictTensor* StateDict::find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];
@@ -329,6 +333,10 @@ Result<StateDict> StateDict::open(const std::string& path) {
       }
     }
     if (chosen.empty()) {
+      if (hdf5_loader() && fs::is_regular_file(fs::path(path) / "model.h5", ec)) {
+        UCP_RETURN_IF_ERROR(open_file((fs::path(path) / "model.h5").string(), b));
+        return std::move(b.dict);
+      }
       if (fs::is_regular_file(fs::path(path) / "model.h5", ec) || fs::is_regular_file(fs::path(path) / "tf_model.h5", ec))
         return hdf5_unimplemented(path);
       return base::not_found(in_quotes(path) + ": directory holds none of model.safetensors, "

@@ -124,9 +124,13 @@ Result<TorchFile> TorchFile::open(const std::string& path, const PickleLimits& l
   return parse(std::move(file), limits);
 }
 
-Status write_torch_file(const std::string& path, const ValuePtr& root, const TorchWriteOptions& options) {
-  std::string archive = options.archive_name;
-  if (archive.empty()) archive = std::filesystem::path(path).stem().string();
+namespace {
+
+// The records of a torch.save file holding `root`, handed to `sink` (which writes them to a file
+// or into memory). `where` names the output in errors.
+template <typename Sink>
+auto with_torch_records(const std::string& where, std::string archive, const ValuePtr& root, const TorchWriteOptions& options,
+                        Sink sink) -> decltype(sink(std::span<const ZipBlob>{})) {
   if (archive.empty()) archive = "archive";
   if (archive.find('/') != std::string::npos)
     return base::invalid_argument("torch archive name '" + archive + "' must not contain '/'");
@@ -139,7 +143,7 @@ Status write_torch_file(const std::string& path, const ValuePtr& root, const Tor
   PickleWriteOptions pickle_options;
   pickle_options.protocol = options.protocol;
   auto pickle = write_pickle(root, key_fn, pickle_options);
-  if (!pickle.ok()) return std::move(pickle).take_status().annotate("writing '" + path + "'");
+  if (!pickle.ok()) return std::move(pickle).take_status().annotate("writing " + where);
 
   static constexpr std::string_view kVersion = "3\n";
   static constexpr std::string_view kByteOrder = "little";
@@ -153,14 +157,29 @@ Status write_torch_file(const std::string& path, const ValuePtr& root, const Tor
     const Storage& s = *storages[k];
     auto nbytes = base::checked_mul(s.numel, base::dtype_size(s.dtype));
     if (!nbytes || *nbytes > s.bytes.size())
-      return base::invalid_argument("writing '" + path + "': storage " + std::to_string(k) + " has " +
+      return base::invalid_argument("writing " + where + ": storage " + std::to_string(k) + " has " +
                                     std::to_string(s.bytes.size()) + " bytes, expected " + std::to_string(s.numel) +
                                     " x " + std::to_string(base::dtype_size(s.dtype)));
     blobs.push_back({archive + "/data/" + std::to_string(k), s.bytes.first(static_cast<std::size_t>(*nbytes))});
   }
   blobs.push_back({archive + "/version", as_bytes(kVersion)});
   blobs.push_back({archive + "/byteorder", as_bytes(kByteOrder)});
-  return write_zip_file(path, blobs, 64);
+  return sink(std::span<const ZipBlob>(blobs));
+}
+
+}  // namespace
+
+Status write_torch_file(const std::string& path, const ValuePtr& root, const TorchWriteOptions& options) {
+  std::string archive = options.archive_name;
+  if (archive.empty()) archive = std::filesystem::path(path).stem().string();
+  return with_torch_records("'" + path + "'", archive, root, options,
+                            [&](std::span<const ZipBlob> blobs) { return write_zip_file(path, blobs, 64); });
+}
+
+Result<std::vector<std::byte>> torch_file_bytes(const ValuePtr& root, const TorchWriteOptions& options) {
+  if (options.archive_name.empty()) return base::invalid_argument("torch_file_bytes: no archive name given");
+  return with_torch_records("torch file '" + options.archive_name + "'", options.archive_name, root, options,
+                            [](std::span<const ZipBlob> blobs) { return zip_file_bytes(blobs, 64); });
 }
 
 }  // namespace ucp::format

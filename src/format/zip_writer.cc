@@ -285,4 +285,28 @@ base::Status write_zip_file(const std::string& path, std::span<const ZipBlob> bl
   return status;
 }
 
+base::Result<std::vector<std::byte>> zip_file_bytes(std::span<const ZipBlob> blobs, std::uint64_t alignment) {
+  std::vector<ZipEntrySpec> specs;
+  specs.reserve(blobs.size());
+  for (const ZipBlob& b : blobs) specs.push_back({b.name, b.data.size()});
+  UCP_RETURN_IF_ERROR(check_zip_entries(specs, alignment).annotate("cannot build a zip file in memory"));
+  const ZipLayout layout = plan_zip_layout(specs, alignment);
+  if (layout.total_size > (std::uint64_t{1} << 40))
+    return base::resource_exhausted("an in-memory zip file of " + std::to_string(layout.total_size) + " bytes is too large");
+  std::vector<std::byte> out(static_cast<std::size_t>(layout.total_size));
+  auto put = [&out](std::span<const std::byte> bytes, std::uint64_t at) {
+    std::copy(bytes.begin(), bytes.end(), out.begin() + static_cast<std::ptrdiff_t>(at));
+  };
+  std::vector<std::uint32_t> crcs;
+  crcs.reserve(blobs.size());
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    const ZipLayout::Entry& e = layout.entries[i];
+    crcs.push_back(crc32_update(0, blobs[i].data));
+    put(zip_local_header(layout, i, crcs.back()), e.header_offset);
+    put(blobs[i].data, e.data_offset);
+  }
+  put(zip_central_directory(layout, crcs), layout.central_directory_offset);
+  return out;
+}
+
 }  // namespace ucp::format

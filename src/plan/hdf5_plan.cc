@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "ucp/base/checked_math.h"
 
 namespace ucp::plan {
@@ -110,6 +112,36 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
     }
   }
 
+  if (optimizer && (!optimizer->source_copies.empty() || !optimizer->blobs.empty())) {
+    // Each relative path's folders become groups (created once, parents first).
+    auto dataset_path = [&](const std::string& relative) -> Result<std::string> {
+      std::string path = kHdf5UniversalGroup;
+      if (std::find(out.groups.begin(), out.groups.end(), path) == out.groups.end()) out.groups.push_back(path);
+      std::size_t begin = 0;
+      for (std::size_t slash; (slash = relative.find('/', begin)) != std::string::npos; begin = slash + 1) {
+        UCP_RETURN_IF_ERROR(check_link_name(relative.substr(begin, slash - begin), "universal file folder"));
+        path += "/" + relative.substr(begin, slash - begin);
+        if (std::find(out.groups.begin(), out.groups.end(), path) == out.groups.end()) out.groups.push_back(path);
+      }
+      UCP_RETURN_IF_ERROR(check_link_name(relative.substr(begin), "universal file"));
+      return path + "/" + relative.substr(begin);
+    };
+    for (const Hdf5SourceCopy& c : optimizer->source_copies) {
+      UCP_ASSIGN_OR_RETURN(std::string path, dataset_path(c.path));
+      LogicalTensor lt;
+      lt.name = path.substr(1);
+      lt.shape = {static_cast<std::int64_t>(c.size)};
+      lt.dtype = base::DType::kU8;
+      if (c.size > 0) lt.pieces.push_back({format::TensorLocation{c.file, 0, c.size, base::DType::kU8}, 0});
+      UCP_RETURN_IF_ERROR(add(lt, std::move(path), base::DType::kU8));
+      layout.tensors.push_back(std::move(lt));
+    }
+    for (const Hdf5Blob& b : optimizer->blobs) {
+      UCP_ASSIGN_OR_RETURN(std::string path, dataset_path(b.path));
+      out.blobs.emplace_back(std::move(path), b.bytes);
+    }
+  }
+
   OutputFile file;
   file.name = kHdf5FileName;
   file.size = offset;
@@ -126,6 +158,12 @@ std::uint64_t Hdf5Plan::digest() const {
   std::uint64_t h = plan.digest();
   for (const auto& p : paths) fnv_str(h, p);
   for (const auto& g : groups) fnv_str(h, g);
+  for (const auto& [path, bytes] : blobs) {
+    fnv_str(h, path);
+    const std::uint64_t n = bytes.size();
+    fnv(h, &n, sizeof n);
+    fnv(h, bytes.data(), bytes.size());
+  }
   for (const auto& a : attributes) {
     fnv_str(h, a.object);
     fnv_str(h, a.name);

@@ -9,7 +9,7 @@
 namespace ucp::cli {
 
 struct InspectOptions {
-  std::string path;      ///< .pt/.bin/.pth (torch zip), .safetensors, or a DeepSpeed checkpoint dir.
+  std::string path;      ///< .pt/.bin/.pth (torch zip), .safetensors, .h5 (to-fp32), or a DeepSpeed checkpoint dir.
   std::string tag;       ///< Overrides the checkpoint's `latest`.
   bool json = false;     ///< Machine-readable output.
   int max_items = 16;    ///< Container items shown before "... N more" (text output).

@@ -4,7 +4,10 @@
 // <parent of OUT>/latest_universal.
 #pragma once
 
+#include <cstddef>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
@@ -12,6 +15,19 @@
 #include "ucp/plan/universal_plan.h"
 
 namespace ucp::exec {
+
+/// A small file of a universal checkpoint, built in memory: `path` relative to the universal
+/// folder ("zero/optimizer_state.pt", "zero/<param>/step.pt"), `bytes` the torch file.
+struct UniversalSmallFile {
+  std::string path;
+  std::vector<std::byte> bytes;
+};
+
+/// Not collective: zero/optimizer_state.pt and the zero/<param>/step.pt files (stage <= 2, when
+/// the optimizer keeps a step) of `params`, from rank 0's optimizer file: exactly the bytes
+/// write_universal_extras writes (to-fp32 --with-optimizer embeds them in the HDF5 file).
+base::Result<std::vector<UniversalSmallFile>> universal_optimizer_files(const format::ZeroCheckpoint& ckpt,
+                                                                        std::span<const plan::UniversalParam> params);
 
 /// Not collective: what rank `rank` of `world` writes into `temp_dir` (the output's temporary
 /// folder). Rank 0 writes optimizer_state.pt and the step.pt files; model-state file i is copied by

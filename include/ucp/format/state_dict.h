@@ -31,6 +31,20 @@ struct StateDictTensor {
   std::uint64_t numel() const { return bytes.size() / base::dtype_size(dtype); }
 };
 
+/// What one file of a state dict holds, in file order.
+struct StateDictContents {
+  std::vector<StateDictTensor> tensors;
+  std::size_t skipped = 0;  ///< Non-tensor values left out.
+  std::vector<std::string> notes;
+};
+
+/// Reads one file into StateDictContents (errors name the file).
+using StateDictFileLoader = base::Result<StateDictContents> (*)(const std::string& path);
+/// HDF5 needs libhdf5, which ucp_format does not link: a binary built with HDF5 installs its
+/// loader here (format/hdf5_state_dict.h) before opening state dicts. Without one, HDF5 inputs
+/// are Unimplemented.
+void set_hdf5_state_dict_loader(StateDictFileLoader loader);
+
 class StateDict {
  public:
   /// Opens PATH:
@@ -43,7 +57,9 @@ class StateDict {
   ///    preference, model.safetensors, model.safetensors.index.json, pytorch_model.bin or
   ///    pytorch_model.bin.index.json. Each shard of an index is opened once; every name of the
   ///    weight map must be in its shard (DataLoss naming the shard otherwise).
-  /// HDF5 (.h5/.hdf5) is Unimplemented for now. Errors name the file.
+  ///  - an HDF5 file (.h5/.hdf5, or a directory holding model.h5) written by to-fp32 --format hdf5,
+  ///    when a loader was installed (set_hdf5_state_dict_loader); Unimplemented otherwise.
+  /// Errors name the file.
   static base::Result<StateDict> open(const std::string& path);
 
   /// Tensors in file order (for an index: weight-map order). Names are unique.

@@ -52,5 +52,7 @@ struct TorchWriteOptions {
 /// keys "0", "1", ... in pickling order.
 base::Status write_torch_file(const std::string& path, const ValuePtr& root,
                               const TorchWriteOptions& options = {});
+/// The bytes write_torch_file would write (options.archive_name must be set: there is no path).
+base::Result<std::vector<std::byte>> torch_file_bytes(const ValuePtr& root, const TorchWriteOptions& options);
 
 }  // namespace ucp::format

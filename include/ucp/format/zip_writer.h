@@ -62,5 +62,7 @@ struct ZipBlob {
 /// directly; callers that need atomic visibility write to a temporary name and rename.
 base::Status write_zip_file(const std::string& path, std::span<const ZipBlob> blobs,
                             std::uint64_t alignment = 64);
+/// The bytes write_zip_file would write, in memory (small files embedded in another container).
+base::Result<std::vector<std::byte>> zip_file_bytes(std::span<const ZipBlob> blobs, std::uint64_t alignment = 64);
 
 }  // namespace ucp::format

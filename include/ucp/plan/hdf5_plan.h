@@ -9,14 +9,21 @@
 //                                                  name is a hard link to its source's dataset
 //   /optimizer/<param name>/{fp32,exp_avg,exp_avg_sq}   with --with-optimizer: full-shape fp32
 //                                                  states per trainable parameter (+ attribute step)
+//   /universal/<relative path>                     with --with-optimizer: the small files of the
+//                                                  universal checkpoint (model-state copies,
+//                                                  zero/optimizer_state.pt, zero/<param>/step.pt) as
+//                                                  1-D uint8 datasets holding their exact bytes, so
+//                                                  `reshard` reads the file as a universal checkpoint
 //   attributes on "/": format, source checkpoint, tag, DeepSpeed version, ...; on "/model":
 //   tied_aliases (JSON object alias -> source name).
 // Offsets in the plan address a virtual file (every dataset's bytes back to back, aliases none):
 // HDF5 decides where datasets sit on disk, the plan only proves every element is written once.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -29,6 +36,7 @@ namespace ucp::plan {
 inline constexpr const char* kHdf5FileName = "model.h5";
 inline constexpr const char* kHdf5ModelGroup = "/model";
 inline constexpr const char* kHdf5OptimizerGroup = "/optimizer";
+inline constexpr const char* kHdf5UniversalGroup = "/universal";
 
 struct Hdf5Attribute {
   std::string object;  ///< Path of the group or dataset ("/", "/model", "/optimizer/<param>").
@@ -38,8 +46,23 @@ struct Hdf5Attribute {
 
 /// Optional optimizer states: per trainable parameter (same order in all three), the layouts
 /// plan::layout_optimizer_state gives for fp32, exp_avg and exp_avg_sq.
+/// A universal checkpoint's file copied byte for byte from source file `file` (of `size` bytes).
+struct Hdf5SourceCopy {
+  std::string path;  ///< Relative to the universal folder ("mp_rank_00_model_states.pt").
+  std::uint32_t file = 0;
+  std::uint64_t size = 0;
+};
+/// A universal checkpoint's file built in memory; every rank holds the same bytes, rank 0 writes them.
+struct Hdf5Blob {
+  std::string path;  ///< Relative to the universal folder ("zero/optimizer_state.pt").
+  std::vector<std::byte> bytes;
+};
+
 struct Hdf5OptimizerStates {
   std::vector<LogicalTensor> fp32, exp_avg, exp_avg_sq;
+  /// Stored under kHdf5UniversalGroup, each at its relative path (sub-folders become groups).
+  std::vector<Hdf5SourceCopy> source_copies;
+  std::vector<Hdf5Blob> blobs;
 };
 
 struct Hdf5Plan {
@@ -47,6 +70,8 @@ struct Hdf5Plan {
   std::vector<std::string> paths;  ///< Per plan.tensors: its dataset path (an alias: its link's path).
   std::vector<std::string> groups; ///< Groups to create, parents first.
   std::vector<Hdf5Attribute> attributes;  ///< Written after every dataset and link exists.
+  /// Datasets (1-D uint8) written from memory by rank 0 once created: (dataset path, bytes).
+  std::vector<std::pair<std::string, std::vector<std::byte>>> blobs;
 
   /// plan.digest() extended with paths, groups and attributes.
   std::uint64_t digest() const;

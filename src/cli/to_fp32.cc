@@ -91,8 +91,11 @@ Status add_universal_files(const format::ZeroCheckpoint& ckpt, plan::Hdf5Optimiz
   std::vector<plan::UniversalParam> params;
   for (std::size_t g = 0; g < ckpt.models[0].param_shapes.size(); ++g)
     for (const auto& p : ckpt.models[0].param_shapes[g]) params.push_back({p.name, static_cast<int>(g)});
-  UCP_ASSIGN_OR_RETURN(std::vector<exec::UniversalSmallFile> files, exec::universal_optimizer_files(ckpt, params));
-  for (auto& f : files) states.blobs.push_back({std::move(f.path), std::move(f.bytes)});
+  UCP_ASSIGN_OR_RETURN(std::vector<exec::UniversalOptimizerFile> files, exec::universal_optimizer_files(ckpt, params));
+  for (auto& f : files) {
+    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, format::torch_file_bytes(f.root, f.options));
+    states.blobs.push_back({std::move(f.path), std::move(bytes)});
+  }
   return {};
 }
 

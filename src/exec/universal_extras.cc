@@ -31,8 +31,8 @@ ValuePtr fresh_step(const ValuePtr& step) {
 
 }  // namespace
 
-base::Result<std::vector<UniversalSmallFile>> universal_optimizer_files(const format::ZeroCheckpoint& ck,
-                                                                        std::span<const plan::UniversalParam> params) {
+base::Result<std::vector<UniversalOptimizerFile>> universal_optimizer_files(const format::ZeroCheckpoint& ck,
+                                                                            std::span<const plan::UniversalParam> params) {
   if (ck.files.optim_files.empty()) return base::not_found("'" + ck.files.tag_dir + "': no optimizer file");
   const std::string& path = ck.files.optim_files.at(0);
   UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(path));
@@ -71,9 +71,8 @@ base::Result<std::vector<UniversalSmallFile>> universal_optimizer_files(const fo
     }
   }
   out->set("param_groups", param_groups);
-  std::vector<UniversalSmallFile> files;
-  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> optimizer_state, format::torch_file_bytes(out, {"optimizer_state", 2}));
-  files.push_back({"zero/optimizer_state.pt", std::move(optimizer_state)});
+  std::vector<UniversalOptimizerFile> files;
+  files.push_back({"zero/optimizer_state.pt", out, {"optimizer_state", 2}});
 
   // step.pt: stage <= 2 only, when the base optimizer keeps a per-group 'step' (torch Adam).
   if (zero3) return files;
@@ -84,8 +83,7 @@ base::Result<std::vector<UniversalSmallFile>> universal_optimizer_files(const fo
     if (!group_state || !group_state->is_dict()) continue;
     ValuePtr step = group_state->get("step");
     if (!step) continue;
-    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, format::torch_file_bytes(fresh_step(step), {"step", 2}));
-    files.push_back({"zero/" + p.name + "/step.pt", std::move(bytes)});
+    files.push_back({"zero/" + p.name + "/step.pt", fresh_step(step), {"step", 2}});
   }
   return files;
 }
@@ -102,12 +100,12 @@ Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::Univ
     std::error_code ec;
     fs::create_directories(fs::path(temp) / "zero", ec);
     if (ec) return base::unavailable("creating '" + temp + "/zero' failed: " + ec.message());
-    UCP_ASSIGN_OR_RETURN(std::vector<UniversalSmallFile> files, universal_optimizer_files(ck, plan.params));
-    for (const UniversalSmallFile& f : files) {
+    UCP_ASSIGN_OR_RETURN(std::vector<UniversalOptimizerFile> files, universal_optimizer_files(ck, plan.params));
+    for (const UniversalOptimizerFile& f : files) {
       const fs::path dst = fs::path(temp) / f.path;
       fs::create_directories(dst.parent_path(), ec);
       if (ec) return base::unavailable("creating '" + dst.parent_path().string() + "' failed: " + ec.message());
-      UCP_RETURN_IF_ERROR(write_small_file(dst.string(), std::string(reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size())));
+      UCP_RETURN_IF_ERROR(format::write_torch_file(dst.string(), f.root, f.options));
     }
   }
   return {};

@@ -4,30 +4,33 @@
 // <parent of OUT>/latest_universal.
 #pragma once
 
-#include <cstddef>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
+#include "ucp/format/torch_file.h"
 #include "ucp/format/zero_checkpoint.h"
 #include "ucp/plan/universal_plan.h"
 
 namespace ucp::exec {
 
-/// A small file of a universal checkpoint, built in memory: `path` relative to the universal
-/// folder ("zero/optimizer_state.pt", "zero/<param>/step.pt"), `bytes` the torch file.
-struct UniversalSmallFile {
+/// A torch file of a universal checkpoint built from rank 0's optimizer file: `path` relative to
+/// the universal folder ("zero/optimizer_state.pt", "zero/<param>/step.pt"), `root` its pickled
+/// tree (storages still view the mapped source: a ZeRO-3 optimizer_state.pt holds rank 0's
+/// partitions, ~3/N of the optimizer state), `options` how to save it.
+struct UniversalOptimizerFile {
   std::string path;
-  std::vector<std::byte> bytes;
+  format::ValuePtr root;
+  format::TorchWriteOptions options;
 };
 
 /// Not collective: zero/optimizer_state.pt and the zero/<param>/step.pt files (stage <= 2, when
-/// the optimizer keeps a step) of `params`, from rank 0's optimizer file: exactly the bytes
-/// write_universal_extras writes (to-fp32 --with-optimizer embeds them in the HDF5 file).
-base::Result<std::vector<UniversalSmallFile>> universal_optimizer_files(const format::ZeroCheckpoint& ckpt,
-                                                                        std::span<const plan::UniversalParam> params);
+/// the optimizer keeps a step) of `params`, from rank 0's optimizer file. write_universal_extras
+/// streams them to files; to-fp32 --with-optimizer embeds their bytes in the HDF5 file.
+base::Result<std::vector<UniversalOptimizerFile>> universal_optimizer_files(const format::ZeroCheckpoint& ckpt,
+                                                                            std::span<const plan::UniversalParam> params);
 
 /// Not collective: what rank `rank` of `world` writes into `temp_dir` (the output's temporary
 /// folder). Rank 0 writes optimizer_state.pt and the step.pt files; model-state file i is copied by

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace ucp::testutil {
 namespace fs = std::filesystem;
@@ -30,6 +33,14 @@ std::vector<std::string> all_golden_pt_files() {
     if (e.is_regular_file() && e.path().extension() == ".pt") files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
   return files;
+}
+
+std::vector<std::byte> read_file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(chars.size());
+  std::memcpy(out.data(), chars.data(), chars.size());
+  return out;
 }
 
 }  // namespace ucp::testutil

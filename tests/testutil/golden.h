@@ -1,7 +1,8 @@
 // Where the real DeepSpeed fixtures live (tests/golden/deepspeed, copied from shared/fixtures),
-// and helpers to enumerate them.
+// and helpers to enumerate and read them.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -15,5 +16,7 @@ std::vector<std::string> deepspeed_fixture_names();
 std::string deepspeed_fixture(const std::string& name);
 /// Every *.pt file under golden/deepspeed, sorted.
 std::vector<std::string> all_golden_pt_files();
+/// The whole content of a file (empty when it cannot be read).
+std::vector<std::byte> read_file_bytes(const std::string& path);
 
 }  // namespace ucp::testutil

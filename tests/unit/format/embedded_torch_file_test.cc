@@ -25,14 +25,6 @@ using base::StatusCode;
 using testing::HasSubstr;
 using testutil::StatusIs;
 
-std::vector<std::byte> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(chars.size());
-  std::memcpy(out.data(), chars.data(), chars.size());
-  return out;
-}
-
 const std::string kOptimFile = "/checkpoint/global_step3/zero_pp_rank_0_mp_rank_00_optim_states.pt";
 
 TEST(TorchFileBytes, EqualsTheFileWriteTorchFileWrites) {
@@ -42,14 +34,14 @@ TEST(TorchFileBytes, EqualsTheFileWriteTorchFileWrites) {
   ASSERT_TRUE(write_torch_file(out.string(), file->root(), {"archive", 2}).ok());
   auto bytes = torch_file_bytes(file->root(), {"archive", 2});
   ASSERT_TRUE(bytes.ok()) << bytes.status().message();
-  EXPECT_EQ(*bytes, read_all(out.string()));
+  EXPECT_EQ(*bytes, testutil::read_file_bytes(out.string()));
   fs::remove(out);
   EXPECT_THAT(torch_file_bytes(file->root(), {"", 2}).status(), StatusIs(StatusCode::kInvalidArgument, HasSubstr("archive")));
 }
 
 TEST(MappedFileView, StoragesResolveToOffsetsInTheContainer) {
   const std::string path = testutil::deepspeed_fixture("mlp_z2_fp32_ws2") + kOptimFile;
-  const std::vector<std::byte> original = read_all(path);
+  const std::vector<std::byte> original = testutil::read_file_bytes(path);
   auto direct = TorchFile::open(path);
   ASSERT_TRUE(direct.ok());
   // The file at offset 37 of a container with bytes after it too.

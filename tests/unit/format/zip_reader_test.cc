@@ -26,14 +26,6 @@ using base::StatusCode;
 const std::string kModelStates =
     testutil::deepspeed_fixture("mlp_z1_fp32_ws1") + "/checkpoint/global_step3/mp_rank_00_model_states.pt";
 
-std::vector<std::byte> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(chars.size());
-  std::memcpy(out.data(), chars.data(), chars.size());
-  return out;
-}
-
 std::uint64_t get_le(const std::vector<std::byte>& b, std::size_t off, int n) {
   std::uint64_t v = 0;
   for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(b.at(off + i)) << (8 * i);
@@ -142,7 +134,7 @@ TEST(ZipReader, ViewChecksBounds) {
 }
 
 TEST(ZipReader, VerifyCrcDetectsAFlippedDataByte) {
-  auto bytes = read_all(kModelStates);
+  auto bytes = testutil::read_file_bytes(kModelStates);
   bytes.at(4608 + 5) ^= std::byte{0x01};  // Inside data/1.
   auto reader = ZipReader::open(MappedFile::from_bytes("flipped.pt", std::move(bytes)));
   ASSERT_TRUE(reader.ok()) << reader.status().to_string();
@@ -376,7 +368,7 @@ class ZipCorruptionTest : public ::testing::TestWithParam<CorruptionCase> {
 
 TEST_P(ZipCorruptionTest, IsRefusedWithCodeAndMessage) {
   const CorruptionCase& c = GetParam();
-  const auto valid = read_all(kModelStates);
+  const auto valid = testutil::read_file_bytes(kModelStates);
   ASSERT_GT(valid.size(), 1000u);
   ASSERT_TRUE(ZipReader::open(MappedFile::from_bytes("valid.pt", valid)).ok());
 

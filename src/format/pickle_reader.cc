@@ -354,8 +354,6 @@ class Vm {
   }
 
  private:
-  int protocol_ = 0;  // From PROTO; protocol 0/1 pickles have none.
-
   // ------------------------------------------------------------ errors and input
 
   Status error(const std::string& what) const {
@@ -527,7 +525,6 @@ class Vm {
       case kProto: {
         UCP_ASSIGN_OR_RETURN(std::uint64_t v, read_uint(1));
         if (v > kHighestProtocol) return unsupported("pickle protocol " + std::to_string(v) + " is not supported");
-        protocol_ = static_cast<int>(v);
         return Status();
       }
       case kFrame: {
@@ -737,10 +734,11 @@ class Vm {
         UCP_ASSIGN_OR_RETURN(std::string_view module, read_line());
         UCP_ASSIGN_OR_RETURN(std::string_view name, read_line());
         if (!valid_utf8(module) || !valid_utf8(name)) return error("module or name is not valid UTF-8");
-        // Like Python's unpickler, protocol < 3 pickles get Python 3 module names ("__builtin__" ->
-        // "builtins"), so the tree is the same whatever protocol wrote it; the writer spells them
-        // back for the protocol it writes.
-        push(Value::global_ref(protocol_ < 3 ? python3_module(module) : std::string(module), std::string(name)));
+        // Python 2 module names become their Python 3 names ("__builtin__" -> "builtins"), as
+        // Python's unpickler does below protocol 3; from protocol 3 on it would fail to import
+        // them, and we read them the same way, so the tree is the same whatever protocol wrote it
+        // and the writer can spell it for any protocol.
+        push(Value::global_ref(python3_module(module), std::string(name)));
         return Status();
       }
       case kStackGlobal: {
@@ -748,7 +746,7 @@ class Vm {
         UCP_ASSIGN_OR_RETURN(ValuePtr module, pop());
         if (module->kind != Kind::kStr || name->kind != Kind::kStr)
           return error("module and name must be str, got " + module->type_name() + " and " + name->type_name());
-        push(Value::global_ref(module->str, name->str));
+        push(Value::global_ref(python3_module(module->str), name->str));  // as GLOBAL above
         return Status();
       }
       case kReduce: {

@@ -104,7 +104,7 @@ struct Object {
 };
 
 struct Global {
-  std::string module;  ///< As in the pickle ("__builtin__" stays "__builtin__").
+  std::string module;  ///< Python 3 spelling: Python 2 names ("__builtin__", "copy_reg") read as "builtins", "copyreg".
   std::string name;
 };
 

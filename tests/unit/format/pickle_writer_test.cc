@@ -110,6 +110,24 @@ TEST(PickleWriter, Protocol4RoundTripsEveryKind) {
   }
 }
 
+TEST(PickleWriter, PythonTwoModuleNamesReadAsPythonThreeAtEveryProtocol) {
+  // A protocol-4 stream naming Python 2 modules (GLOBAL and STACK_GLOBAL; found by the fuzzer):
+  // read as the Python 3 names, so writing at protocol 2 (spelled "__builtin__") or 4 and
+  // reading back gives the same tree.
+  const std::string global = "\x80\x04" "c__builtin__\ngetattr\n.";
+  const std::string stack = "\x80\x04" "\x8c\x08" "copy_reg" "\x8c\x0e" "_reconstructor" "\x93.";
+  const std::pair<std::string, ValuePtr> cases[] = {{global, Value::global_ref("builtins", "getattr")},
+                                                    {stack, Value::global_ref("copyreg", "_reconstructor")}};
+  for (const auto& [pickle, expected] : cases) {
+    const ValuePtr v = read_ok(std::as_bytes(std::span(pickle)));
+    ASSERT_TRUE(v);
+    EXPECT_EQ(first_difference(v, expected), "");
+    for (int protocol : {2, 4}) EXPECT_EQ(first_difference(v, read_ok(write_ok(v, protocol))), "") << "protocol " << protocol;
+  }
+  const auto p2 = write_ok(Value::global_ref("builtins", "getattr"), 2);
+  EXPECT_NE(std::string(reinterpret_cast<const char*>(p2.data()), p2.size()).find("c__builtin__\ngetattr\n"), std::string::npos);
+}
+
 std::uint32_t crc(const std::vector<std::byte>& b) { return crc32_update(0, b); }
 
 ValuePtr int_range(Kind kind, int n) {

@@ -94,7 +94,7 @@ Status add_universal_files(const format::ZeroCheckpoint& ckpt, plan::Hdf5Optimiz
   UCP_ASSIGN_OR_RETURN(std::vector<exec::UniversalOptimizerFile> files, exec::universal_optimizer_files(ckpt, params));
   for (auto& f : files) {
     UCP_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, format::torch_file_bytes(f.root, f.options));
-    states.blobs.push_back({std::move(f.path), std::move(bytes)});
+    states.blobs.push_back({std::move(f.path), std::make_shared<const std::vector<std::byte>>(std::move(bytes))});
   }
   return {};
 }

@@ -96,7 +96,7 @@ Status Hdf5Run::create_objects() {
   }
   std::sort(by_offset_.begin(), by_offset_.end());
   for (const auto& [path, bytes] : hp_.blobs) {
-    const std::int64_t shape[] = {static_cast<std::int64_t>(bytes.size())};
+    const std::int64_t shape[] = {static_cast<std::int64_t>(bytes->size())};
     UCP_ASSIGN_OR_RETURN(int handle, writer_->create_dataset(path, base::DType::kU8, shape));
     blob_dataset_.push_back(handle);
   }
@@ -117,7 +117,7 @@ Status Hdf5Run::write_blobs() {
   // every call even after an error, which the agreement after this step reports.
   Status local;
   for (std::size_t i = 0; i < hp_.blobs.size(); ++i) {
-    const auto& bytes = hp_.blobs[i].second;
+    const std::vector<std::byte>& bytes = *hp_.blobs[i].bytes;
     const format::ElementRun all[] = {{0, bytes.size()}};
     std::span<const format::ElementRun> runs;
     if (me_ == 0 && local.ok() && !bytes.empty()) runs = all;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <unordered_map>
 
 #include "ucp/format/torch_file.h"
 #include "ucp/plan/zero_partition.h"
@@ -22,25 +23,30 @@ class MappedFiles {
   void add(std::uint32_t index, const format::TorchFile& file) {
     const auto& mapped = file.zip().file();
     // A view of a container file: offsets count from the container's first byte.
-    (*files_)[mapped.get()] = {index, mapped->bytes().data() - mapped->offset_in_parent()};
+    (*files_)[mapped.get()] = {index, mapped->bytes().data(), mapped->offset_in_parent()};
   }
   /// Resolves storages of every file added so far, and of those added later.
   plan::StorageLocator locator() const {
     return [files = files_](const format::Storage& s) -> Result<format::TensorLocation> {
       auto it = files->find(s.owner.get());
       if (it == files->end()) return base::internal_error("a template storage does not belong to a source file");
+      const Mapping& m = it->second;
       format::TensorLocation loc;
-      loc.file = it->second.first;
+      loc.file = m.index;
       loc.dtype = s.dtype;
       loc.numel = s.numel;
-      loc.offset = s.numel == 0 ? 0 : static_cast<std::uint64_t>(s.bytes.data() - it->second.second);
+      loc.offset = s.numel == 0 ? 0 : m.offset_in_file + static_cast<std::uint64_t>(s.bytes.data() - m.first_byte);
       return loc;
     };
   }
 
  private:
-  std::shared_ptr<std::map<const void*, std::pair<std::uint32_t, const std::byte*>>> files_ =
-      std::make_shared<std::map<const void*, std::pair<std::uint32_t, const std::byte*>>>();
+  struct Mapping {
+    std::uint32_t index;          // in NativeSource::paths
+    const std::byte* first_byte;  // of the mapping
+    std::uint64_t offset_in_file; // where the mapping starts in that file (views of a container)
+  };
+  std::shared_ptr<std::map<const void*, Mapping>> files_ = std::make_shared<std::map<const void*, Mapping>>();
 };
 
 // ds_config as saved (a dict; a path string when the run was configured from a file).
@@ -285,11 +291,11 @@ Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& fi
   MappedFiles mapped;
   src.locate = mapped.locator();
   // Every file (or container of embedded files) gets one index in src.paths.
+  std::unordered_map<std::string, std::uint32_t> indices;
   auto index_of = [&](const std::string& path) {
-    auto it = std::find(src.paths.begin(), src.paths.end(), path);
-    if (it != src.paths.end()) return static_cast<std::uint32_t>(it - src.paths.begin());
-    src.paths.push_back(path);
-    return static_cast<std::uint32_t>(src.paths.size() - 1);
+    auto [it, added] = indices.try_emplace(path, static_cast<std::uint32_t>(src.paths.size()));
+    if (added) src.paths.push_back(path);
+    return it->second;
   };
   auto add = [&](const format::TorchFile& file) {
     const auto& m = file.zip().file();

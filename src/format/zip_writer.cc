@@ -258,54 +258,55 @@ std::vector<std::byte> zip_central_directory(const ZipLayout& layout, std::span<
   return std::move(w).take();
 }
 
-base::Status write_zip_file(const std::string& path, std::span<const ZipBlob> blobs, std::uint64_t alignment) {
+namespace {
+
+// The layout of a zip holding `blobs` (checked: names, sizes); `what` prefixes the error.
+base::Result<ZipLayout> lay_out_blobs(std::span<const ZipBlob> blobs, std::uint64_t alignment, const std::string& what) {
   std::vector<ZipEntrySpec> specs;
   specs.reserve(blobs.size());
   for (const ZipBlob& b : blobs) specs.push_back({b.name, b.data.size()});
-  UCP_RETURN_IF_ERROR(check_zip_entries(specs, alignment).annotate("cannot write '" + path + "'"));
-  const ZipLayout layout = plan_zip_layout(specs, alignment);
+  UCP_RETURN_IF_ERROR(check_zip_entries(specs, alignment).annotate(what));
+  return plan_zip_layout(specs, alignment);
+}
 
+// Every byte of the zip, handed to `put(bytes, offset)`: headers and data entry by entry, then
+// the central directory. Stops at put's first error.
+template <typename Put>
+base::Status emit_blobs(const ZipLayout& layout, std::span<const ZipBlob> blobs, Put put) {
+  std::vector<std::uint32_t> crcs;
+  crcs.reserve(blobs.size());
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    const ZipLayout::Entry& e = layout.entries[i];
+    crcs.push_back(crc32_update(0, blobs[i].data));
+    UCP_RETURN_IF_ERROR(put(zip_local_header(layout, i, crcs.back()), e.header_offset));
+    UCP_RETURN_IF_ERROR(put(blobs[i].data, e.data_offset));
+  }
+  return put(zip_central_directory(layout, crcs), layout.central_directory_offset);
+}
+
+}  // namespace
+
+base::Status write_zip_file(const std::string& path, std::span<const ZipBlob> blobs, std::uint64_t alignment) {
+  UCP_ASSIGN_OR_RETURN(const ZipLayout layout, lay_out_blobs(blobs, alignment, "cannot write '" + path + "'"));
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return io_error("cannot create", path, errno);
-  auto write_all = [&]() -> base::Status {
-    std::vector<std::uint32_t> crcs;
-    crcs.reserve(blobs.size());
-    for (std::size_t i = 0; i < blobs.size(); ++i) {
-      const ZipLayout::Entry& e = layout.entries[i];
-      const std::uint32_t crc = crc32_update(0, blobs[i].data);
-      crcs.push_back(crc);
-      UCP_RETURN_IF_ERROR(pwrite_all(fd, path, zip_local_header(layout, i, crc), e.header_offset));
-      UCP_RETURN_IF_ERROR(pwrite_all(fd, path, blobs[i].data, e.data_offset));
-    }
-    return pwrite_all(fd, path, zip_central_directory(layout, crcs), layout.central_directory_offset);
-  };
-  base::Status status = write_all();
+  base::Status status = emit_blobs(layout, blobs, [&](std::span<const std::byte> bytes, std::uint64_t at) {
+    return pwrite_all(fd, path, bytes, at);
+  });
   // close() reports deferred write errors (NFS, quota), so its result counts.
   if (::close(fd) != 0 && status.ok()) status = io_error("cannot close", path, errno);
   return status;
 }
 
 base::Result<std::vector<std::byte>> zip_file_bytes(std::span<const ZipBlob> blobs, std::uint64_t alignment) {
-  std::vector<ZipEntrySpec> specs;
-  specs.reserve(blobs.size());
-  for (const ZipBlob& b : blobs) specs.push_back({b.name, b.data.size()});
-  UCP_RETURN_IF_ERROR(check_zip_entries(specs, alignment).annotate("cannot build a zip file in memory"));
-  const ZipLayout layout = plan_zip_layout(specs, alignment);
+  UCP_ASSIGN_OR_RETURN(const ZipLayout layout, lay_out_blobs(blobs, alignment, "cannot build a zip file in memory"));
   if (layout.total_size > (std::uint64_t{1} << 40))
     return base::resource_exhausted("an in-memory zip file of " + std::to_string(layout.total_size) + " bytes is too large");
   std::vector<std::byte> out(static_cast<std::size_t>(layout.total_size));
-  auto put = [&out](std::span<const std::byte> bytes, std::uint64_t at) {
+  UCP_RETURN_IF_ERROR(emit_blobs(layout, blobs, [&out](std::span<const std::byte> bytes, std::uint64_t at) {
     std::copy(bytes.begin(), bytes.end(), out.begin() + static_cast<std::ptrdiff_t>(at));
-  };
-  std::vector<std::uint32_t> crcs;
-  crcs.reserve(blobs.size());
-  for (std::size_t i = 0; i < blobs.size(); ++i) {
-    const ZipLayout::Entry& e = layout.entries[i];
-    crcs.push_back(crc32_update(0, blobs[i].data));
-    put(zip_local_header(layout, i, crcs.back()), e.header_offset);
-    put(blobs[i].data, e.data_offset);
-  }
-  put(zip_central_directory(layout, crcs), layout.central_directory_offset);
+    return base::Status();
+  }));
   return out;
 }
 

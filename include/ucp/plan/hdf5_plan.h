@@ -22,8 +22,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
-#include <utility>
 #include <variant>
 #include <vector>
 
@@ -44,20 +44,21 @@ struct Hdf5Attribute {
   std::variant<std::string, std::int64_t, double> value;
 };
 
-/// Optional optimizer states: per trainable parameter (same order in all three), the layouts
-/// plan::layout_optimizer_state gives for fp32, exp_avg and exp_avg_sq.
 /// A universal checkpoint's file copied byte for byte from source file `file` (of `size` bytes).
 struct Hdf5SourceCopy {
   std::string path;  ///< Relative to the universal folder ("mp_rank_00_model_states.pt").
   std::uint32_t file = 0;
   std::uint64_t size = 0;
 };
-/// A universal checkpoint's file built in memory; every rank holds the same bytes, rank 0 writes them.
+/// A universal checkpoint's file built in memory; every rank holds the same bytes, rank 0 writes
+/// them. Shared, not copied, into the plan (a ZeRO-3 optimizer_state.pt holds rank 0's partitions).
 struct Hdf5Blob {
   std::string path;  ///< Relative to the universal folder ("zero/optimizer_state.pt").
-  std::vector<std::byte> bytes;
+  std::shared_ptr<const std::vector<std::byte>> bytes;
 };
 
+/// Optional optimizer states: per trainable parameter (same order in all three), the layouts
+/// plan::layout_optimizer_state gives for fp32, exp_avg and exp_avg_sq.
 struct Hdf5OptimizerStates {
   std::vector<LogicalTensor> fp32, exp_avg, exp_avg_sq;
   /// Stored under kHdf5UniversalGroup, each at its relative path (sub-folders become groups).
@@ -70,8 +71,8 @@ struct Hdf5Plan {
   std::vector<std::string> paths;  ///< Per plan.tensors: its dataset path (an alias: its link's path).
   std::vector<std::string> groups; ///< Groups to create, parents first.
   std::vector<Hdf5Attribute> attributes;  ///< Written after every dataset and link exists.
-  /// Datasets (1-D uint8) written from memory by rank 0 once created: (dataset path, bytes).
-  std::vector<std::pair<std::string, std::vector<std::byte>>> blobs;
+  /// Datasets (1-D uint8) written from memory by rank 0 once created: path = dataset path.
+  std::vector<Hdf5Blob> blobs;
 
   /// plan.digest() extended with paths, groups and attributes.
   std::uint64_t digest() const;

@@ -2,7 +2,9 @@
 #include "ucp/format/crc32.h"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
+#include <iostream>
 #include <random>
 #include <string_view>
 #include <vector>
@@ -43,6 +45,29 @@ TEST(Crc32, CombineEqualsCrcOfConcatenation) {
     const auto b = all.subspan(split);
     EXPECT_EQ(crc32_combine(crc32_update(0, a), crc32_update(0, b), b.size()), whole) << "split at " << split;
   }
+}
+
+// The accelerated path folds 64 bytes at a time and hands the rest to zlib: every length around
+// those boundaries, at every alignment, continuing from arbitrary registers, must equal zlib.
+TEST(Crc32, EqualsZlibAtEveryLengthAndAlignment) {
+  std::mt19937_64 rng(7);
+  std::vector<std::byte> data(std::size_t{1} << 20);
+  for (auto& b : data) b = static_cast<std::byte>(rng());
+  auto zlib = [](std::uint32_t crc, std::span<const std::byte> s) {
+    return static_cast<std::uint32_t>(::crc32_z(crc, reinterpret_cast<const Bytef*>(s.data()), s.size()));
+  };
+  const std::span<const std::byte> all(data);
+  int mismatches = 0;
+  for (std::size_t len = 0; len <= 2100; ++len)
+    for (std::size_t offset : {0, 1, 3, 8, 15}) {
+      const std::uint32_t start = static_cast<std::uint32_t>(rng());
+      const auto piece = all.subspan(offset, len);
+      if (crc32_update(start, piece) != zlib(start, piece)) ++mismatches;
+    }
+  EXPECT_EQ(mismatches, 0);
+  for (std::size_t len : {std::size_t{65536}, std::size_t{65536 + 17}, data.size() - 5})
+    EXPECT_EQ(crc32_update(0, all.subspan(5, len)), zlib(0, all.subspan(5, len))) << len;
+  std::cout << "crc32_update " << (crc32_is_accelerated() ? "uses PCLMULQDQ" : "uses zlib") << "\n";
 }
 
 TEST(Crc32, CombineWithEmptySecondPartIsIdentity) {

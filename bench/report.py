@@ -219,7 +219,7 @@ def markdown(data):
     L.append("")
     L.append("## Results")
     L.append("")
-    L.append("| checkpoint | command | ranks | cache | wall s | GB/s | % of floor (first pass) | read / min needed | "
+    L.append("| checkpoint | command | ranks | cache | wall s (range) | GB/s | % of floor (first pass) | read / min needed | "
              "sent between ranks | peak RSS per rank | vs 1 rank | DeepSpeed | speedup vs DeepSpeed |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for c in data["cases"]:
@@ -234,7 +234,9 @@ def markdown(data):
         if c.get("first_pass_floor_fraction") is not None:
             frac += f" ({100 * c['first_pass_floor_fraction']:.0f} %)"
         scal = f"{c['speedup_vs_1_rank']:.2f}x" if c.get("speedup_vs_1_rank") else "-"
-        L.append(f"| {c['config']} | {c['command']} | {c['ranks']} | {c['cache']} | {c['wall_s']:.2f} | "
+        walls = c.get("wall_s_all") or []
+        spread = f" ({min(walls):.2f}-{max(walls):.2f})" if len(walls) > 1 else ""
+        L.append(f"| {c['config']} | {c['command']} | {c['ranks']} | {c['cache']} | {c['wall_s']:.2f}{spread} | "
                  f"{fmt(c.get('throughput_GBps'))} | {frac} | {gb(c.get('bytes_read_planned'))} / {gb(c.get('min_bytes_needed'))} | "
                  f"{gb(c.get('bytes_sent_planned'))} | {rss} | {scal} | {ds_txt} | "
                  f"{(format(ds['speedup'], '.1f') + 'x') if ds else '-'} |")

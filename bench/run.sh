@@ -204,7 +204,10 @@ for entry in "${COMMANDS[@]}"; do
         for rep in $(seq 1 "$REPS"); do
           rm -rf "$OUT"
           sync
-          if [ "$mode" = cold ]; then "$FLOOR" evict "$ckpt" || log "could not evict $ckpt from the page cache"; fi
+          # Warm: the checkpoint is read into the page cache first (the previous case's checkpoint
+          # or output may have pushed it out); cold: it is dropped from it.
+          if [ "$mode" = cold ]; then "$FLOOR" evict "$ckpt" || log "could not evict $ckpt from the page cache"
+          else find "$ckpt" -type f -exec cat {} + >/dev/null; fi
           log "$name $cfg n=$n $mode rep $rep/$REPS"
           t0=$(date +%s.%N)
           rc=0

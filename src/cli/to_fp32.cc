@@ -88,12 +88,10 @@ Status add_universal_files(const format::ZeroCheckpoint& ckpt, plan::Hdf5Optimiz
     states.source_copies.push_back(
         {std::filesystem::path(ckpt.files.model_state_files[i]).filename().string(), static_cast<std::uint32_t>(i), size});
   }
-  std::vector<plan::UniversalParam> params;
-  for (std::size_t g = 0; g < ckpt.models[0].param_shapes.size(); ++g)
-    for (const auto& p : ckpt.models[0].param_shapes[g]) params.push_back({p.name, static_cast<int>(g)});
-  UCP_ASSIGN_OR_RETURN(std::vector<exec::UniversalOptimizerFile> files, exec::universal_optimizer_files(ckpt, params));
-  for (auto& f : files) {
-    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, format::torch_file_bytes(f.root, f.options));
+  UCP_ASSIGN_OR_RETURN(std::vector<plan::UniversalParam> params, plan::universal_params(ckpt));
+  UCP_ASSIGN_OR_RETURN(exec::UniversalTreeFiles trees, exec::universal_optimizer_files(ckpt, params));
+  for (auto& f : trees.files) {
+    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, format::torch_file_bytes(f.root, exec::universal_tree_file_options(f)));
     states.blobs.push_back({std::move(f.path), std::make_shared<const std::vector<std::byte>>(std::move(bytes))});
   }
   return {};
@@ -108,7 +106,7 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
     for (std::size_t g = 0; g < steps.size() && g < ckpt.models[0].param_shapes.size(); ++g) {
       if (std::holds_alternative<std::monostate>(steps[g])) continue;
       for (const auto& p : ckpt.models[0].param_shapes[g]) {
-        plan::Hdf5Attribute a{std::string(plan::kHdf5OptimizerGroup) + "/" + p.name, "step", std::int64_t{0}};
+        plan::Hdf5Attribute a{std::string(format::kHdf5OptimizerGroup) + "/" + p.name, "step", std::int64_t{0}};
         if (const auto* i = std::get_if<std::int64_t>(&steps[g])) a.value = *i;
         else a.value = std::get<double>(steps[g]);
         attributes.push_back(std::move(a));
@@ -158,7 +156,7 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
   print_timings_if_asked(comm, o, timer, written);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-fp32: wrote " << plan->plan.tensors.size() << " datasets/links to "
-              << o.out << "/" << plan::kHdf5FileName << ", " << base::format_bytes(written) << " of tensor data ("
+              << o.out << "/" << format::kHdf5FileName << ", " << base::format_bytes(written) << " of tensor data ("
               << exec::hdf5_output_description() << ")" << std::endl;
   return {};
 }

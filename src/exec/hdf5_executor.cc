@@ -78,7 +78,7 @@ Status Hdf5Run::open_file() {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (world != static_cast<int>(plan_.totals.size()) || rank != me_)
     return base::internal_error("--format hdf5: the communicator is not MPI_COMM_WORLD");
-  UCP_ASSIGN_OR_RETURN(writer_, format::Hdf5Writer::create(out_.temp_file(plan::kHdf5FileName), MPI_COMM_WORLD));
+  UCP_ASSIGN_OR_RETURN(writer_, format::Hdf5Writer::create(out_.temp_file(format::kHdf5FileName), MPI_COMM_WORLD));
   return {};
 }
 

@@ -33,7 +33,7 @@ std::string find_hdf5_universal(const std::string& path) {
   const fs::path p(path);
   if (has_hdf5_signature(p)) return p.string();
   std::error_code ec;
-  if (fs::is_directory(p, ec) && has_hdf5_signature(p / plan::kHdf5FileName)) return (p / plan::kHdf5FileName).string();
+  if (fs::is_directory(p, ec) && has_hdf5_signature(p / format::kHdf5FileName)) return (p / format::kHdf5FileName).string();
   return {};
 }
 
@@ -53,7 +53,7 @@ class Hdf5Files final : public UniversalFiles {
   static Result<std::unique_ptr<Hdf5Files>> create(const std::string& path) {
     auto files = std::unique_ptr<Hdf5Files>(new Hdf5Files(path));
     UCP_ASSIGN_OR_RETURN(files->reader_, format::Hdf5Reader::open(path));
-    for (const char* group : {plan::kHdf5OptimizerGroup, plan::kHdf5UniversalGroup})
+    for (const char* group : {format::kHdf5OptimizerGroup, format::kHdf5UniversalGroup})
       if (!files->reader_->is_group(group))
         return base::not_found("'" + path + "': no '" + group +
                                "' group: reshard needs an HDF5 file written by to-fp32 --format hdf5 --with-optimizer");
@@ -74,7 +74,7 @@ class Hdf5Files final : public UniversalFiles {
     return fs::path(path_).stem().string();
   }
   Result<std::vector<std::string>> top_level_files() const override {
-    UCP_ASSIGN_OR_RETURN(std::vector<std::string> names, reader_->members(plan::kHdf5UniversalGroup));
+    UCP_ASSIGN_OR_RETURN(std::vector<std::string> names, reader_->members(format::kHdf5UniversalGroup));
     std::erase_if(names, [&](const std::string& n) { return reader_->is_group(dataset_of(n)); });
     return names;
   }
@@ -90,7 +90,7 @@ class Hdf5Files final : public UniversalFiles {
     return format::TorchFile::parse(std::move(view));
   }
   Result<std::optional<State>> state(const std::string& param, const std::string& state) const override {
-    const std::string dataset = std::string(plan::kHdf5OptimizerGroup) + "/" + param + "/" + state;
+    const std::string dataset = std::string(format::kHdf5OptimizerGroup) + "/" + param + "/" + state;
     if (!reader_->exists(dataset)) return std::optional<State>();
     UCP_ASSIGN_OR_RETURN(format::Hdf5Dataset d, reader_->dataset(dataset));
     State out;
@@ -103,7 +103,7 @@ class Hdf5Files final : public UniversalFiles {
 
  private:
   explicit Hdf5Files(std::string path) : path_(std::move(path)) {}
-  static std::string dataset_of(const std::string& relative) { return std::string(plan::kHdf5UniversalGroup) + "/" + relative; }
+  static std::string dataset_of(const std::string& relative) { return std::string(format::kHdf5UniversalGroup) + "/" + relative; }
 
   std::string path_;
   std::unique_ptr<format::Hdf5Reader> reader_;

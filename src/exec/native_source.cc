@@ -7,6 +7,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "ucp/exec/mapped_files.h"
 #include "ucp/format/torch_file.h"
 #include "ucp/plan/zero_partition.h"
 
@@ -16,38 +17,6 @@ using base::Status;
 using format::ValuePtr;
 
 namespace {
-
-// Template storages resolve to their file by the mapping that owns their bytes.
-class MappedFiles {
- public:
-  void add(std::uint32_t index, const format::TorchFile& file) {
-    const auto& mapped = file.zip().file();
-    // A view of a container file: offsets count from the container's first byte.
-    (*files_)[mapped.get()] = {index, mapped->bytes().data(), mapped->offset_in_parent()};
-  }
-  /// Resolves storages of every file added so far, and of those added later.
-  plan::StorageLocator locator() const {
-    return [files = files_](const format::Storage& s) -> Result<format::TensorLocation> {
-      auto it = files->find(s.owner.get());
-      if (it == files->end()) return base::internal_error("a template storage does not belong to a source file");
-      const Mapping& m = it->second;
-      format::TensorLocation loc;
-      loc.file = m.index;
-      loc.dtype = s.dtype;
-      loc.numel = s.numel;
-      loc.offset = s.numel == 0 ? 0 : m.offset_in_file + static_cast<std::uint64_t>(s.bytes.data() - m.first_byte);
-      return loc;
-    };
-  }
-
- private:
-  struct Mapping {
-    std::uint32_t index;          // in NativeSource::paths
-    const std::byte* first_byte;  // of the mapping
-    std::uint64_t offset_in_file; // where the mapping starts in that file (views of a container)
-  };
-  std::shared_ptr<std::map<const void*, Mapping>> files_ = std::make_shared<std::map<const void*, Mapping>>();
-};
 
 // ds_config as saved (a dict; a path string when the run was configured from a file).
 ValuePtr config_entry(const ValuePtr& root, const std::string& section, const std::string& key) {

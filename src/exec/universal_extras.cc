@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "ucp/exec/file_io.h"
+#include "ucp/exec/mapped_files.h"
 #include "ucp/format/torch_file.h"
 #include "ucp/format/value.h"
 
@@ -31,11 +32,17 @@ ValuePtr fresh_step(const ValuePtr& step) {
 
 }  // namespace
 
-base::Result<std::vector<UniversalOptimizerFile>> universal_optimizer_files(const format::ZeroCheckpoint& ck,
-                                                                            std::span<const plan::UniversalParam> params) {
+base::Result<UniversalTreeFiles> universal_optimizer_files(const format::ZeroCheckpoint& ck,
+                                                           std::span<const plan::UniversalParam> params) {
   if (ck.files.optim_files.empty()) return base::not_found("'" + ck.files.tag_dir + "': no optimizer file");
   const std::string& path = ck.files.optim_files.at(0);
+  // ckpt.paths lists the model-state files, then the optimizer files.
+  const auto index = static_cast<std::uint32_t>(ck.files.model_state_files.size());
+  if (index >= ck.paths.size() || ck.paths[index] != path)
+    return base::internal_error("'" + path + "' is not where ZeroCheckpoint::paths puts rank 0's optimizer file");
   UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(path));
+  MappedFiles mapped;
+  mapped.add(index, file);
   const ValuePtr& top = file.root();
   UCP_RETURN_IF_ERROR(require_dict(top, path, "the root"));
   ValuePtr osd = top->get("optimizer_state_dict");
@@ -71,42 +78,35 @@ base::Result<std::vector<UniversalOptimizerFile>> universal_optimizer_files(cons
     }
   }
   out->set("param_groups", param_groups);
-  std::vector<UniversalOptimizerFile> files;
-  files.push_back({"zero/optimizer_state.pt", out, {"optimizer_state", 2}});
+  UniversalTreeFiles result;
+  result.locate = mapped.locator();
+  std::vector<plan::UniversalTreeFile>& files = result.files;
+  files.push_back({"zero/optimizer_state.pt", out});
 
   // step.pt: stage <= 2 only, when the base optimizer keeps a per-group 'step' (torch Adam).
-  if (zero3) return files;
+  if (zero3) return result;
   ValuePtr state = inner->get("state");
-  if (!state || !state->is_dict()) return files;
+  if (!state || !state->is_dict()) return result;
   for (const auto& p : params) {
     ValuePtr group_state = state->get(std::int64_t{p.group});
     if (!group_state || !group_state->is_dict()) continue;
     ValuePtr step = group_state->get("step");
     if (!step) continue;
-    files.push_back({"zero/" + p.name + "/step.pt", fresh_step(step), {"step", 2}});
+    files.push_back({"zero/" + p.name + "/step.pt", fresh_step(step)});
   }
-  return files;
+  return result;
 }
 
-Status write_universal_extras(const format::ZeroCheckpoint& ck, const plan::UniversalPlan& plan, const std::string& temp,
-                              int rank, int world) {
+format::TorchWriteOptions universal_tree_file_options(const plan::UniversalTreeFile& file) {
+  return {fs::path(file.path).stem().string(), 2};
+}
+
+Status copy_model_states(const format::ZeroCheckpoint& ck, const std::string& temp, int rank, int world) {
   const auto& models = ck.files.model_state_files;
   for (std::size_t i = static_cast<std::size_t>(rank); i < models.size(); i += static_cast<std::size_t>(world)) {
     const fs::path src(models[i]);
     const fs::path dst = fs::path(temp) / src.filename();
     UCP_RETURN_IF_ERROR(copy_file(src.string(), dst.string()));
-  }
-  if (rank == 0) {
-    std::error_code ec;
-    fs::create_directories(fs::path(temp) / "zero", ec);
-    if (ec) return base::unavailable("creating '" + temp + "/zero' failed: " + ec.message());
-    UCP_ASSIGN_OR_RETURN(std::vector<UniversalOptimizerFile> files, universal_optimizer_files(ck, plan.params));
-    for (const UniversalOptimizerFile& f : files) {
-      const fs::path dst = fs::path(temp) / f.path;
-      fs::create_directories(dst.parent_path(), ec);
-      if (ec) return base::unavailable("creating '" + dst.parent_path().string() + "' failed: " + ec.message());
-      UCP_RETURN_IF_ERROR(format::write_torch_file(dst.string(), f.root, f.options));
-    }
   }
   return {};
 }

@@ -43,7 +43,7 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
                            std::vector<Hdf5Attribute> attributes) {
   Hdf5Plan out;
   Fp32Plan& plan = out.plan;
-  out.groups.push_back(kHdf5ModelGroup);
+  out.groups.push_back(format::kHdf5ModelGroup);
 
   // finish_plan resolves every output tensor through one layout: the model's tensors first (so
   // alias_of indices stay valid), then the optimizer states.
@@ -85,7 +85,7 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
   for (const LogicalTensor& lt : model.tensors) {
     UCP_RETURN_IF_ERROR(check_link_name(lt.name, "tensor"));
     const base::DType dtype = base::dtype_is_floating(lt.dtype) ? options.float_dtype : lt.dtype;
-    UCP_RETURN_IF_ERROR(add(lt, std::string(kHdf5ModelGroup) + "/" + lt.name, dtype));
+    UCP_RETURN_IF_ERROR(add(lt, std::string(format::kHdf5ModelGroup) + "/" + lt.name, dtype));
     if (lt.role == TensorRole::kAlias)
       tied[lt.name] = model.tensors[static_cast<std::size_t>(plan.tensors.back().shares_storage_with)].name;
   }
@@ -95,11 +95,11 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
     const char* names[] = {"fp32", "exp_avg", "exp_avg_sq"};
     for (const auto* s : states)
       if (s->size() != optimizer->fp32.size()) return base::internal_error("plan_hdf5: optimizer state counts differ");
-    out.groups.push_back(kHdf5OptimizerGroup);
+    out.groups.push_back(format::kHdf5OptimizerGroup);
     for (std::size_t i = 0; i < optimizer->fp32.size(); ++i) {
       const std::string& param = optimizer->fp32[i].name;
       UCP_RETURN_IF_ERROR(check_link_name(param, "parameter"));
-      const std::string group = std::string(kHdf5OptimizerGroup) + "/" + param;
+      const std::string group = std::string(format::kHdf5OptimizerGroup) + "/" + param;
       out.groups.push_back(group);
       for (std::size_t k = 0; k < 3; ++k) {
         LogicalTensor lt = (*states[k])[i];
@@ -116,7 +116,7 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
   if (optimizer && (!optimizer->source_copies.empty() || !optimizer->blobs.empty())) {
     // Each relative path's folders become groups (created once, parents first).
     auto dataset_path = [&](const std::string& relative) -> Result<std::string> {
-      std::string path = kHdf5UniversalGroup;
+      std::string path = format::kHdf5UniversalGroup;
       if (std::find(out.groups.begin(), out.groups.end(), path) == out.groups.end()) out.groups.push_back(path);
       std::size_t begin = 0;
       for (std::size_t slash; (slash = relative.find('/', begin)) != std::string::npos; begin = slash + 1) {
@@ -144,13 +144,13 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
   }
 
   OutputFile file;
-  file.name = kHdf5FileName;
+  file.name = format::kHdf5FileName;
   file.size = offset;
   file.every_rank_writes = true;
   plan.files.push_back(std::move(file));
   UCP_RETURN_IF_ERROR(finish_plan(plan, layout, source_paths, options));
 
-  out.attributes.push_back({kHdf5ModelGroup, "tied_aliases", tied.dump()});
+  out.attributes.push_back({format::kHdf5ModelGroup, "tied_aliases", tied.dump()});
   for (auto& a : attributes) out.attributes.push_back(std::move(a));
   return out;
 }

@@ -5,6 +5,7 @@
 #include "ucp/format/pickle_writer.h"
 
 namespace ucp::plan {
+using base::Result;
 using base::Status;
 
 Status build_tree_file(const std::string& name, const format::ValuePtr& root,
@@ -23,16 +24,24 @@ Status build_tree_file(const std::string& name, const format::ValuePtr& root,
   auto pickle = format::write_pickle(root, key_of);
   if (!pickle.ok()) return Status(pickle.status()).annotate("'" + name + "'");
 
-  // One plan tensor per record.
+  // One plan tensor per record; -1 for a storage inlined into the file's fixed bytes.
   std::vector<int> record_tensor;
+  std::vector<std::uint64_t> record_bytes;
   for (std::size_t k = 0; k < order.size(); ++k) {
     const format::Storage& s = *order[k];
     auto it = planned.find(&s);
     if (it != planned.end()) {
       record_tensor.push_back(it->second.tensor);
+      record_bytes.push_back(plan.tensors[static_cast<std::size_t>(it->second.tensor)].nbytes);
       continue;
     }
-    UCP_ASSIGN_OR_RETURN(format::TensorLocation src, locate(s));
+    Result<format::TensorLocation> located = locate(s);
+    if (!located.ok() && located.status().code() == base::StatusCode::kNotFound) {
+      record_tensor.push_back(-1);
+      record_bytes.push_back(s.nbytes());
+      continue;
+    }
+    UCP_ASSIGN_OR_RETURN(format::TensorLocation src, std::move(located));
     if (src.numel != s.numel || src.dtype != s.dtype)
       return base::internal_error("'" + name + "': template storage " + std::to_string(k) + " resolved to the wrong size");
     OutputTensor t;
@@ -49,15 +58,19 @@ Status build_tree_file(const std::string& name, const format::ValuePtr& root,
     if (src.numel > 0) lt.pieces.push_back({src, 0});
     layout.tensors.push_back(std::move(lt));
     record_tensor.push_back(static_cast<int>(plan.tensors.size()));
+    record_bytes.push_back(t.nbytes);
     plan.tensors.push_back(std::move(t));
   }
 
   OutputFile file;
   file.name = name;
-  std::vector<std::uint64_t> record_bytes;
-  for (int t : record_tensor) record_bytes.push_back(plan.tensors[static_cast<std::size_t>(t)].nbytes);
   const std::vector<std::uint64_t> offsets = lay_out_torch_zip(file, std::move(*pickle), record_bytes);
   for (std::size_t k = 0; k < order.size(); ++k) {
+    if (record_tensor[k] < 0) {
+      const auto bytes = order[k]->bytes;
+      if (!bytes.empty()) file.fixed.emplace_back(offsets[k], std::vector<std::byte>(bytes.begin(), bytes.end()));
+      continue;
+    }
     OutputTensor& t = plan.tensors[static_cast<std::size_t>(record_tensor[k])];
     t.file = file_index;
     t.file_offset = offsets[k];

@@ -34,15 +34,23 @@ Status check_param_name(const std::string& name) {
 
 }  // namespace
 
-Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const Fp32Options& options) {
-  if (options.float_dtype != base::DType::kF32) return base::internal_error("plan_universal: output dtype must be fp32");
-  const bool zero3 = ckpt.kind == format::DeepSpeedOptimizerKind::kZero3;
-  UniversalPlan out;
+Result<std::vector<UniversalParam>> universal_params(const format::ZeroCheckpoint& ckpt) {
+  std::vector<UniversalParam> params;
+  if (ckpt.models.empty()) return base::internal_error("universal_params: no model-state file was read");
   for (std::size_t g = 0; g < ckpt.models[0].param_shapes.size(); ++g)
     for (const auto& p : ckpt.models[0].param_shapes[g]) {
       UCP_RETURN_IF_ERROR(check_param_name(p.name));
-      out.params.push_back({p.name, static_cast<int>(g)});
+      params.push_back({p.name, static_cast<int>(g)});
     }
+  return params;
+}
+
+Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const Fp32Options& options,
+                                     std::span<const UniversalTreeFile> tree_files, const StorageLocator& locate) {
+  if (options.float_dtype != base::DType::kF32) return base::internal_error("plan_universal: output dtype must be fp32");
+  const bool zero3 = ckpt.kind == format::DeepSpeedOptimizerKind::kZero3;
+  UniversalPlan out;
+  UCP_ASSIGN_OR_RETURN(out.params, universal_params(ckpt));
 
   // One logical tensor per (param, state), param-major: fp32, exp_avg, exp_avg_sq.
   std::vector<std::vector<LogicalTensor>> per_state;
@@ -78,6 +86,8 @@ Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const F
       plan.files.push_back(std::move(file));
     }
   }
+  if (!tree_files.empty() && !locate) return base::internal_error("plan_universal: tree files need a storage locator");
+  for (const UniversalTreeFile& f : tree_files) UCP_RETURN_IF_ERROR(build_tree_file(f.path, f.root, {}, locate, plan, layout));
   UCP_RETURN_IF_ERROR(finish_plan(plan, layout, ckpt.paths, options));
   return out;
 }

@@ -1,4 +1,4 @@
-// Reads back the HDF5 files to-fp32 writes (plan/hdf5_plan.h layout, format/hdf5_writer.h dtype
+// Reads back the HDF5 files to-fp32 writes (format/hdf5_layout.h layout, format/hdf5_writer.h dtype
 // conventions): lists groups, describes datasets (dtype, shape and the byte range of the file that
 // holds them, so callers map or pread the data themselves) and reads attributes. Serial,
 // read-only; built only with HDF5 (library ucp_hdf5). Never aborts: errors name the file and the

@@ -28,15 +28,11 @@
 #include <vector>
 
 #include "ucp/base/status.h"
+#include "ucp/format/hdf5_layout.h"
 #include "ucp/plan/fp32_layout.h"
 #include "ucp/plan/fp32_plan.h"
 
 namespace ucp::plan {
-
-inline constexpr const char* kHdf5FileName = "model.h5";
-inline constexpr const char* kHdf5ModelGroup = "/model";
-inline constexpr const char* kHdf5OptimizerGroup = "/optimizer";
-inline constexpr const char* kHdf5UniversalGroup = "/universal";
 
 struct Hdf5Attribute {
   std::string object;  ///< Path of the group or dataset ("/", "/model", "/optimizer/<param>").
@@ -61,13 +57,13 @@ struct Hdf5Blob {
 /// plan::layout_optimizer_state gives for fp32, exp_avg and exp_avg_sq.
 struct Hdf5OptimizerStates {
   std::vector<LogicalTensor> fp32, exp_avg, exp_avg_sq;
-  /// Stored under kHdf5UniversalGroup, each at its relative path (sub-folders become groups).
+  /// Stored under format::kHdf5UniversalGroup, each at its relative path (sub-folders become groups).
   std::vector<Hdf5SourceCopy> source_copies;
   std::vector<Hdf5Blob> blobs;
 };
 
 struct Hdf5Plan {
-  Fp32Plan plan;                   ///< One file, kHdf5FileName, every_rank_writes.
+  Fp32Plan plan;                   ///< One file, format::kHdf5FileName, every_rank_writes.
   std::vector<std::string> paths;  ///< Per plan.tensors: its dataset path (an alias: its link's path).
   std::vector<std::string> groups; ///< Groups to create, parents first.
   std::vector<Hdf5Attribute> attributes;  ///< Written after every dataset and link exists.

@@ -1,15 +1,15 @@
 #include "ucp/format/hdf5_state_dict.h"
 
+#include "ucp/format/hdf5_layout.h"
 #include "ucp/format/hdf5_reader.h"
 #include "ucp/format/mapped_file.h"
-#include "ucp/plan/hdf5_plan.h"
 
 namespace ucp::format {
 using base::Result;
 
 Result<StateDictContents> read_hdf5_state_dict(const std::string& path) {
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<Hdf5Reader> reader, Hdf5Reader::open(path));
-  const std::string group = plan::kHdf5ModelGroup;
+  const std::string group = kHdf5ModelGroup;
   if (!reader->is_group(group))
     return base::not_found("'" + path + "': expected a '" + group + "' group (written by to-fp32 --format hdf5), found none");
   UCP_ASSIGN_OR_RETURN(std::vector<std::string> names, reader->members(group));
@@ -30,7 +30,7 @@ Result<StateDictContents> read_hdf5_state_dict(const std::string& path) {
     t.source_file = path;
     out.tensors.push_back(std::move(t));
   }
-  if (reader->exists(plan::kHdf5OptimizerGroup))
+  if (reader->exists(kHdf5OptimizerGroup))
     out.notes.push_back("'" + path + "': the optimizer states under /optimizer are not part of the model (left out)");
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <set>
 
 #include "testutil/golden.h"
@@ -120,6 +121,67 @@ TEST(UniversalPlan, OneTorchFilePerParamAndState) {
     EXPECT_EQ(bytes, 3u * 20 * 4);
     EXPECT_EQ(plan->plan.files[0].zip->entries[0].name, "fp32/data.pkl");
   }
+}
+
+// optimizer_state.pt / step.pt join the plan as tree files: a storage the locator finds in a
+// source file is copied from there by a transfer; one built in memory (a step counter) is
+// written with the file's fixed bytes, in its record.
+TEST(UniversalPlan, TreeFilesCopyLocatedStoragesAndInlineTheRest) {
+  auto f32_tensor = [](std::vector<float> values) {
+    std::vector<std::byte> bytes(values.size() * 4);
+    std::memcpy(bytes.data(), values.data(), bytes.size());
+    return format::Tensor::from_bytes(DType::kF32, {static_cast<std::int64_t>(values.size())}, std::move(bytes));
+  };
+  format::Tensor partition = f32_tensor({1, 2, 3, 4, 5, 6});
+  format::Tensor step = f32_tensor({7});
+  const format::Storage* in_source = partition.storage.get();
+  auto root = format::Value::dict({{format::Value::string("state"), format::Value::tensor_value(partition)},
+                                   {format::Value::string("step"), format::Value::tensor_value(step)}});
+  const StorageLocator locate = [&](const format::Storage& s) -> base::Result<format::TensorLocation> {
+    if (&s != in_source) return base::not_found("in memory");
+    return format::TensorLocation{5, 100, 6, DType::kF32};
+  };
+  const std::vector<UniversalTreeFile> trees = {{"zero/optimizer_state.pt", root}};
+  Fp32Options opt;
+  opt.format = OutputFormat::kTorch;
+  opt.world_size = 2;
+  auto plan = plan_universal(zero3_example(), opt, trees, locate);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();  // includes the coverage proof
+
+  const auto& files = plan->plan.files;
+  ASSERT_EQ(files.back().name, "zero/optimizer_state.pt");
+  const int file = static_cast<int>(files.size()) - 1;
+  const auto& zip = *files.back().zip;
+  ASSERT_EQ(zip.entries.size(), 5u);  // data.pkl, data/0, data/1, version, byteorder
+  EXPECT_EQ(zip.entries[0].name, "optimizer_state/data.pkl");
+  // Record 0 (the partition): one plan tensor, read from o1 (paths[5]) at offset 100.
+  std::uint64_t moved = 0;
+  for (const auto& round : plan->plan.rounds)
+    for (const auto& x : round)
+      if (x.file == file) {
+        EXPECT_EQ(x.src.file, 5u);
+        EXPECT_EQ(x.file_offset, zip.entries[1].data_offset);
+        moved += x.out_bytes();
+      }
+  EXPECT_EQ(moved, 24u);
+  // Record 1 (the step): its 4 bytes among the fixed bytes, at its record.
+  bool inlined = false;
+  for (const auto& [offset, bytes] : files.back().fixed)
+    if (offset == zip.entries[2].data_offset) {
+      ASSERT_EQ(bytes.size(), 4u);
+      float value = 0;
+      std::memcpy(&value, bytes.data(), 4);
+      EXPECT_EQ(value, 7.0f);
+      inlined = true;
+    }
+  EXPECT_TRUE(inlined);
+
+  // A locator failure other than NotFound fails the plan; tree files need a locator.
+  const StorageLocator broken = [](const format::Storage&) -> base::Result<format::TensorLocation> {
+    return base::data_loss("truncated");
+  };
+  EXPECT_THAT(plan_universal(zero3_example(), opt, trees, broken), StatusIs(StatusCode::kDataLoss, HasSubstr("truncated")));
+  EXPECT_THAT(plan_universal(zero3_example(), opt, trees, {}), StatusIs(StatusCode::kInternal, HasSubstr("locator")));
 }
 
 TEST(UniversalPlan, ParameterNamesMustBeFolderNames) {

@@ -37,7 +37,7 @@ ANCHORS = [
     {"family": "to-universal", "stage": 3, "tool": "ds_to_universal.py", "wall_s": 60.0, "peak_rss_bytes": None},
 ]
 ANCHOR_PARAMS = 505e6
-PHASES = ["discover", "metadata", "plan", "prepare", "create", "transfer", "finalize", "commit"]
+PHASES = ["discover", "metadata", "plan", "prepare", "create", "transfer", "finalize", "extras", "commit"]
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "TiB": 1024 ** 4, "PiB": 1024 ** 5}
 SIZE = r"([0-9.]+) (B|KiB|MiB|GiB|TiB|PiB)"
 

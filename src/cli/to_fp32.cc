@@ -81,16 +81,10 @@ std::vector<plan::Hdf5Attribute> source_attributes(const ToFp32Options& o, const
 // universal checkpoint `reshard` reads: model-state copies (byte ranges of the sources) and the
 // optimizer files to-universal builds (the same code, in memory).
 Status add_universal_files(const format::ZeroCheckpoint& ckpt, plan::Hdf5OptimizerStates& states) {
-  for (std::size_t i = 0; i < ckpt.files.model_state_files.size(); ++i) {
-    std::error_code ec;
-    const std::uint64_t size = std::filesystem::file_size(ckpt.paths[i], ec);
-    if (ec) return base::not_found("'" + ckpt.paths[i] + "': cannot read its size: " + ec.message());
-    states.source_copies.push_back(
-        {std::filesystem::path(ckpt.files.model_state_files[i]).filename().string(), static_cast<std::uint32_t>(i), size});
-  }
   UCP_ASSIGN_OR_RETURN(std::vector<plan::UniversalParam> params, plan::universal_params(ckpt));
-  UCP_ASSIGN_OR_RETURN(exec::UniversalTreeFiles trees, exec::universal_optimizer_files(ckpt, params));
-  for (auto& f : trees.files) {
+  UCP_ASSIGN_OR_RETURN(plan::UniversalCarried carried, exec::universal_carried_files(ckpt, params));
+  states.source_copies = std::move(carried.copies);
+  for (auto& f : carried.trees) {
     UCP_ASSIGN_OR_RETURN(std::vector<std::byte> bytes, format::torch_file_bytes(f.root, exec::universal_tree_file_options(f)));
     states.blobs.push_back({std::move(f.path), std::make_shared<const std::vector<std::byte>>(std::move(bytes))});
   }

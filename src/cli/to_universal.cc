@@ -41,17 +41,14 @@ Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
   // optimizer pickle (its tensor data stays mapped, unread, until the rank that copies it).
   Result<plan::UniversalPlan> plan = [&]() -> Result<plan::UniversalPlan> {
     UCP_ASSIGN_OR_RETURN(std::vector<plan::UniversalParam> params, plan::universal_params(ckpt));
-    UCP_ASSIGN_OR_RETURN(exec::UniversalTreeFiles trees, exec::universal_optimizer_files(ckpt, params));
-    return plan::plan_universal(ckpt, *popts, trees.files, trees.locate);
+    UCP_ASSIGN_OR_RETURN(plan::UniversalCarried carried, exec::universal_carried_files(ckpt, params));
+    return plan::plan_universal(ckpt, *popts, carried);
   }();
   UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->plan.digest(); }, timer));
 
-  const std::size_t copies = ckpt.files.model_state_files.size();
   if (o.dry_run) {
     if (comm.rank() == 0)
-      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->plan.describe() << "  plus " << copies
-                << " model-state file copies, latest_universal\n"
-                << std::flush;
+      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->plan.describe() << "  plus latest_universal\n" << std::flush;
     return {};
   }
 
@@ -59,8 +56,6 @@ Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
   timer.mark("prepare");
   exec::ExecuteOptions eopts;
   eopts.progress = o.progress;
-  const int rank = comm.rank(), world = comm.size();
-  eopts.before_commit = [&] { return exec::copy_model_states(ckpt, out.temp_path(), rank, world); };
   UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, plan->plan, out, eopts, timer));
   {
     Status local;
@@ -73,7 +68,8 @@ Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
   print_timings_if_asked(comm, o, timer, written);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-universal: wrote " << plan->params.size() << " parameters (" << plan->plan.files.size()
-              << " files under zero/, " << base::format_bytes(written) << ") and " << copies << " model-state copies to "
+              << " files with " << ckpt.files.model_state_files.size() << " model-state copies, "
+              << base::format_bytes(written) << ") to "
               << o.out << std::endl;
   return {};
 }

@@ -32,11 +32,19 @@ ValuePtr fresh_step(const ValuePtr& step) {
 
 }  // namespace
 
-base::Result<UniversalTreeFiles> universal_optimizer_files(const format::ZeroCheckpoint& ck,
-                                                           std::span<const plan::UniversalParam> params) {
+base::Result<plan::UniversalCarried> universal_carried_files(const format::ZeroCheckpoint& ck,
+                                                             std::span<const plan::UniversalParam> params) {
+  plan::UniversalCarried result;
+  // ckpt.paths lists the model-state files, then the optimizer files.
+  for (std::size_t i = 0; i < ck.files.model_state_files.size(); ++i) {
+    std::error_code ec;
+    const std::uint64_t size = fs::file_size(ck.paths[i], ec);
+    if (ec) return base::not_found("'" + ck.paths[i] + "': cannot read its size: " + ec.message());
+    result.copies.push_back({fs::path(ck.files.model_state_files[i]).filename().string(), static_cast<std::uint32_t>(i), size});
+  }
+
   if (ck.files.optim_files.empty()) return base::not_found("'" + ck.files.tag_dir + "': no optimizer file");
   const std::string& path = ck.files.optim_files.at(0);
-  // ckpt.paths lists the model-state files, then the optimizer files.
   const auto index = static_cast<std::uint32_t>(ck.files.model_state_files.size());
   if (index >= ck.paths.size() || ck.paths[index] != path)
     return base::internal_error("'" + path + "' is not where ZeroCheckpoint::paths puts rank 0's optimizer file");
@@ -78,9 +86,8 @@ base::Result<UniversalTreeFiles> universal_optimizer_files(const format::ZeroChe
     }
   }
   out->set("param_groups", param_groups);
-  UniversalTreeFiles result;
   result.locate = mapped.locator();
-  std::vector<plan::UniversalTreeFile>& files = result.files;
+  std::vector<plan::UniversalTreeFile>& files = result.trees;
   files.push_back({"zero/optimizer_state.pt", out});
 
   // step.pt: stage <= 2 only, when the base optimizer keeps a per-group 'step' (torch Adam).
@@ -99,16 +106,6 @@ base::Result<UniversalTreeFiles> universal_optimizer_files(const format::ZeroChe
 
 format::TorchWriteOptions universal_tree_file_options(const plan::UniversalTreeFile& file) {
   return {fs::path(file.path).stem().string(), 2};
-}
-
-Status copy_model_states(const format::ZeroCheckpoint& ck, const std::string& temp, int rank, int world) {
-  const auto& models = ck.files.model_state_files;
-  for (std::size_t i = static_cast<std::size_t>(rank); i < models.size(); i += static_cast<std::size_t>(world)) {
-    const fs::path src(models[i]);
-    const fs::path dst = fs::path(temp) / src.filename();
-    UCP_RETURN_IF_ERROR(copy_file(src.string(), dst.string()));
-  }
-  return {};
 }
 
 Status write_latest_universal(const std::string& out) {

@@ -143,6 +143,16 @@ Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, co
   return {};
 }
 
+LogicalTensor SourceFileCopy::as_tensor(std::string name) const {
+  LogicalTensor lt;
+  lt.name = std::move(name);
+  lt.shape = {static_cast<std::int64_t>(size)};
+  lt.dtype = base::DType::kU8;
+  lt.role = TensorRole::kBuffer;
+  if (size > 0) lt.pieces.push_back({format::TensorLocation{file, 0, size, base::DType::kU8}, 0});
+  return lt;
+}
+
 std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::byte> pickle,
                                              const std::vector<std::uint64_t>& record_bytes) {
   const std::string base_name = file.name.substr(file.name.rfind('/') + 1);

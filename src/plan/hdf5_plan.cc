@@ -127,13 +127,9 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
       UCP_RETURN_IF_ERROR(check_link_name(relative.substr(begin), "universal file"));
       return path + "/" + relative.substr(begin);
     };
-    for (const Hdf5SourceCopy& c : optimizer->source_copies) {
+    for (const SourceFileCopy& c : optimizer->source_copies) {
       UCP_ASSIGN_OR_RETURN(std::string path, dataset_path(c.path));
-      LogicalTensor lt;
-      lt.name = path.substr(1);
-      lt.shape = {static_cast<std::int64_t>(c.size)};
-      lt.dtype = base::DType::kU8;
-      if (c.size > 0) lt.pieces.push_back({format::TensorLocation{c.file, 0, c.size, base::DType::kU8}, 0});
+      LogicalTensor lt = c.as_tensor(path.substr(1));
       UCP_RETURN_IF_ERROR(add(lt, std::move(path), base::DType::kU8));
       layout.tensors.push_back(std::move(lt));
     }

@@ -46,7 +46,7 @@ Result<std::vector<UniversalParam>> universal_params(const format::ZeroCheckpoin
 }
 
 Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const Fp32Options& options,
-                                     std::span<const UniversalTreeFile> tree_files, const StorageLocator& locate) {
+                                     const UniversalCarried& carried) {
   if (options.float_dtype != base::DType::kF32) return base::internal_error("plan_universal: output dtype must be fp32");
   const bool zero3 = ckpt.kind == format::DeepSpeedOptimizerKind::kZero3;
   UniversalPlan out;
@@ -86,8 +86,25 @@ Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const F
       plan.files.push_back(std::move(file));
     }
   }
-  if (!tree_files.empty() && !locate) return base::internal_error("plan_universal: tree files need a storage locator");
-  for (const UniversalTreeFile& f : tree_files) UCP_RETURN_IF_ERROR(build_tree_file(f.path, f.root, {}, locate, plan, layout));
+  for (const SourceFileCopy& c : carried.copies) {
+    OutputTensor o;
+    o.name = c.path;
+    o.logical = static_cast<int>(layout.tensors.size());
+    o.dtype = base::DType::kU8;
+    o.shape = {static_cast<std::int64_t>(c.size)};
+    o.nbytes = c.size;
+    o.file = static_cast<int>(plan.files.size());
+    plan.tensors.push_back(std::move(o));
+    layout.tensors.push_back(c.as_tensor(c.path));
+    OutputFile file;
+    file.name = c.path;
+    file.size = c.size;
+    plan.files.push_back(std::move(file));
+  }
+  if (!carried.trees.empty() && !carried.locate)
+    return base::internal_error("plan_universal: tree files need a storage locator");
+  for (const UniversalTreeFile& f : carried.trees)
+    UCP_RETURN_IF_ERROR(build_tree_file(f.path, f.root, {}, carried.locate, plan, layout));
   UCP_RETURN_IF_ERROR(finish_plan(plan, layout, ckpt.paths, options));
   return out;
 }

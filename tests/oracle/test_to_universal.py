@@ -191,7 +191,7 @@ class ToUniversal(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("zero/wte.weight/fp32.pt", p.stdout)
             self.assertRegex(p.stdout, r"\.\.\. and \d+ more file\(s\)")  # 3 files per parameter, listing capped
-            self.assertIn("model-state file copies", p.stdout)
+            self.assertIn("plus latest_universal", p.stdout)
             self.assertEqual(os.listdir(tmp), [])
         with uo.TempDir() as tmp:
             out = self.convert(fixture, 4, tmp, ("--max-memory", "32MiB", "--timings"))

@@ -51,6 +51,16 @@ struct OutputTensor {
   bool requires_grad = false;     ///< Torch only: pickled requires_grad flag.
 };
 
+/// An output (a file, or an HDF5 dataset) that is a byte-for-byte copy of source file `file`:
+/// the model-state files a universal checkpoint carries.
+struct SourceFileCopy {
+  std::string path;  ///< Relative to the output folder ("mp_rank_00_model_states.pt").
+  std::uint32_t file = 0;
+  std::uint64_t size = 0;
+  /// The copy as one uint8 tensor of `size` elements read from offset 0 of `file`.
+  LogicalTensor as_tensor(std::string name) const;
+};
+
 struct OutputFile {
   std::string name;       ///< Relative to OUT.
   std::uint64_t size = 0;

@@ -40,12 +40,6 @@ struct Hdf5Attribute {
   std::variant<std::string, std::int64_t, double> value;
 };
 
-/// A universal checkpoint's file copied byte for byte from source file `file` (of `size` bytes).
-struct Hdf5SourceCopy {
-  std::string path;  ///< Relative to the universal folder ("mp_rank_00_model_states.pt").
-  std::uint32_t file = 0;
-  std::uint64_t size = 0;
-};
 /// A universal checkpoint's file built in memory; every rank holds the same bytes, rank 0 writes
 /// them. Shared, not copied, into the plan (a ZeRO-3 optimizer_state.pt holds rank 0's partitions).
 struct Hdf5Blob {
@@ -58,7 +52,7 @@ struct Hdf5Blob {
 struct Hdf5OptimizerStates {
   std::vector<LogicalTensor> fp32, exp_avg, exp_avg_sq;
   /// Stored under format::kHdf5UniversalGroup, each at its relative path (sub-folders become groups).
-  std::vector<Hdf5SourceCopy> source_copies;
+  std::vector<SourceFileCopy> source_copies;  ///< Paths relative to the universal folder.
   std::vector<Hdf5Blob> blobs;
 };
 

@@ -5,7 +5,6 @@
 // outside the plan by exec/universal_extras.
 #pragma once
 
-#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +29,13 @@ struct UniversalTreeFile {
   format::ValuePtr root;
 };
 
+/// What a universal checkpoint carries from the source besides the per-parameter states.
+struct UniversalCarried {
+  std::vector<SourceFileCopy> copies;     ///< The model-state files.
+  std::vector<UniversalTreeFile> trees;   ///< zero/optimizer_state.pt, zero/<param>/step.pt.
+  StorageLocator locate;                  ///< Where the trees' storages sit in ckpt.paths.
+};
+
 struct UniversalPlan {
   Fp32Plan plan;                        ///< Tensors named "<param>/<state>"; files "zero/<param>/<state>.pt".
   std::vector<UniversalParam> params;   ///< Trainable parameters, param_shapes order.
@@ -42,10 +48,9 @@ base::Result<std::vector<UniversalParam>> universal_params(const format::ZeroChe
 /// the full shape}; ZeRO-3: the bare 1-D tensor of exactly numel elements (DeepSpeed's own
 /// converter emits padding for ranks holding none of a parameter; we do not). fp32 is saved with
 /// requires_grad=True, the moments without, as DeepSpeed does. Uses options.max_memory,
-/// max_transfer_bytes and world_size; float_dtype must be fp32. `tree_files` join the plan after
-/// the state files; `locate` resolves their storages in ckpt.paths (plan/tree_file.h).
+/// max_transfer_bytes and world_size; float_dtype must be fp32. The `carried` files join the plan
+/// after the state files.
 base::Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const Fp32Options& options,
-                                           std::span<const UniversalTreeFile> tree_files = {},
-                                           const StorageLocator& locate = {});
+                                           const UniversalCarried& carried = {});
 
 }  // namespace ucp::plan

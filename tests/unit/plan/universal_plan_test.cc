@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -141,11 +142,13 @@ TEST(UniversalPlan, TreeFilesCopyLocatedStoragesAndInlineTheRest) {
     if (&s != in_source) return base::not_found("in memory");
     return format::TensorLocation{5, 100, 6, DType::kF32};
   };
-  const std::vector<UniversalTreeFile> trees = {{"zero/optimizer_state.pt", root}};
+  UniversalCarried carried;
+  carried.trees = {{"zero/optimizer_state.pt", root}};
+  carried.locate = locate;
   Fp32Options opt;
   opt.format = OutputFormat::kTorch;
   opt.world_size = 2;
-  auto plan = plan_universal(zero3_example(), opt, trees, locate);
+  auto plan = plan_universal(zero3_example(), opt, carried);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();  // includes the coverage proof
 
   const auto& files = plan->plan.files;
@@ -180,8 +183,42 @@ TEST(UniversalPlan, TreeFilesCopyLocatedStoragesAndInlineTheRest) {
   const StorageLocator broken = [](const format::Storage&) -> base::Result<format::TensorLocation> {
     return base::data_loss("truncated");
   };
-  EXPECT_THAT(plan_universal(zero3_example(), opt, trees, broken), StatusIs(StatusCode::kDataLoss, HasSubstr("truncated")));
-  EXPECT_THAT(plan_universal(zero3_example(), opt, trees, {}), StatusIs(StatusCode::kInternal, HasSubstr("locator")));
+  carried.locate = broken;
+  EXPECT_THAT(plan_universal(zero3_example(), opt, carried), StatusIs(StatusCode::kDataLoss, HasSubstr("truncated")));
+  carried.locate = nullptr;
+  EXPECT_THAT(plan_universal(zero3_example(), opt, carried), StatusIs(StatusCode::kInternal, HasSubstr("locator")));
+}
+
+// The model-state files are planned as raw copies: no zip, every byte read from the source file.
+TEST(UniversalPlan, ModelStateFilesAreCopiedByteForByte) {
+  UniversalCarried carried;
+  carried.copies = {{"mp_rank_00_model_states.pt", 0, 5000}, {"empty.pt", 1, 0}};
+  Fp32Options opt;
+  opt.format = OutputFormat::kTorch;
+  opt.world_size = 3;
+  opt.max_transfer_bytes = 1024;  // the copy is cut into several transfers
+  auto plan = plan_universal(testutil::zero12_worked_example(false), opt, carried);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  const auto& files = plan->plan.files;
+  ASSERT_EQ(files.size(), 9u + 2u);
+  const auto& copy = files[9];
+  EXPECT_EQ(copy.name, "mp_rank_00_model_states.pt");
+  EXPECT_EQ(copy.size, 5000u);
+  EXPECT_FALSE(copy.zip.has_value());
+  EXPECT_TRUE(copy.fixed.empty());
+  std::uint64_t next = 0;
+  int transfers = 0;
+  for (const auto& round : plan->plan.rounds)
+    for (const auto& x : round)
+      if (x.file == 9) {
+        EXPECT_EQ(x.src.file, 0u);
+        EXPECT_EQ(x.src.offset, x.file_offset);  // byte i of the copy is byte i of the source
+        next = std::max(next, x.file_offset + x.out_bytes());
+        ++transfers;
+      }
+  EXPECT_EQ(next, 5000u);
+  EXPECT_GT(transfers, 1);
+  EXPECT_EQ(files[10].size, 0u);
 }
 
 TEST(UniversalPlan, ParameterNamesMustBeFolderNames) {

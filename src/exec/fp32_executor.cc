@@ -1,6 +1,7 @@
 #include "ucp/exec/fp32_executor.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <utility>
 
 #include "ucp/base/size.h"
+#include "ucp/comm/transport.h"
 #include "ucp/exec/file_io.h"
 #include "ucp/exec/source_reader.h"
 #include "ucp/format/crc32.h"
@@ -54,8 +56,9 @@ class Buffer {
 // Per-rank state of one execution.
 class Fp32Run {
  public:
-  Fp32Run(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out)
-      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), sources_(plan.source_paths) {}
+  Fp32Run(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, int lanes)
+      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), lanes_(std::clamp(lanes, 1, kMaxStreamLanes)),
+        sources_(plan.source_paths) {}
   ~Fp32Run() {
     for (auto& [f, fd] : out_fds_) ::close(fd);
   }
@@ -65,10 +68,21 @@ class Fp32Run {
   Status finalize();
 
  private:
+  // Streams the local runs of `runs` (indices into `round`) on lane `lane`: read, checksummed and
+  // written chunk by chunk. Records CRC pieces in `crcs`; the first error and its run's index.
+  struct LaneResult {
+    std::vector<std::pair<std::pair<int, int>, CrcPiece>> crcs;  // ((file, zip entry), piece)
+    Status status;
+    std::size_t failed_at = SIZE_MAX;
+  };
+  void stream_local_runs(const std::vector<Transfer>& round, const std::vector<std::size_t>& runs, int lane,
+                         LaneResult& result);
+
   comm::Communicator& comm_;
   const Fp32Plan& plan_;
   OutputDir& out_;
   const int me_;
+  const int lanes_;              // local runs streamed at once, each on a thread of its own
   std::map<int, int> out_fds_;   // output file index -> fd (files I own)
   SourceReader sources_;         // the source files I read
   // Sized once for the largest round and reused; never zero-filled (every byte is written before
@@ -132,7 +146,7 @@ Status Fp32Run::create() {
   }
   UCP_RETURN_IF_ERROR(first_error);
   // Open the sources this rank reads, and size the buffers for the largest round.
-  UCP_ASSIGN_OR_RETURN(const std::uint64_t max_send, sources_.open_for(plan_, me_, SourceReader::Buffered::kSentOnly));
+  UCP_ASSIGN_OR_RETURN(const std::uint64_t max_send, sources_.open_for(plan_, me_, SourceReader::Buffered::kSentOnly, lanes_));
   std::uint64_t max_recv = 0;
   for (const auto& round : plan_.rounds) {
     std::uint64_t r = 0;
@@ -173,30 +187,73 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
   // still makes the same call; the error is reported at the agreement that ends the round.
   UCP_RETURN_IF_ERROR(comm_.all_to_all_v(send_, send_counts, send_offsets, recv_, recv_counts, recv_offsets));
 
-  // Write: runs from each source rank arrive in the same (writer, file, offset) order.
+  if (!local.ok()) return local;
+
+  // Write. Runs from each source rank arrive in the same (writer, file, offset) order; runs this
+  // rank reads itself are streamed, spread over the lanes by bytes (they touch disjoint ranges).
+  std::vector<std::vector<std::size_t>> lane_runs(static_cast<std::size_t>(lanes_));
+  std::vector<std::uint64_t> lane_bytes(lane_runs.size(), 0);
   std::vector<std::uint64_t> cursor = recv_offsets;
-  for (const Transfer& x : round) {
-    if (x.writer != me_ || !local.ok()) continue;
+  std::vector<LaneResult> results(lane_runs.size() + 1);  // the last: received runs
+  LaneResult& received = results.back();
+  for (std::size_t i = 0; i < round.size(); ++i) {
+    const Transfer& x = round[i];
+    if (x.writer != me_) continue;
+    if (x.reader == me_) {
+      const auto lane = static_cast<std::size_t>(std::min_element(lane_bytes.begin(), lane_bytes.end()) - lane_bytes.begin());
+      lane_runs[lane].push_back(i);
+      lane_bytes[lane] += x.out_bytes();
+      continue;
+    }
+    const std::byte* data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
+    cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
+    if (!received.status.ok()) continue;
+    const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name);
+    received.status = pwrite_full(out_fds_.at(x.file), data, x.out_bytes(), x.file_offset, path);
+    if (!received.status.ok()) received.failed_at = i;
+    if (x.zip_entry >= 0)
+      received.crcs.push_back({{x.file, x.zip_entry},
+                               {x.file_offset, x.out_bytes(), format::crc32_update(0, std::span<const std::byte>(data, x.out_bytes()))}});
+  }
+  {
+    std::vector<std::jthread> threads;
+    for (std::size_t lane = 1; lane < lane_runs.size(); ++lane)
+      if (!lane_runs[lane].empty())
+        threads.emplace_back([&, lane] { stream_local_runs(round, lane_runs[lane], static_cast<int>(lane), results[lane]); });
+    stream_local_runs(round, lane_runs[0], 0, results[0]);
+  }
+  // The error of the earliest run in the round, whichever lane met it.
+  const LaneResult* first = nullptr;
+  for (LaneResult& r : results) {
+    for (auto& [key, piece] : r.crcs) crcs_[key].push_back(piece);
+    if (!r.status.ok() && (!first || r.failed_at < first->failed_at)) first = &r;
+  }
+  return first ? first->status : Status();
+}
+
+void Fp32Run::stream_local_runs(const std::vector<Transfer>& round, const std::vector<std::size_t>& runs, int lane,
+                                LaneResult& result) {
+  for (std::size_t i : runs) {
+    const Transfer& x = round[i];
     const int fd = out_fds_.at(x.file);
     const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name);
     std::uint32_t crc = 0;
-    if (x.reader == me_) {
-      std::uint64_t written = 0;
-      local = sources_.stream(x, [&](std::span<const std::byte> chunk) {
-        if (x.zip_entry >= 0) crc = format::crc32_update(crc, chunk);
-        const Status s = pwrite_full(fd, chunk.data(), chunk.size(), x.file_offset + written, path);
-        written += chunk.size();
-        return s;
-      });
-    } else {
-      const std::byte* data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
-      cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
-      local = pwrite_full(fd, data, x.out_bytes(), x.file_offset, path);
-      if (x.zip_entry >= 0) crc = format::crc32_update(0, std::span<const std::byte>(data, x.out_bytes()));
+    std::uint64_t written = 0;
+    result.status = sources_.stream(
+        x,
+        [&](std::span<const std::byte> chunk) {
+          if (x.zip_entry >= 0) crc = format::crc32_update(crc, chunk);
+          const Status s = pwrite_full(fd, chunk.data(), chunk.size(), x.file_offset + written, path);
+          written += chunk.size();
+          return s;
+        },
+        lane);
+    if (!result.status.ok()) {
+      result.failed_at = i;
+      return;
     }
-    if (x.zip_entry >= 0) crcs_[{x.file, x.zip_entry}].push_back({x.file_offset, x.out_bytes(), crc});
+    if (x.zip_entry >= 0) result.crcs.push_back({{x.file, x.zip_entry}, {x.file_offset, x.out_bytes(), crc}});
   }
-  return local;
 }
 
 Status Fp32Run::finalize() {
@@ -272,11 +329,23 @@ Status commit_or_abandon(comm::Communicator& comm, Status status, const ExecuteO
   return status;
 }
 
+int stream_lanes(int cpus_available, int ranks_on_host) {
+  return std::clamp(cpus_available / std::max(ranks_on_host, 1), 1, kMaxStreamLanes);
+}
+
 Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, const ExecuteOptions& options,
                          PhaseTimer& timer) {
+  int lanes = options.stream_lanes;
+  if (lanes <= 0) {
+    // Collective: the ranks on this host share its CPUs.
+    UCP_ASSIGN_OR_RETURN(const comm::NodePlacement placement, comm::node_placement(comm));
+    cpu_set_t cpus;
+    const int available = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    lanes = stream_lanes(available, placement.local_size);
+  }
   Status status;
   {
-    Fp32Run run(comm, plan, out);
+    Fp32Run run(comm, plan, out, lanes);
     status = comm::agree(comm, "create", run.create()).status;
     timer.mark("create");
     if (status.ok())

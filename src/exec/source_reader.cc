@@ -16,7 +16,7 @@ SourceReader::~SourceReader() {
   for (auto& [f, fd] : fds_) ::close(fd);
 }
 
-base::Result<std::uint64_t> SourceReader::open_for(const plan::Fp32Plan& plan, int rank, Buffered buffered) {
+base::Result<std::uint64_t> SourceReader::open_for(const plan::Fp32Plan& plan, int rank, Buffered buffered, int lanes) {
   std::uint64_t max_round = 0;
   bool converts = false, streams = false;
   for (const auto& round : plan.rounds) {
@@ -36,7 +36,11 @@ base::Result<std::uint64_t> SourceReader::open_for(const plan::Fp32Plan& plan, i
     max_round = std::max(max_round, bytes);
   }
   if (converts && !bounce_) bounce_ = std::make_unique_for_overwrite<std::byte[]>(kStreamChunkBytes);
-  if (streams && !chunk_) chunk_ = std::make_unique_for_overwrite<std::byte[]>(kStreamChunkBytes);
+  if (streams) lanes_.resize(static_cast<std::size_t>(std::clamp(lanes, 1, kMaxStreamLanes)));
+  for (Lane& lane : lanes_) {
+    if (converts && !lane.bounce) lane.bounce = std::make_unique_for_overwrite<std::byte[]>(kStreamChunkBytes);
+    if (!lane.chunk) lane.chunk = std::make_unique_for_overwrite<std::byte[]>(kStreamChunkBytes);
+  }
   return max_round;
 }
 
@@ -60,8 +64,10 @@ Status SourceReader::read(const plan::Transfer& x, std::byte* dst) {
   return {};
 }
 
-Status SourceReader::stream(const plan::Transfer& x, const std::function<Status(std::span<const std::byte>)>& sink) {
+Status SourceReader::stream(const plan::Transfer& x, const std::function<Status(std::span<const std::byte>)>& sink,
+                            int lane) {
   const std::string& path = paths_.at(x.src.file);
+  Lane& buffers = lanes_.at(static_cast<std::size_t>(lane));
   const int fd = fds_.at(x.src.file);
   const std::size_t in_size = base::dtype_size(x.src.dtype), out_size = base::dtype_size(x.out_dtype);
   const std::uint64_t slab = slab_elements(x);
@@ -69,12 +75,12 @@ Status SourceReader::stream(const plan::Transfer& x, const std::function<Status(
     const std::uint64_t n = std::min(slab, x.src.numel - done);
     const std::uint64_t offset = x.src.offset + done * in_size;
     if (x.src.dtype == x.out_dtype) {
-      UCP_RETURN_IF_ERROR(pread_full(fd, chunk_.get(), n * in_size, offset, path));
+      UCP_RETURN_IF_ERROR(pread_full(fd, buffers.chunk.get(), n * in_size, offset, path));
     } else {
-      UCP_RETURN_IF_ERROR(pread_full(fd, bounce_.get(), n * in_size, offset, path));
-      base::convert_elements(x.src.dtype, bounce_.get(), x.out_dtype, chunk_.get(), n);
+      UCP_RETURN_IF_ERROR(pread_full(fd, buffers.bounce.get(), n * in_size, offset, path));
+      base::convert_elements(x.src.dtype, buffers.bounce.get(), x.out_dtype, buffers.chunk.get(), n);
     }
-    UCP_RETURN_IF_ERROR(sink(std::span<const std::byte>(chunk_.get(), n * out_size)));
+    UCP_RETURN_IF_ERROR(sink(std::span<const std::byte>(buffers.chunk.get(), n * out_size)));
   }
   return {};
 }

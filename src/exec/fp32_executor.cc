@@ -190,9 +190,10 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
   if (!local.ok()) return local;
 
   // Write. Runs from each source rank arrive in the same (writer, file, offset) order; runs this
-  // rank reads itself are streamed, spread over the lanes by bytes (they touch disjoint ranges).
+  // rank reads itself are streamed, each output file's on one lane (two threads writing one file
+  // contend for its inode lock and spin), files spread over the lanes by bytes.
   std::vector<std::vector<std::size_t>> lane_runs(static_cast<std::size_t>(lanes_));
-  std::vector<std::uint64_t> lane_bytes(lane_runs.size(), 0);
+  std::map<int, std::vector<std::size_t>> file_runs;  // output file -> its local runs, in order
   std::vector<std::uint64_t> cursor = recv_offsets;
   std::vector<LaneResult> results(lane_runs.size() + 1);  // the last: received runs
   LaneResult& received = results.back();
@@ -200,9 +201,7 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
     const Transfer& x = round[i];
     if (x.writer != me_) continue;
     if (x.reader == me_) {
-      const auto lane = static_cast<std::size_t>(std::min_element(lane_bytes.begin(), lane_bytes.end()) - lane_bytes.begin());
-      lane_runs[lane].push_back(i);
-      lane_bytes[lane] += x.out_bytes();
+      file_runs[x.file].push_back(i);
       continue;
     }
     const std::byte* data = recv_.data() + cursor[static_cast<std::size_t>(x.reader)];
@@ -214,6 +213,14 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
     if (x.zip_entry >= 0)
       received.crcs.push_back({{x.file, x.zip_entry},
                                {x.file_offset, x.out_bytes(), format::crc32_update(0, std::span<const std::byte>(data, x.out_bytes()))}});
+  }
+  {
+    std::vector<std::uint64_t> lane_bytes(lane_runs.size(), 0);
+    for (auto& [file, runs] : file_runs) {
+      const auto lane = static_cast<std::size_t>(std::min_element(lane_bytes.begin(), lane_bytes.end()) - lane_bytes.begin());
+      for (std::size_t i : runs) lane_bytes[lane] += round[i].out_bytes();
+      lane_runs[lane].insert(lane_runs[lane].end(), runs.begin(), runs.end());
+    }
   }
   {
     std::vector<std::jthread> threads;

@@ -122,7 +122,9 @@ def build_cases(runs, floor, checkpoints):
             case["wall_s"] = median([x["wall_s"] for x in t])
             case["wall_s_all"] = [x["wall_s"] for x in t]
             case["external_wall_s"] = median([r["external_wall_s"] for r in ok])
-            case["phases_s"] = {p: median([x["phases_s"].get(p) for x in t]) for p in PHASES}
+            # Only the phases the command has (to-fp32 has no extras).
+            case["phases_s"] = {p: median([x["phases_s"][p] for x in t if p in x["phases_s"]])
+                                for p in PHASES if any(p in x["phases_s"] for x in t)}
             case["bytes_written"] = t[0].get("bytes_written")
             rss = [x.get("peak_rss_bytes") or [] for x in t]
             case["peak_rss_bytes"] = [max(v[i] for v in rss if len(v) > i) for i in range(max(len(v) for v in rss))]

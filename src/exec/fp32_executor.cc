@@ -24,6 +24,7 @@
 #include "ucp/format/zip_writer.h"
 
 namespace ucp::exec {
+using base::Result;
 using base::Status;
 using plan::Fp32Plan;
 using plan::Transfer;
@@ -35,6 +36,13 @@ struct CrcPiece {
   std::uint64_t len;
   std::uint32_t crc;
 };
+
+// Runs fn(0) .. fn(n - 1) at once: fn(0) on the calling thread, the others on threads of their own.
+void run_on_threads(std::size_t n, const std::function<void(std::size_t)>& fn) {
+  std::vector<std::jthread> threads;
+  for (std::size_t t = 1; t < n; ++t) threads.emplace_back(fn, t);
+  fn(0);
+}
 
 // An uninitialised byte buffer.
 class Buffer {
@@ -57,8 +65,7 @@ class Buffer {
 class Fp32Run {
  public:
   Fp32Run(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, int lanes)
-      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), lanes_(std::clamp(lanes, 1, kMaxStreamLanes)),
-        sources_(plan.source_paths) {}
+      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), lanes_(lanes), sources_(plan.source_paths) {}
   ~Fp32Run() {
     for (auto& [f, fd] : out_fds_) ::close(fd);
   }
@@ -82,7 +89,7 @@ class Fp32Run {
   const Fp32Plan& plan_;
   OutputDir& out_;
   const int me_;
-  const int lanes_;              // local runs streamed at once, each on a thread of its own
+  const int lanes_;              // threads for creating files and streaming local runs (stream_lanes)
   std::map<int, int> out_fds_;   // output file index -> fd (files I own)
   SourceReader sources_;         // the source files I read
   // Sized once for the largest round and reused; never zero-filled (every byte is written before
@@ -124,21 +131,16 @@ Status Fp32Run::create() {
   for (std::size_t f = 0; f < plan_.files.size(); ++f)
     if (plan_.files[f].owner == me_) mine.push_back(static_cast<int>(f));
   // A universal checkpoint is thousands of small files, and creating a file costs ~0.1-0.2 ms of
-  // filesystem work: spread it over a few threads, each a contiguous block (files of one folder
-  // stay together). The first error in file order is the one reported.
+  // filesystem work: spread it over the lanes, each a contiguous block (files of one folder stay
+  // together). The first error in file order is the one reported.
   std::vector<std::pair<int, Status>> created(mine.size(), {-1, Status()});
-  const std::size_t threads = std::min<std::size_t>({4, std::max(1u, std::thread::hardware_concurrency()), mine.size() / 64 + 1});
-  auto create_block = [&](std::size_t t) {
+  const std::size_t threads = std::min(static_cast<std::size_t>(lanes_), mine.size() / 64 + 1);
+  run_on_threads(threads, [&](std::size_t t) {
     for (std::size_t i = t * mine.size() / threads; i < (t + 1) * mine.size() / threads; ++i) {
       created[i] = create_output_file(out_, plan_.files[static_cast<std::size_t>(mine[i])]);
       if (!created[i].second.ok()) return;
     }
-  };
-  {
-    std::vector<std::jthread> workers;
-    for (std::size_t t = 1; t < threads; ++t) workers.emplace_back(create_block, t);
-    create_block(0);
-  }
+  });
   Status first_error;
   for (std::size_t i = 0; i < mine.size(); ++i) {
     if (created[i].first >= 0) out_fds_[mine[i]] = created[i].first;
@@ -222,13 +224,9 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
       lane_runs[lane].insert(lane_runs[lane].end(), runs.begin(), runs.end());
     }
   }
-  {
-    std::vector<std::jthread> threads;
-    for (std::size_t lane = 1; lane < lane_runs.size(); ++lane)
-      if (!lane_runs[lane].empty())
-        threads.emplace_back([&, lane] { stream_local_runs(round, lane_runs[lane], static_cast<int>(lane), results[lane]); });
-    stream_local_runs(round, lane_runs[0], 0, results[0]);
-  }
+  run_on_threads(lane_runs.size(), [&](std::size_t lane) {
+    stream_local_runs(round, lane_runs[lane], static_cast<int>(lane), results[lane]);
+  });
   // The error of the earliest run in the round, whichever lane met it.
   const LaneResult* first = nullptr;
   for (LaneResult& r : results) {
@@ -342,17 +340,14 @@ int stream_lanes(int cpus_available, int ranks_on_host) {
 
 Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, const ExecuteOptions& options,
                          PhaseTimer& timer) {
-  int lanes = options.stream_lanes;
-  if (lanes <= 0) {
-    // Collective: the ranks on this host share its CPUs.
-    UCP_ASSIGN_OR_RETURN(const comm::NodePlacement placement, comm::node_placement(comm));
+  // Collective (the same result on every rank): the ranks on this host share its CPUs. A failure
+  // still goes through commit_or_abandon, which removes the temporary folder.
+  const Result<comm::NodePlacement> placement = comm::node_placement(comm);
+  Status status = placement.status();
+  if (status.ok()) {
     cpu_set_t cpus;
     const int available = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-    lanes = stream_lanes(available, placement.local_size);
-  }
-  Status status;
-  {
-    Fp32Run run(comm, plan, out, lanes);
+    Fp32Run run(comm, plan, out, stream_lanes(available, placement->local_size));
     status = comm::agree(comm, "create", run.create()).status;
     timer.mark("create");
     if (status.ok())

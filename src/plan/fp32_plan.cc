@@ -143,14 +143,26 @@ Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, co
   return {};
 }
 
-LogicalTensor SourceFileCopy::as_tensor(std::string name) const {
+LogicalTensor verbatim_tensor(std::string name, const format::TensorLocation& src) {
   LogicalTensor lt;
   lt.name = std::move(name);
-  lt.shape = {static_cast<std::int64_t>(size)};
-  lt.dtype = base::DType::kU8;
+  lt.shape = {static_cast<std::int64_t>(src.numel)};
+  lt.dtype = src.dtype;
   lt.role = TensorRole::kBuffer;
-  if (size > 0) lt.pieces.push_back({format::TensorLocation{file, 0, size, base::DType::kU8}, 0});
+  if (src.numel > 0) lt.pieces.push_back({src, 0});
   return lt;
+}
+
+int add_verbatim_tensor(std::string name, const format::TensorLocation& src, Fp32Plan& plan, Fp32Layout& layout) {
+  OutputTensor t;
+  t.name = name;
+  t.logical = static_cast<int>(layout.tensors.size());
+  t.dtype = src.dtype;
+  t.shape = {static_cast<std::int64_t>(src.numel)};
+  t.nbytes = src.nbytes();
+  layout.tensors.push_back(verbatim_tensor(std::move(name), src));
+  plan.tensors.push_back(std::move(t));
+  return static_cast<int>(plan.tensors.size()) - 1;
 }
 
 std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::byte> pickle,

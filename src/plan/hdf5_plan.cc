@@ -129,7 +129,7 @@ Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* o
     };
     for (const SourceFileCopy& c : optimizer->source_copies) {
       UCP_ASSIGN_OR_RETURN(std::string path, dataset_path(c.path));
-      LogicalTensor lt = c.as_tensor(path.substr(1));
+      LogicalTensor lt = verbatim_tensor(path.substr(1), c.location());
       UCP_RETURN_IF_ERROR(add(lt, std::move(path), base::DType::kU8));
       layout.tensors.push_back(std::move(lt));
     }

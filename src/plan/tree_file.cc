@@ -44,22 +44,8 @@ Status build_tree_file(const std::string& name, const format::ValuePtr& root,
     UCP_ASSIGN_OR_RETURN(format::TensorLocation src, std::move(located));
     if (src.numel != s.numel || src.dtype != s.dtype)
       return base::internal_error("'" + name + "': template storage " + std::to_string(k) + " resolved to the wrong size");
-    OutputTensor t;
-    t.name = name + ":data/" + std::to_string(k);
-    t.logical = static_cast<int>(layout.tensors.size());
-    t.dtype = s.dtype;
-    t.shape = {static_cast<std::int64_t>(s.numel)};
-    t.nbytes = s.numel * base::dtype_size(s.dtype);
-    LogicalTensor lt;
-    lt.name = t.name;
-    lt.shape = t.shape;
-    lt.dtype = s.dtype;
-    lt.role = TensorRole::kBuffer;
-    if (src.numel > 0) lt.pieces.push_back({src, 0});
-    layout.tensors.push_back(std::move(lt));
-    record_tensor.push_back(static_cast<int>(plan.tensors.size()));
-    record_bytes.push_back(t.nbytes);
-    plan.tensors.push_back(std::move(t));
+    record_tensor.push_back(add_verbatim_tensor(name + ":data/" + std::to_string(k), src, plan, layout));
+    record_bytes.push_back(src.nbytes());
   }
 
   OutputFile file;

@@ -87,15 +87,8 @@ Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const F
     }
   }
   for (const SourceFileCopy& c : carried.copies) {
-    OutputTensor o;
-    o.name = c.path;
-    o.logical = static_cast<int>(layout.tensors.size());
-    o.dtype = base::DType::kU8;
-    o.shape = {static_cast<std::int64_t>(c.size)};
-    o.nbytes = c.size;
-    o.file = static_cast<int>(plan.files.size());
-    plan.tensors.push_back(std::move(o));
-    layout.tensors.push_back(c.as_tensor(c.path));
+    plan.tensors[static_cast<std::size_t>(add_verbatim_tensor(c.path, c.location(), plan, layout))].file =
+        static_cast<int>(plan.files.size());
     OutputFile file;
     file.name = c.path;
     file.size = c.size;

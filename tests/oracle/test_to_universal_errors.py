@@ -3,7 +3,10 @@ the same non-zero exit code on every rank, OUT not created (or untouched), no te
 no latest_universal left behind."""
 
 import os
+import struct
 import unittest
+import zipfile
+import zlib
 
 import ucp_oracle as uo
 
@@ -35,9 +38,29 @@ class ToUniversalErrors(uo.BadInputCase):
         self.expect_failure(DATA_LOSS, ["zero_pp_rank_3_mp_rank_00_optim_states.pt"])
         self.assertFalse(os.path.exists(self.out))
 
+    def test_rank0_optimizer_without_param_groups(self):
+        # A well-formed file (CRCs consistent) whose pickle lacks what optimizer_state.pt needs.
+        # Every rank plans that file from rank 0's pickle, so every rank reports it, at the plan.
+        path = os.path.join(self.tag_dir, "zero_pp_rank_0_mp_rank_00_optim_states.pt")
+        with zipfile.ZipFile(path) as z:
+            info = next(i for i in z.infolist() if i.filename.endswith("/data.pkl"))
+        with open(path, "rb") as f:
+            raw = bytearray(f.read())
+        name_len, extra_len = struct.unpack_from("<HH", raw, info.header_offset + 26)
+        start = info.header_offset + 30 + name_len + extra_len
+        pickle = bytes(raw[start:start + info.file_size])
+        self.assertEqual(pickle.count(b"param_groups"), 1)
+        pickle = pickle.replace(b"param_groups", b"param_groupz")
+        raw[start:start + info.file_size] = pickle
+        raw = raw.replace(struct.pack("<I", info.CRC), struct.pack("<I", zlib.crc32(pickle)))
+        with open(path, "wb") as f:
+            f.write(raw)
+        self.expect_failure(DATA_LOSS, ["zero_pp_rank_0_mp_rank_00_optim_states.pt", "has no 'param_groups'"])
+        self.assertFalse(os.path.exists(self.out))
+
     def test_file_size_limit_while_copying_model_states(self):
-        # RLIMIT_FSIZE of 4 KiB: the state files fit, the model-state copy does not (EFBIG), so the
-        # failure comes from the phase after the planned transfers.
+        # RLIMIT_FSIZE of 4 KiB: the state files fit, the planned model-state copy does not (EFBIG
+        # when its space is reserved), so the error names that file.
         self.assertGreater(os.path.getsize(os.path.join(self.tag_dir, "mp_rank_00_model_states.pt")), 4096)
         self.expect_failure(RESOURCE_EXHAUSTED, ["mp_rank_00_model_states.pt"], prefix="ulimit -f 4;")
         self.assertFalse(os.path.exists(self.out))

@@ -22,17 +22,14 @@ namespace ucp::exec {
 
 struct ExecuteOptions {
   bool progress = false;  ///< Rank 0 prints bytes done, rate and ETA to stderr after each round.
-  /// Runs a rank both reads and writes that it streams at once, each on a thread of its own;
-  /// 0: stream_lanes() of this process's CPUs and the ranks on its host.
-  int stream_lanes = 0;
   /// Called on every rank after finalize, before the commit, to write files outside the plan into
   /// the temporary folder; its result is agreed on (phase "extras").
   std::function<base::Status()> before_commit;
 };
 
-/// Pure. How many local runs one rank streams at once: its share of the CPUs it may run on (a rank
-/// bound to one core gets 1), at most kMaxStreamLanes. Writing into the page cache is CPU-bound
-/// kernel work, so a rank with idle cores writes faster on several threads.
+/// Pure. How many threads one rank creates its files and streams its local runs on: its share of
+/// the CPUs it may run on (a rank bound to one core gets 1), at most kMaxStreamLanes. Both are
+/// CPU-bound kernel work, so a rank with idle cores writes faster on several threads.
 int stream_lanes(int cpus_available, int ranks_on_host);
 
 /// Shared by the executors: runs plan.rounds in order, `transfer` on every rank for each, every

@@ -57,8 +57,8 @@ struct SourceFileCopy {
   std::string path;  ///< Relative to the output folder ("mp_rank_00_model_states.pt").
   std::uint32_t file = 0;
   std::uint64_t size = 0;
-  /// The copy as one uint8 tensor of `size` elements read from offset 0 of `file`.
-  LogicalTensor as_tensor(std::string name) const;
+  /// The whole file as a run of `size` uint8 elements.
+  format::TensorLocation location() const { return {file, 0, size, base::DType::kU8}; }
 };
 
 struct OutputFile {
@@ -123,6 +123,12 @@ format::ValuePtr ordered_dict_root(std::vector<std::pair<std::string, format::Va
 /// file_offset. Aliases (shares_storage_with) become second references to one storage.
 base::Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members,
                               const TorchRootFn& root = ordered_dict_root);
+
+/// Source run `src` as it is: a 1-D logical tensor of src.numel elements of src.dtype.
+LogicalTensor verbatim_tensor(std::string name, const format::TensorLocation& src);
+/// Appends the output tensor (and its logical tensor) that copies `src` byte for byte; returns its
+/// index in plan.tensors. Its file and offset are the caller's to set.
+int add_verbatim_tensor(std::string name, const format::TensorLocation& src, Fp32Plan& plan, Fp32Layout& layout);
 
 /// Lays out `file` as a torch.save zip (archive folder = the stem of file.name) holding `pickle`
 /// as data.pkl and records data/0, data/1, ... of `record_bytes` bytes; the pickle, version and

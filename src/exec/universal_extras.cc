@@ -105,7 +105,7 @@ base::Result<plan::UniversalCarried> universal_carried_files(const format::ZeroC
 }
 
 format::TorchWriteOptions universal_tree_file_options(const plan::UniversalTreeFile& file) {
-  return {fs::path(file.path).stem().string(), 2};
+  return {format::torch_archive_name(file.path), 2};
 }
 
 Status write_latest_universal(const std::string& out) {

@@ -100,6 +100,8 @@ class StorageResolver {
 
 }  // namespace
 
+std::string torch_archive_name(const std::string& file_name) { return std::filesystem::path(file_name).stem().string(); }
+
 Result<TorchFile> TorchFile::parse(std::shared_ptr<const MappedFile> file, const PickleLimits& limits) {
   if (!file) return base::invalid_argument("TorchFile::parse: no file given");
   const std::string where = "'" + file->path() + "'";
@@ -171,7 +173,7 @@ auto with_torch_records(const std::string& where, std::string archive, const Val
 
 Status write_torch_file(const std::string& path, const ValuePtr& root, const TorchWriteOptions& options) {
   std::string archive = options.archive_name;
-  if (archive.empty()) archive = std::filesystem::path(path).stem().string();
+  if (archive.empty()) archive = torch_archive_name(path);
   return with_torch_records("'" + path + "'", archive, root, options,
                             [&](std::span<const ZipBlob> blobs) { return write_zip_file(path, blobs, 64); });
 }

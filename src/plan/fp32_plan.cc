@@ -10,6 +10,7 @@
 
 #include "ucp/base/checked_math.h"
 #include "ucp/base/size.h"
+#include "ucp/format/torch_file.h"
 #include "ucp/format/pickle_writer.h"
 #include "ucp/format/safetensors.h"
 #include "ucp/format/value.h"
@@ -167,8 +168,7 @@ int add_verbatim_tensor(std::string name, const format::TensorLocation& src, Fp3
 
 std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::byte> pickle,
                                              const std::vector<std::uint64_t>& record_bytes) {
-  const std::string base_name = file.name.substr(file.name.rfind('/') + 1);
-  const std::string archive = base_name.substr(0, base_name.rfind('.'));
+  const std::string archive = format::torch_archive_name(file.name);
   std::vector<format::ZipEntrySpec> specs;
   specs.push_back({archive + "/data.pkl", pickle.size()});
   for (std::size_t k = 0; k < record_bytes.size(); ++k) specs.push_back({archive + "/data/" + std::to_string(k), record_bytes[k]});

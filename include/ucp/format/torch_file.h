@@ -48,6 +48,9 @@ struct TorchWriteOptions {
   int protocol = 2;
 };
 
+/// The folder torch.save names inside the zip: the file name's stem ("zero/exp_avg.pt" -> "exp_avg").
+std::string torch_archive_name(const std::string& file_name);
+
 /// Writes `root` as a torch.save file. Storages are written once each (shared storages stay shared),
 /// keys "0", "1", ... in pickling order.
 base::Status write_torch_file(const std::string& path, const ValuePtr& root,

@@ -71,6 +71,8 @@ class Hdf5Run {
 Status Hdf5Run::open_file() {
   // Parallel HDF5 takes an MPI communicator; ours is the world (checked, so a future
   // sub-communicator cannot silently write with the wrong group of ranks).
+  // A one-rank run started without a launcher has not initialised MPI (comm/communicator.h).
+  if (plan_.totals.size() == 1) UCP_RETURN_IF_ERROR(comm::initialize_mpi_alone());
   int initialized = 0, world = 0, rank = 0;
   MPI_Initialized(&initialized);
   if (!initialized) return base::failed_precondition("--format hdf5 needs MPI, which is not initialised");

@@ -55,6 +55,18 @@ def run(args, ranks=1, env=None, prefix=None, timeout=300):
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout, env=e)
 
 
+# What mpirun, srun and MPICH's hydra put in a rank's environment; without them the process is on its own.
+LAUNCHER_VARIABLE_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "SLURM_", "HYDRA_", "MPI_LOCAL")
+
+
+def run_alone(args, env=None, timeout=300):
+    """Runs `ucp-reshard ARGS` as a plain process, no launcher and none of a launcher's variables."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_VARIABLE_PREFIXES)}
+    e.update(env or {})
+    return subprocess.run([UCP] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout, env=e)
+
+
 # ------------------------------------------------------------------------------------ safetensors
 
 _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.int16, "I64": np.int64,

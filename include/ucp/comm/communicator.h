@@ -87,11 +87,15 @@ std::string format_rank_list(std::span<const int> ranks);
 /// above. Exposed for tests and for transports that gather statuses their own way.
 Agreement summarize_agreement(std::string_view step, std::span<const base::Status> per_rank);
 
-/// The communicator for this process. Initialises MPI (MPI_THREAD_FUNNELED) unless it already is,
-/// and returns an MPI communicator whenever that succeeds, launcher or not: Open MPI supports
-/// singleton init, and a one-rank MpiComm behaves like SelfComm. Falls back to SelfComm only when
-/// MPI_Init_thread reports failure.
+/// The communicator for this process. Under a launcher (launched_by_mpi_launcher(), mpi_comm.h)
+/// it initialises MPI (MPI_THREAD_FUNNELED) unless it already is and returns an MPI communicator,
+/// falling back to SelfComm only when MPI_Init_thread fails. A process started on its own is one
+/// rank and gets SelfComm without initialising MPI, whose singleton start-up costs ~0.5 s.
 std::unique_ptr<Communicator> make_world_communicator(int* argc, char*** argv);
+
+/// Initialises MPI as a singleton if nothing has: for the one-rank run that started without it and
+/// then needs MPI_COMM_WORLD anyway (parallel HDF5 opens its file through MPI-IO).
+base::Status initialize_mpi_alone();
 
 /// Finalises MPI if it was initialised. Safe to call always.
 void finalize_world();

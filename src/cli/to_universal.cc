@@ -61,6 +61,7 @@ Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
     Status local;
     if (comm.rank() == 0) local = exec::write_latest_universal(o.out);
     UCP_RETURN_IF_ERROR(comm::agree(comm, "commit", local).status);
+    timer.mark("commit");
   }
 
   std::uint64_t written = 0;

@@ -22,7 +22,9 @@ base::Status pwrite_full(int fd, const std::byte* src, std::uint64_t len, std::u
 /// std::filesystem::copy_file loses: EFBIG comes back as EIO there). `dst` must not exist.
 base::Status copy_file(const std::string& src, const std::string& dst);
 
-/// Creates or replaces `path` holding `text` (small files: DeepSpeed's `latest`, HF indexes).
+/// Creates or atomically replaces `path` holding `text` (small files: DeepSpeed's `latest`, HF
+/// indexes): written to `path` + ".ucp-tmp", then renamed over it. A file that already holds
+/// exactly `text` is left as it is.
 base::Status write_small_file(const std::string& path, const std::string& text);
 
 }  // namespace ucp::exec

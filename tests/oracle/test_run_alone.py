@@ -20,11 +20,6 @@ def checkpoint():
     return os.path.join(uo.DEEPSPEED, FIXTURE, "checkpoint")
 
 
-def tree(root):
-    """Relative paths of every file under root, sorted."""
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files)
-
-
 class RunAlone(unittest.TestCase):
     def run_both(self, args, tmp):
         """Runs ARGS (with OUT as a placeholder) alone and under mpirun -np 1; returns both OUT dirs."""
@@ -39,8 +34,8 @@ class RunAlone(unittest.TestCase):
         return outs
 
     def assert_same_tree(self, a, b):
-        self.assertEqual(tree(a), tree(b))
-        for rel in tree(a):
+        self.assertEqual(uo.file_tree(a), uo.file_tree(b))
+        for rel in sorted(uo.file_tree(a)):
             self.assertTrue(filecmp.cmp(os.path.join(a, rel), os.path.join(b, rel), shallow=False), rel)
 
     def test_version_line_names_the_communicator(self):

@@ -61,14 +61,6 @@ def deep_equal(a, b, where=""):
     return "" if type(a) is type(b) and a == b else f"{where}: {a!r} vs {b!r}"
 
 
-def tree(root):
-    out = set()
-    for d, _, files in os.walk(root):
-        for f in files:
-            out.add(os.path.relpath(os.path.join(d, f), root))
-    return out
-
-
 def checkpoint(fixture):
     return os.path.join(uo.DEEPSPEED, fixture, "checkpoint")
 
@@ -111,10 +103,10 @@ class ToUniversal(unittest.TestCase):
 
     def check_against_deepspeed(self, fixture, out):
         ref = os.path.join(uo.DEEPSPEED, fixture, "universal", "global_step3")
-        self.assertEqual(tree(out), tree(ref), f"{fixture}: file set")
+        self.assertEqual(uo.file_tree(out), uo.file_tree(ref), f"{fixture}: file set")
         zero3 = "_z3_" in fixture
         fp32_ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt")) if zero3 else None
-        for rel in sorted(tree(ref)):
+        for rel in sorted(uo.file_tree(ref)):
             ours, theirs = os.path.join(out, rel), os.path.join(ref, rel)
             if not rel.startswith("zero" + os.sep):
                 self.assertTrue(filecmp.cmp(ours, theirs, shallow=False), f"{fixture}: {rel} is a byte copy")
@@ -170,7 +162,7 @@ class ToUniversal(unittest.TestCase):
                     models = {os.path.basename(p) for p in glob.glob(os.path.join(tag, "*model_states.pt"))}
                     expected = {os.path.join("zero", "optimizer_state.pt")} | models
                     expected |= {os.path.join("zero", n, k + ".pt") for n in want for k in ("fp32", "exp_avg", "exp_avg_sq")}
-                    self.assertEqual(tree(out), expected)
+                    self.assertEqual(uo.file_tree(out), expected)
                     for name, states in want.items():
                         for key, value in states.items():
                             t = load(os.path.join(out, "zero", name, key + ".pt"))

@@ -55,6 +55,11 @@ def run(args, ranks=1, env=None, prefix=None, timeout=300):
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout, env=e)
 
 
+def file_tree(root):
+    """The set of paths, relative to root, of every file under it."""
+    return {os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files}
+
+
 # What mpirun, srun and MPICH's hydra put in a rank's environment; without them the process is on its own.
 LAUNCHER_VARIABLE_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "SLURM_", "HYDRA_", "MPI_LOCAL")
 

@@ -1,8 +1,9 @@
 // The plan of `to-universal`: DeepSpeed's universal checkpoint (ds_to_universal.py, v0.14.5) —
 // one small torch file per (trainable parameter, optimizer state) under zero/<name>/ — built on
 // the same transfer / round / coverage machinery as to-fp32 (finish_plan). The files that carry
-// no partitioned tensor data (step.pt, optimizer_state.pt, model-state copies) are written
-// outside the plan by exec/universal_extras.
+// no partitioned tensor data (step.pt, optimizer_state.pt, model-state copies) are planned too,
+// from what exec/universal_extras finds in the source (UniversalCarried); only latest_universal,
+// beside OUT, is written outside the plan.
 #pragma once
 
 #include <string>

@@ -15,7 +15,9 @@ struct DTypeInfo {
   bool floating;
 };
 
-// One row per dtype: every name mapping derives from this table.
+// One row per dtype: every name mapping derives from this table. The dtypes torch added after its
+// typed storages (uint16/32/64, float8) have no storage class: torch pickles them through
+// _rebuild_tensor_v3 over a torch.UntypedStorage.
 constexpr std::array<DTypeInfo, 17> kTable{{
     {DType::kBool, 1, "bool", "BoolStorage", "bool", "BOOL", false},
     {DType::kU8, 1, "u8", "ByteStorage", "uint8", "U8", false},
@@ -23,17 +25,17 @@ constexpr std::array<DTypeInfo, 17> kTable{{
     {DType::kI16, 2, "i16", "ShortStorage", "int16", "I16", false},
     {DType::kI32, 4, "i32", "IntStorage", "int32", "I32", false},
     {DType::kI64, 8, "i64", "LongStorage", "int64", "I64", false},
-    {DType::kU16, 2, "u16", "UInt16Storage", "uint16", "U16", false},
-    {DType::kU32, 4, "u32", "UInt32Storage", "uint32", "U32", false},
-    {DType::kU64, 8, "u64", "UInt64Storage", "uint64", "U64", false},
+    {DType::kU16, 2, "u16", "", "uint16", "U16", false},
+    {DType::kU32, 4, "u32", "", "uint32", "U32", false},
+    {DType::kU64, 8, "u64", "", "uint64", "U64", false},
     {DType::kF16, 2, "f16", "HalfStorage", "float16", "F16", true},
     {DType::kBF16, 2, "bf16", "BFloat16Storage", "bfloat16", "BF16", true},
     {DType::kF32, 4, "f32", "FloatStorage", "float32", "F32", true},
     {DType::kF64, 8, "f64", "DoubleStorage", "float64", "F64", true},
     {DType::kC64, 8, "c64", "ComplexFloatStorage", "complex64", "C64", true},
     {DType::kC128, 16, "c128", "ComplexDoubleStorage", "complex128", "C128", true},
-    {DType::kF8E4M3, 1, "f8e4m3", "Float8_e4m3fnStorage", "float8_e4m3fn", "F8_E4M3", true},
-    {DType::kF8E5M2, 1, "f8e5m2", "Float8_e5m2Storage", "float8_e5m2", "F8_E5M2", true},
+    {DType::kF8E4M3, 1, "f8e4m3", "", "float8_e4m3fn", "F8_E4M3", true},
+    {DType::kF8E5M2, 1, "f8e5m2", "", "float8_e5m2", "F8_E5M2", true},
 }};
 
 const DTypeInfo& info(DType t) {
@@ -56,6 +58,7 @@ std::string_view dtype_name(DType t) { return info(t).name; }
 bool dtype_is_floating(DType t) { return info(t).floating; }
 std::string_view torch_storage_class(DType t) { return info(t).storage_class; }
 std::optional<DType> dtype_from_torch_storage_class(std::string_view cls) {
+  if (cls.empty()) return std::nullopt;
   return lookup(cls, &DTypeInfo::storage_class);
 }
 std::string_view torch_dtype_attr(DType t) { return info(t).torch_attr; }

@@ -120,7 +120,9 @@ Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint&
 
   UCP_RETURN_IF_ERROR(check_flattening_order(src.models[0], ck.paths[0]));
 
-  // Per-parameter states (the same pieces to-universal writes), in param_shapes order.
+  // Per-parameter states (the same pieces to-universal writes), in param_shapes order. Any state
+  // but Adam's is refused here: writing the files without it would restart it silently.
+  UCP_RETURN_IF_ERROR(format::check_adam_optimizer_state(ck));
   for (int s = 0; s < 3; ++s) {
     auto states = plan::layout_optimizer_state(ck, static_cast<plan::OptimizerState>(s));
     if (!states.ok()) {

@@ -25,6 +25,10 @@ const std::regex kOptimRe(R"((bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_stat
 const std::regex kZero3ModelRe(R"(zero_pp_rank_(\d+)_mp_rank_(\d+)_model_states\.pt)");
 const std::regex kModelRe(R"(mp_rank_(\d+)_model_states\.pt)");
 const std::regex kLayerRe(R"(layer_\d+-model_(\d+-)?model_states\.pt)");
+// Checkpoints of features not supported yet, recognised by their file names so that the error
+// names the feature (and the DeepSpeed setting behind it), not a missing file.
+const std::regex kExpertRe(R"(.*(expert_\d+|expp_rank_\d+).*_states\.pt)");  // mixture of experts
+const std::regex kFastPersistRe(R"(.*_states\.pt-\d+\.\d+)");  // checkpoint.writer.type = fast, ZeRO <= 2
 
 int to_int(const std::string& s) {
   int v = 0;
@@ -127,6 +131,13 @@ Result<DeepSpeedCheckpointFiles> discover_deepspeed_checkpoint(const std::string
     if (!e.is_regular_file()) continue;
     const std::string name = e.path().filename().string();
     std::smatch m;
+    if (std::regex_match(name, kExpertRe))
+      return base::unimplemented("'" + e.path().string() + "' is an expert-parallel file: mixture-of-experts "
+                                 "checkpoints (deepspeed.moe) are not supported yet");
+    if (std::regex_match(name, kFastPersistRe))
+      return base::unimplemented("'" + e.path().string() + "' was split by DeepSpeed's FastPersist writer "
+                                 "(checkpoint.writer.type: fast); such checkpoints are not supported: save "
+                                 "without checkpoint.writer (the default torch writer)");
     if (std::regex_match(name, m, kOptimRe)) {
       prefixes.insert(m[1].matched);
       optim_ranks[to_int(m[3])].insert(to_int(m[2]));

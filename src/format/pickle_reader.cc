@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -948,8 +949,10 @@ class Vm {
             (a[1]->str == "latin1" || a[1]->str == "latin-1")) {
           return latin1_bytes(a[0]->str);
         }
-      } else if (module == "torch._utils" && name == "_rebuild_tensor_v2") {
-        return rebuild_tensor(a);
+      } else if (module == "torch._utils" && (name == "_rebuild_tensor_v2" || name == "_rebuild_tensor_v3")) {
+        return rebuild_tensor(a, name);
+      } else if (module == "torch._tensor" && name == "_rebuild_from_type_v2") {
+        if (auto v = rebuild_from_type(a)) return *v;
       } else if (module == "torch._utils" && (name == "_rebuild_parameter" || name == "_rebuild_parameter_with_state")) {
         return rebuild_parameter(a, name == "_rebuild_parameter_with_state");
       }
@@ -974,43 +977,94 @@ class Vm {
     return v;
   }
 
-  Result<std::vector<std::int64_t>> int_sequence(const ValuePtr& v, const char* what) {
+  Result<std::vector<std::int64_t>> int_sequence(const ValuePtr& v, const std::string& fn, const char* what) {
     if (v->kind != Kind::kTuple && v->kind != Kind::kSize && v->kind != Kind::kList)
-      return error(std::string("_rebuild_tensor_v2 ") + what + " is a " + v->type_name() + ", expected a tuple of ints");
+      return error(fn + " " + what + " is a " + v->type_name() + ", expected a tuple of ints");
     if (v->items.size() > limits_.max_tensor_dims)
-      return error(std::string("_rebuild_tensor_v2 ") + what + " has " + std::to_string(v->items.size()) +
-                   " dims, more than the limit of " + std::to_string(limits_.max_tensor_dims));
+      return error(fn + " " + what + " has " + std::to_string(v->items.size()) + " dims, more than the limit of " +
+                   std::to_string(limits_.max_tensor_dims));
     std::vector<std::int64_t> out;
     for (const auto& d : v->items) {
-      if (d->kind != Kind::kInt)
-        return error(std::string("_rebuild_tensor_v2 ") + what + " holds a " + d->type_name() + ", expected ints");
+      if (d->kind != Kind::kInt) return error(fn + " " + what + " holds a " + d->type_name() + ", expected ints");
       out.push_back(d->i);
     }
     return out;
   }
 
-  Result<ValuePtr> rebuild_tensor(const std::vector<ValuePtr>& a) {
-    if (a.size() != 6 && a.size() != 7)
-      return error("_rebuild_tensor_v2 takes 6 or 7 arguments, got " + std::to_string(a.size()));
+  // torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]),
+  // or _rebuild_tensor_v3(untyped storage, offset, size, stride, requires_grad, hooks, dtype[, metadata]):
+  // torch >= 2.1 pickles the dtypes without a typed storage class (float8, uint16/32/64) through v3.
+  Result<ValuePtr> rebuild_tensor(const std::vector<ValuePtr>& a, const std::string& fn) {
+    const bool v3 = fn == "_rebuild_tensor_v3";
+    const std::size_t fixed = v3 ? 7 : 6;
+    if (a.size() != fixed && a.size() != fixed + 1)
+      return error(fn + " takes " + std::to_string(fixed) + " or " + std::to_string(fixed + 1) + " arguments, got " +
+                   std::to_string(a.size()));
     if (a[0]->kind != Kind::kStorage || !a[0]->storage)
-      return error("_rebuild_tensor_v2 storage argument is a " + a[0]->type_name() + ", expected a storage");
-    if (a[1]->kind != Kind::kInt)
-      return error("_rebuild_tensor_v2 storage offset is a " + a[1]->type_name() + ", expected an int");
-    if (a[4]->kind != Kind::kBool)
-      return error("_rebuild_tensor_v2 requires_grad is a " + a[4]->type_name() + ", expected a bool");
+      return error(fn + " storage argument is a " + a[0]->type_name() + ", expected a storage");
+    if (a[1]->kind != Kind::kInt) return error(fn + " storage offset is a " + a[1]->type_name() + ", expected an int");
+    if (a[4]->kind != Kind::kBool) return error(fn + " requires_grad is a " + a[4]->type_name() + ", expected a bool");
     Tensor t;
     t.storage = a[0]->storage;
+    if (v3) {
+      UCP_ASSIGN_OR_RETURN(t.storage, typed_view(a[0]->storage, a[6]));
+    }
     t.storage_offset = a[1]->i;
-    UCP_ASSIGN_OR_RETURN(t.shape, int_sequence(a[2], "size"));
-    UCP_ASSIGN_OR_RETURN(t.stride, int_sequence(a[3], "stride"));
+    UCP_ASSIGN_OR_RETURN(t.shape, int_sequence(a[2], fn, "size"));
+    UCP_ASSIGN_OR_RETURN(t.stride, int_sequence(a[3], fn, "stride"));
     t.requires_grad = a[4]->b;
     t.backward_hooks = a[5];
-    if (a.size() == 7) t.metadata = a[6];
-    if (Status s = check_tensor(t); !s.ok()) return error("_rebuild_tensor_v2: " + s.message());
+    if (a.size() == fixed + 1) t.metadata = a[fixed];
+    if (Status s = check_tensor(t); !s.ok()) return error(fn + ": " + s.message());
     auto v = container(Kind::kTensor);
     UCP_RETURN_IF_ERROR(deepen(v, std::max(depth_of(t.backward_hooks), depth_of(t.metadata))));
     v->tensor = std::move(t);
     return v;
+  }
+
+  // The untyped (byte) storage of a _rebuild_tensor_v3 seen as elements of its dtype argument
+  // (a global torch.<dtype>). One view per (storage, dtype), so tensors sharing bytes share it.
+  Result<std::shared_ptr<Storage>> typed_view(const std::shared_ptr<Storage>& bytes, const ValuePtr& dtype_arg) {
+    if (dtype_arg->kind != Kind::kGlobal || dtype_arg->global.module != "torch")
+      return error("_rebuild_tensor_v3 dtype is a " + dtype_arg->type_name() + ", expected a torch.<dtype>");
+    auto dtype = base::dtype_from_torch_dtype_attr(dtype_arg->global.name);
+    if (!dtype) return base::unimplemented("tensor dtype torch." + dtype_arg->global.name + " is not supported");
+    if (bytes->dtype != base::DType::kU8 && bytes->dtype != *dtype)
+      return error("_rebuild_tensor_v3 storage is a typed " + std::string(base::dtype_name(bytes->dtype)) +
+                   " storage, expected torch.UntypedStorage");
+    if (bytes->dtype == *dtype) return bytes;
+    auto& view = typed_views_[{bytes.get(), *dtype}];
+    if (!view) {
+      const std::size_t size = base::dtype_size(*dtype);
+      if (bytes->bytes.size() % size != 0)
+        return error("_rebuild_tensor_v3 storage of " + std::to_string(bytes->bytes.size()) +
+                     " bytes is not a whole number of torch." + dtype_arg->global.name + " elements");
+      view = std::make_shared<Storage>(*bytes);
+      view->dtype = *dtype;
+      view->numel = bytes->bytes.size() / size;
+    }
+    return view;
+  }
+
+  // torch._tensor._rebuild_from_type_v2(func, torch.Tensor, args, state): how torch >= 2.0 pickles a
+  // plain tensor that carries Python attributes (DeepSpeed's `ds_id` on ZeRO-3 fp32 partitions).
+  // Only that case is a tensor; subclasses (new_type other than torch.Tensor) stay opaque objects.
+  std::optional<Result<ValuePtr>> rebuild_from_type(const std::vector<ValuePtr>& a) {
+    if (a.size() != 4 || a[0]->kind != Kind::kGlobal || a[1]->kind != Kind::kGlobal || a[2]->kind != Kind::kTuple)
+      return std::nullopt;
+    const Global& func = a[0]->global;
+    const Global& type = a[1]->global;
+    if (func.module != "torch._utils" || (func.name != "_rebuild_tensor_v2" && func.name != "_rebuild_tensor_v3") ||
+        type.module != "torch" || type.name != "Tensor")
+      return std::nullopt;
+    auto v = rebuild_tensor(a[2]->items, func.name);
+    if (!v.ok()) return v;
+    ValuePtr tensor = std::move(*v);
+    if (a[3]->kind != Kind::kNone) {
+      if (Status s = deepen(tensor, depth_of(a[3])); !s.ok()) return Result<ValuePtr>(std::move(s));
+      tensor->tensor.python_state = a[3];
+    }
+    return tensor;
   }
 
   Result<ValuePtr> rebuild_parameter(const std::vector<ValuePtr>& a, bool with_state) {
@@ -1141,6 +1195,7 @@ class Vm {
   std::vector<ValuePtr> containers_;
   std::unordered_set<const Value*> reachable_;
   std::unordered_map<const Value*, std::uint32_t> depth_;  ///< Lower bounds, see depth_of().
+  std::map<std::pair<const Storage*, base::DType>, std::shared_ptr<Storage>> typed_views_;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "pickle_opcodes.h"
+#include "ucp/base/checked_math.h"
 
 namespace ucp::format {
 namespace {
@@ -420,13 +421,20 @@ class Writer {
 
   // ------------------------------------------------------------ torch
 
-  // ('storage', torch.<X>Storage, key, location, numel) BINPERSID. Like torch.save, every reference
-  // gets a fresh tuple; the key string is memoised per storage, so repeats are BINGETs.
+  // ('storage', torch.<X>Storage, key, location, numel) BINPERSID; for a dtype without a typed
+  // storage class ('storage', torch.storage.UntypedStorage, key, location, nbytes), as torch 2.x writes.
+  // Like torch.save, every reference gets a fresh tuple; the key string is memoised per storage, so
+  // repeats are BINGETs.
   [[gnu::noinline]] Status save_storage_ref(const std::shared_ptr<Storage>& s) {
     if (!s) return base::invalid_argument("storage reference is null");
+    const std::string_view typed_class = base::torch_storage_class(s->dtype);
     op(kMark);
     save_const_str("storage");
-    UCP_RETURN_IF_ERROR(save_global("torch", std::string(base::torch_storage_class(s->dtype))));
+    if (typed_class.empty()) {
+      UCP_RETURN_IF_ERROR(save_global("torch.storage", "UntypedStorage"));
+    } else {
+      UCP_RETURN_IF_ERROR(save_global("torch", std::string(typed_class)));
+    }
     auto it = key_memo_.find(s.get());
     if (it != key_memo_.end()) {
       get(it->second);
@@ -436,8 +444,10 @@ class Writer {
       key_memo_[s.get()] = memoize();
     }
     save_const_str(s->location);
-    if (s->numel > static_cast<std::uint64_t>(INT64_MAX)) return base::invalid_argument("storage numel overflows int64");
-    save_int(static_cast<std::int64_t>(s->numel));
+    auto count = typed_class.empty() ? base::checked_mul(s->numel, base::dtype_size(s->dtype)) : s->numel;
+    if (!count || *count > static_cast<std::uint64_t>(INT64_MAX))
+      return base::invalid_argument("storage numel overflows int64");
+    save_int(static_cast<std::int64_t>(*count));
     op(kTuple);
     memoize();
     op(kBinPersId);
@@ -453,9 +463,19 @@ class Writer {
     return Status();
   }
 
-  // torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])
+  // torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]),
+  // or _v3(untyped storage, ..., hooks, dtype[, metadata]) for a dtype without a typed storage class
+  // (torch's own choice); wrapped as torch._tensor._rebuild_from_type_v2(func, torch.Tensor, args,
+  // state) when the tensor carries Python attributes, as torch >= 2.0 writes it.
   [[gnu::noinline]] Status emit_rebuild_tensor(const Tensor& t) {
-    UCP_RETURN_IF_ERROR(save_global("torch._utils", "_rebuild_tensor_v2"));
+    const bool v3 = base::torch_storage_class(t.dtype()).empty();
+    const char* rebuild = v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2";
+    if (t.python_state) {
+      UCP_RETURN_IF_ERROR(save_global("torch._tensor", "_rebuild_from_type_v2"));
+      op(kMark);
+    }
+    UCP_RETURN_IF_ERROR(save_global("torch._utils", rebuild));
+    if (t.python_state) UCP_RETURN_IF_ERROR(save_global("torch", "Tensor"));
     op(kMark);
     UCP_RETURN_IF_ERROR(save_storage_ref(t.storage));
     save_int(t.storage_offset);
@@ -463,9 +483,15 @@ class Writer {
     UCP_RETURN_IF_ERROR(emit_int_tuple(t.stride));
     op(t.requires_grad ? kNewTrue : kNewFalse);
     UCP_RETURN_IF_ERROR(save_hooks(t.backward_hooks));
+    if (v3) UCP_RETURN_IF_ERROR(save_global("torch", std::string(base::torch_dtype_attr(t.dtype()))));
     if (t.metadata) UCP_RETURN_IF_ERROR(save(t.metadata));
     op(kTuple);
     memoize();
+    if (t.python_state) {
+      UCP_RETURN_IF_ERROR(save(t.python_state));
+      op(kTuple);
+      memoize();
+    }
     op(kReduce);
     return Status();
   }

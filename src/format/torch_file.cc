@@ -1,6 +1,9 @@
 #include "ucp/format/torch_file.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <string_view>
 #include <unordered_map>
 
 #include "ucp/base/checked_math.h"
@@ -30,6 +33,14 @@ Result<const ZipRecord*> find_pickle(const ZipReader& zip) {
   }
   if (!found) return base::data_loss("no '<archive>/data.pkl' record: not a torch.save zip file");
   return found;
+}
+
+// torch.save's format before 1.6 (still written with _use_new_zipfile_serialization=False) starts
+// with a pickled magic number: PROTO n, LONG1 of 10 bytes, 0x1950a86a20f9469cfc6c little-endian.
+bool is_legacy_torch_save(std::span<const std::byte> bytes) {
+  static constexpr unsigned char kMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  if (bytes.size() < 2 + sizeof kMagic || bytes[0] != std::byte{0x80}) return false;
+  return std::memcmp(bytes.data() + 2, kMagic, sizeof kMagic) == 0;
 }
 
 // Resolves torch.save's persistent ids ('storage', torch.<X>Storage, key, location, numel) to
@@ -105,6 +116,10 @@ std::string torch_archive_name(const std::string& file_name) { return std::files
 Result<TorchFile> TorchFile::parse(std::shared_ptr<const MappedFile> file, const PickleLimits& limits) {
   if (!file) return base::invalid_argument("TorchFile::parse: no file given");
   const std::string where = "'" + file->path() + "'";
+  if (is_legacy_torch_save(file->bytes()))
+    return base::unimplemented(where + " is in torch.save's legacy (non-zip) format, which DeepSpeed writes when its "
+                               "config sets checkpoint.checkpoint_serialization: false; only the zip format (the "
+                               "default) is supported");
   UCP_ASSIGN_OR_RETURN(ZipReader zip, ZipReader::open(std::move(file)));  // its errors name the file
   auto pickle = find_pickle(zip);
   if (!pickle.ok()) return std::move(pickle).take_status().annotate(where);
@@ -114,6 +129,15 @@ Result<TorchFile> TorchFile::parse(std::shared_ptr<const MappedFile> file, const
   // The pickle is small and decides how every byte is interpreted: check its CRC (torch writes 0
   // when CRCs are disabled). Storage records are not checksummed here: that would read them all.
   if (record.crc32 != 0) UCP_RETURN_IF_ERROR(zip.verify_crc(record));
+  // torch >= 2.1 records the byte order of the machine that saved the file; storages are raw bytes
+  // in that order, and every reader and writer here is little-endian.
+  if (const ZipRecord* order = zip.find(archive + "/byteorder")) {
+    UCP_ASSIGN_OR_RETURN(std::span<const std::byte> text, zip.view(*order, 0, std::min<std::uint64_t>(order->size, 16)));
+    const std::string_view value(reinterpret_cast<const char*>(text.data()), text.size());
+    if (value != "little")
+      return base::unimplemented(where + ": saved on a '" + std::string(value) +
+                                 "'-endian machine (record '" + order->name + "'); only little-endian torch files are supported");
+  }
   StorageResolver resolver(zip, archive);
   PersistentLoad load = [&resolver](const ValuePtr& pid) { return resolver(pid); };
   auto root = read_pickle(data, load, limits);

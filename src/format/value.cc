@@ -528,7 +528,8 @@ class Comparer {
         return false;
     }
     if (!with(".backward_hooks", [&] { return optional_eq(x.backward_hooks, y.backward_hooks, is_empty_dict); }) ||
-        !with(".metadata", [&] { return eq(x.metadata, y.metadata); }))
+        !with(".metadata", [&] { return eq(x.metadata, y.metadata); }) ||
+        !with(".python_state", [&] { return eq(x.python_state, y.python_state); }))
       return false;
     auto cx = contiguous_bytes(x);
     auto cy = contiguous_bytes(y);

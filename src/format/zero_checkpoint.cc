@@ -1,6 +1,7 @@
 #include "ucp/format/zero_checkpoint.h"
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <set>
 
 #include "ucp/base/checked_math.h"
@@ -145,6 +146,9 @@ Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t 
     return r.error("optimizer_state_dict['partition_count']", "expected an int or a list of ints");
   }
 
+  if (ValuePtr v = osd->get("ds_zero_partition_groups"); v && v->kind != Value::Kind::kNone)
+    return base::unimplemented("'" + path + "' records 'ds_zero_partition_groups': ZeRO-3 partitioned over "
+                               "expert groups (AutoEP) is not supported yet");
   const bool zero3 = meta.zero_stage == 3;
   const std::string fp32_key = zero3 ? "fp32_flat_groups" : "single_partition_of_fp32_groups";
   UCP_ASSIGN_OR_RETURN(ValuePtr groups, r.dict_at(osd, fp32_key, "optimizer_state_dict"));
@@ -175,6 +179,12 @@ Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t 
   } else if (inner && inner->kind == Value::Kind::kList) {
     for (std::size_t g = 0; g < inner->items.size() && g < per_group.size(); ++g) per_group[g] = inner->items[g];
   }
+  for (const auto& st : per_group) {
+    std::vector<std::string> keys;
+    if (st && st->is_dict())
+      for (const auto& [k, v] : st->entries) keys.push_back(k->is_str() ? k->str : k->type_name());
+    meta.state_keys.push_back(std::move(keys));
+  }
   bool all_moments = !per_group.empty();
   for (const auto& s : per_group) all_moments = all_moments && s && s->is_dict() && s->get("exp_avg") && s->get("exp_avg_sq");
   if (all_moments) {
@@ -200,6 +210,10 @@ Result<ModelFileMeta> extract_model_meta(const TorchFile& file, std::uint32_t fi
   if (!root->is_dict()) return r.error("top level", "expected a dict, found " + root->type_name());
   ModelFileMeta meta;
 
+  for (const char* key : {"num_experts", "ds_autoep_layers"})
+    if (ValuePtr v = root->get(key); v && v->kind != Value::Kind::kNone)
+      return base::unimplemented("'" + file.path() + "' records '" + key +
+                                 "': mixture-of-experts checkpoints (deepspeed.moe, AutoEP) are not supported yet");
   UCP_ASSIGN_OR_RETURN(ValuePtr ps, r.dict_at(root, "param_shapes", "top level"));
   if (ps->is_dict()) {
     // DeepSpeed < 0.5.4 wrote a single OrderedDict.
@@ -250,7 +264,7 @@ std::vector<std::string> zero_checkpoint_paths(const DeepSpeedCheckpointFiles& f
 std::string to_json(const OptimFileMeta& m) {
   return Json{{"zero_stage", m.zero_stage}, {"partition_count", m.partition_count}, {"fp32", locs_json(m.fp32)},
               {"group_paddings", m.group_paddings}, {"exp_avg", locs_json(m.exp_avg)},
-              {"exp_avg_sq", locs_json(m.exp_avg_sq)}}
+              {"exp_avg_sq", locs_json(m.exp_avg_sq)}, {"state_keys", m.state_keys}}
       .dump();
 }
 
@@ -275,6 +289,7 @@ Result<OptimFileMeta> optim_meta_from_json(std::string_view text) {
     m.group_paddings = j.at("group_paddings").get<std::vector<std::int64_t>>();
     m.exp_avg = locs_from(j.at("exp_avg"));
     m.exp_avg_sq = locs_from(j.at("exp_avg_sq"));
+    m.state_keys = j.at("state_keys").get<std::vector<std::vector<std::string>>>();
     return m;
   } catch (const std::exception& e) {
     return base::internal_error(std::string("malformed optimizer metadata from a peer rank: ") + e.what());
@@ -352,6 +367,31 @@ Result<ZeroCheckpoint> assemble_zero_checkpoint(DeepSpeedCheckpointFiles files, 
   ck.models = std::move(models);
   ck.optims = std::move(optims);
   return ck;
+}
+
+Status check_adam_optimizer_state(const ZeroCheckpoint& ck) {
+  static const std::set<std::string> kAdam = {"exp_avg", "exp_avg_sq", "step"};
+  bool any_state = false;
+  for (const auto& o : ck.optims)
+    for (const auto& keys : o.state_keys) any_state = any_state || !keys.empty();
+  if (!any_state) return Status();  // no optimizer step yet: nothing to carry
+  for (std::size_t r = 0; r < ck.optims.size(); ++r) {
+    const auto& groups = ck.optims[r].state_keys;
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      const std::set<std::string> keys(groups[g].begin(), groups[g].end());
+      const bool adam = keys.count("exp_avg") && keys.count("exp_avg_sq") &&
+                        std::all_of(keys.begin(), keys.end(), [](const std::string& k) { return kAdam.count(k) > 0; });
+      if (adam) continue;
+      std::string list;
+      for (const auto& k : groups[g]) list += (list.empty() ? "'" : ", '") + k + "'";
+      const std::string file = r < ck.files.optim_files.size() ? ck.files.optim_files[r] : "rank " + std::to_string(r);
+      return base::unimplemented("'" + file + "': optimizer state of flat group " + std::to_string(g) + " holds " +
+                                 (list.empty() ? std::string("nothing while other groups hold state") : list) +
+                                 ", not Adam's exp_avg/exp_avg_sq/step: only Adam-family optimizer state can be "
+                                 "re-partitioned (SGD momentum, Muon, Lion, Adagrad, AMSGrad are refused rather than lost)");
+    }
+  }
+  return Status();
 }
 
 Result<ZeroCheckpoint> read_zero_checkpoint(const std::string& path, const std::string& tag) {

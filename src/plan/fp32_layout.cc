@@ -250,6 +250,7 @@ const char* optimizer_state_name(OptimizerState state) {
 }
 
 Result<std::vector<LogicalTensor>> layout_optimizer_state(const ZeroCheckpoint& ck, OptimizerState state) {
+  if (state != OptimizerState::kFp32) UCP_RETURN_IF_ERROR(format::check_adam_optimizer_state(ck));
   RunsOf runs_of = state == OptimizerState::kFp32 ? fp32_runs : state == OptimizerState::kExpAvg ? exp_avg_runs : exp_avg_sq_runs;
   for (std::size_t r = 0; r < ck.optims.size(); ++r)
     if (runs_of(ck.optims[r]).size() != ck.optims[r].fp32.size())

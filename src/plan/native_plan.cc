@@ -93,6 +93,7 @@ class NativePlanner {
   // A new storage for the partition `layout` of state `state` over the parameters `params`
   // (indices into the flattened parameter list), and the tensor value pointing at it (a copy of
   // `like` when there is one, so requires_grad, hooks and parameter-ness stay as DeepSpeed saved them).
+  // The storage has the dtype of its source partitions; `dtype` is used only for an empty one.
   Result<ValuePtr> partition_tensor(const std::string& name, const std::vector<LogicalTensor>& state,
                                     const std::vector<int>& params, const PartitionLayout& layout, base::DType dtype,
                                     const ValuePtr& like) {
@@ -101,8 +102,14 @@ class NativePlanner {
       take(state.at(static_cast<std::size_t>(params.at(static_cast<std::size_t>(s.param)))), s.param_offset, s.numel,
            s.dst_offset, pieces);
     UCP_RETURN_IF_ERROR(check_partition(name, pieces, layout));
+    // The state keeps the dtype it was saved in: fp32 masters normally, bf16 with DeepSpeed's
+    // bf16_master_weights_and_grads / bf16_optimizer_states. Never converted, so N -> M -> N is exact.
+    if (!pieces.empty()) dtype = pieces.front().src.dtype;
+    else if (like && like->is_tensor() && like->tensor.storage) dtype = like->tensor.dtype();
     for (const Piece& p : pieces)
-      if (p.src.dtype != dtype) return base::internal_error("reshard plan: '" + name + "' mixes dtypes");
+      if (p.src.dtype != dtype)
+        return base::data_loss("reshard: '" + name + "' gathers " + std::string(base::dtype_name(dtype)) + " and " +
+                               std::string(base::dtype_name(p.src.dtype)) + " partitions: the source ranks disagree on its dtype");
 
     OutputTensor t;
     t.name = name;

@@ -34,7 +34,7 @@ def tree(d):
 class ConfigPresets(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.ref = torch.load(os.path.join(FIXTURE, "fp32_reference.pt"))
+        cls.ref = torch.load(os.path.join(FIXTURE, "fp32_reference.pt"), weights_only=False)
 
     def convert(self, tmp, name, args, ranks=2):
         out = os.path.join(tmp, name)

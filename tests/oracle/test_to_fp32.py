@@ -46,7 +46,7 @@ class Expected:
             self.frozen = [n for n in self.module if n not in skip]
         self.zero3 = "_z3_" in fixture
         ref = os.path.join(d, "fp32_reference.pt")
-        self.ref = torch.load(ref) if os.path.exists(ref) else None
+        self.ref = torch.load(ref, weights_only=False) if os.path.exists(ref) else None
         self.universal = os.path.join(d, "universal", "global_step3", "zero")
 
     def names(self, exclude_frozen=False):
@@ -58,7 +58,7 @@ class Expected:
     def trainable_value(self, name):
         if self.ref is not None:
             return self.ref[name]
-        param = torch.load(os.path.join(self.universal, name, "fp32.pt"))["param"]
+        param = torch.load(os.path.join(self.universal, name, "fp32.pt"), weights_only=False)["param"]
         return param.reshape(self.shapes[name])
 
     def frozen_value(self, name):

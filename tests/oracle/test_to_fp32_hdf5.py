@@ -165,7 +165,7 @@ class Hdf5Output(unittest.TestCase):
                         g = opt[name]
                         self.assertEqual(list(g), ["fp32", "exp_avg", "exp_avg_sq"], name)
                         for state in ("fp32", "exp_avg", "exp_avg_sq"):
-                            ref = torch.load(os.path.join(zero, name, state + ".pt"))
+                            ref = torch.load(os.path.join(zero, name, state + ".pt"), weights_only=False)
                             ref = (ref["param"] if isinstance(ref, dict) else ref).detach()
                             # ZeRO-3's files are flat, and DeepSpeed pads a parameter some ranks hold
                             # none of (README "to-universal"): its first numel values are the state.
@@ -177,7 +177,7 @@ class Hdf5Output(unittest.TestCase):
                             self.assertEqual(got.tobytes(), ref.tobytes(), f"{fixture}: {name}/{state}")
                         step_file = os.path.join(zero, name, "step.pt")
                         if os.path.exists(step_file):
-                            self.assertEqual(float(g.attrs["step"]), float(torch.load(step_file)), name)
+                            self.assertEqual(float(g.attrs["step"]), float(torch.load(step_file, weights_only=False)), name)
                         else:
                             self.assertEqual(float(g.attrs["step"]), 3.0, f"{name}: 3 steps were taken")
 

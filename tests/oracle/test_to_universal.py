@@ -25,7 +25,7 @@ import ucp_oracle as uo
 # (Debian's torch 1.13 ignores torch.load's pickle_module, so stand-in modules are installed instead.)
 
 def load(path):
-    return torch.load(path)
+    return torch.load(path, weights_only=False)
 
 
 def deep_equal(a, b, where=""):
@@ -105,7 +105,7 @@ class ToUniversal(unittest.TestCase):
         ref = os.path.join(uo.DEEPSPEED, fixture, "universal", "global_step3")
         self.assertEqual(uo.file_tree(out), uo.file_tree(ref), f"{fixture}: file set")
         zero3 = "_z3_" in fixture
-        fp32_ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt")) if zero3 else None
+        fp32_ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt"), weights_only=False) if zero3 else None
         for rel in sorted(uo.file_tree(ref)):
             ours, theirs = os.path.join(out, rel), os.path.join(ref, rel)
             if not rel.startswith("zero" + os.sep):
@@ -142,7 +142,7 @@ class ToUniversal(unittest.TestCase):
         for fixture in ("mlp_z3_fp32_ws4", "mlp_z3_bf16_ws4", "mlp_z3_fp16_ws4"):
             with self.subTest(fixture=fixture), uo.TempDir() as tmp:
                 out = self.convert(fixture, 2, tmp)
-                ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt"))
+                ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt"), weights_only=False)
                 for key in ("fp32", "exp_avg", "exp_avg_sq"):
                     t = load(os.path.join(out, "zero", "scale", key + ".pt"))
                     self.assertEqual(tuple(t.shape), (1,))
@@ -153,7 +153,7 @@ class ToUniversal(unittest.TestCase):
         # DeepSpeed's converter fails on these; check against fp32_reference and a numpy-free
         # reconstruction from the raw partitions, and the file set against the ZeRO-3 layout.
         for fixture in [f for f in uo.fixture_names() if f.startswith("gpt_z3_")]:
-            ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt"))
+            ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt"), weights_only=False)
             want = zero3_reconstruction(fixture)
             for ranks in ((1, 4) if fixture.endswith("ws2") else (3,)):
                 with self.subTest(fixture=fixture, ranks=ranks), uo.TempDir() as tmp:

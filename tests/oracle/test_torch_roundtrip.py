@@ -72,6 +72,10 @@ def random_tensor(rng, dtype, shape):
 
 ALL_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int16,
               torch.int32, torch.int64, torch.uint8, torch.bool, torch.complex64, torch.complex128)
+# Dtypes torch 2.x saves through _rebuild_tensor_v3 over an untyped storage (absent from torch 1.13).
+ALL_DTYPES += tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2")
+                    if hasattr(torch, n))
+TORCH_2 = int(torch.__version__.split(".")[0]) >= 2
 
 
 def build_corpus():
@@ -170,6 +174,17 @@ def build_corpus():
     corpus["bare_storage"] = {"storage": s.storage(), "view": s[2:6], "lone": torch.arange(3.).storage()}
 
     corpus["large"] = {"big": random_tensor(rng, torch.float32, (512, 300)), "ints": torch.arange(70000)}
+    if TORCH_2:
+        # Tensors with Python attributes, as DeepSpeed's ZeRO-3 fp32 partitions (`ds_id`): torch >= 2.0
+        # pickles them through torch._tensor._rebuild_from_type_v2 (torch 1.13 drops the attribute).
+        groups = [random_tensor(rng, torch.float32, (5,)), random_tensor(rng, torch.float32, (3,))]
+        for i, g in enumerate(groups):
+            g.ds_id = f"{i * 10}_{i * 10 + 9}"
+        shared = random_tensor(rng, torch.float32, (6,))
+        tagged_view = shared[2:]
+        tagged_view.note = {"a": [1, 2], "b": None}
+        corpus["python_attrs"] = {"fp32_flat_groups": groups, "plain_on_same_storage": shared,
+                                  "tagged_view": tagged_view, "again": groups[0]}
     corpus["root_tensor"] = base.t()
     corpus["root_list"] = [base, 1, "x"]
     corpus["root_int"] = 2**80
@@ -221,6 +236,7 @@ class TorchRoundTrip(unittest.TestCase):
     def _load(self, path, **kw):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            kw.setdefault("weights_only", False)  # the corpus holds arbitrary objects on purpose
             return torch.load(path, **kw)
 
     def test_01_corpus_sanity(self):
@@ -384,6 +400,18 @@ class TorchRoundTrip(unittest.TestCase):
             rc, out, err = util.run_tool("dump", bad, check=False)
             if rc < 0 or (rc > 0 and len(err.strip().splitlines()) != 1):
                 failures.append(f"byte {delta} of data.pkl flipped: rc {rc}, stderr {err!r:.300}")
+        # A file saved on a big-endian machine (torch >= 2.1 records it) must be refused, not misread.
+        big = os.path.join(self.dir, "big_endian.pt")
+        with zipfile.ZipFile(path) as zin, zipfile.ZipFile(big, "w") as zout:
+            names = [i.filename for i in zin.infolist()]
+            archive = names[0].split("/")[0]
+            for name in names:
+                if not name.endswith("/byteorder"):
+                    zout.writestr(name, zin.read(name))
+            zout.writestr(f"{archive}/byteorder", b"big")
+        rc, out, err = util.run_tool("dump", big, check=False)
+        if rc <= 0 or len(err.strip().splitlines()) != 1 or "big" not in err or "big_endian.pt" not in err:
+            failures.append(f"big-endian file: rc {rc}, stderr {err!r:.300} (want one line naming the file and 'big')")
         # A storage type outside the supported set (quantized) must be refused with a message.
         q = os.path.join(self.dir, "quantized.pt")
         torch.save({"q": torch.quantize_per_tensor(torch.arange(4.), 0.5, 0, torch.qint8)}, q)

@@ -62,7 +62,13 @@ def tensor_hex(t):
     c = t.detach().contiguous()
     if c.dtype == torch.bfloat16:  # numpy has no bfloat16; same-size reinterpretation
         c = c.view(torch.int16)
+    elif c.dtype not in _NUMPY_DTYPES:  # torch 2.x only: float8, unsigned 16-64 bit
+        c = c.reshape(-1).view(torch.uint8)
     return c.numpy().tobytes().hex()
+
+
+_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
+                 torch.uint8, torch.bool, torch.complex64, torch.complex128}
 
 
 def storage_hex(s):
@@ -115,11 +121,14 @@ def render(x, protocol):
         return {"global": "torch." + dtype_name(x)}
     if t is torch.Tensor or t is torch.nn.Parameter:
         st = x.storage()
-        return {"tensor": {
+        out = {"tensor": {
             "dtype": dtype_name(x.dtype), "shape": list(x.shape), "stride": list(x.stride()),
             "storage_offset": x.storage_offset(), "storage_key": f"py{st._cdata}",
             "storage_numel": st.size(), "requires_grad": x.requires_grad,
             "parameter": t is torch.nn.Parameter, "hex": tensor_hex(x)}}
+        if t is torch.Tensor and vars(x):  # Python attributes (kept by torch >= 2.0 only)
+            out["tensor"]["attrs"] = render(dict(vars(x)), protocol)
+        return out
     if isinstance(x, torch.storage.TypedStorage):
         return {"storage": {"dtype": dtype_name(x.dtype), "numel": x.size(),
                             "storage_key": f"py{x._cdata}", "hex": storage_hex(x)}}
@@ -307,6 +316,9 @@ class DeepCompare:
         if ha != hb:
             i = next(i for i in range(len(ha)) if ha[i] != hb[i]) // 2
             return f"{path}: tensor values differ from byte {i} of the row-major data"
+        d = self.diff(dict(vars(a)), dict(vars(b)), f"{path}.__dict__")  # Python attributes (torch >= 2.0)
+        if d:
+            return d
         return self._storage(a.storage(), b.storage(), f"{path}.storage()")
 
     def _object(self, a, b, path):

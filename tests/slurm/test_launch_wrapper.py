@@ -37,7 +37,7 @@ def wrapper(args, env=None, drop=()):
 class Wrapper(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="ucp-run-")
-        self.ref = torch.load(os.path.join(uo.DEEPSPEED, "gpt_z2_bf16_ws2", "fp32_reference.pt"))
+        self.ref = torch.load(os.path.join(uo.DEEPSPEED, "gpt_z2_bf16_ws2", "fp32_reference.pt"), weights_only=False)
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -75,7 +75,7 @@ class SlurmJobs(unittest.TestCase):
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="ucp-slurm-jobs-")
         cls.fixture = os.path.join(uo.DEEPSPEED, FIXTURE)
-        cls.ref = torch.load(os.path.join(cls.fixture, "fp32_reference.pt"))
+        cls.ref = torch.load(os.path.join(cls.fixture, "fp32_reference.pt"), weights_only=False)
 
     @classmethod
     def tearDownClass(cls):
@@ -168,8 +168,8 @@ class SlurmJobs(unittest.TestCase):
             if not os.path.isdir(os.path.join(theirs, p)):
                 continue
             for state_name in ("fp32", "exp_avg", "exp_avg_sq"):
-                a = torch.load(os.path.join(ours, p, state_name + ".pt"))["param"]
-                b = torch.load(os.path.join(theirs, p, state_name + ".pt"))["param"]
+                a = torch.load(os.path.join(ours, p, state_name + ".pt"), weights_only=False)["param"]
+                b = torch.load(os.path.join(theirs, p, state_name + ".pt"), weights_only=False)["param"]
                 self.assertTrue(uo.bits_equal(a, b), f"{p}/{state_name}")
 
     # --------------------------------------------------------------------- wrapper under Slurm

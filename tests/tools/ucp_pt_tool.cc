@@ -207,6 +207,9 @@ class Renderer {
              {"requires_grad", t.parameter ? t.parameter->requires_grad : t.requires_grad},
              {"parameter", t.parameter.has_value()},
              {"hex", to_hex(bytes.data(), bytes.size())}};
+    if (t.python_state) {  // attributes set in Python (torch >= 2.0 keeps them: _rebuild_from_type_v2)
+      UCP_ASSIGN_OR_RETURN(out["attrs"], render(t.python_state));
+    }
     return json{{"tensor", std::move(out)}};
   }
 };

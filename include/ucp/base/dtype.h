@@ -41,7 +41,8 @@ std::string_view dtype_name(DType t);
 /// True for floating and complex types.
 bool dtype_is_floating(DType t);
 
-/// torch storage class name without module ("FloatStorage"), as pickled by torch.save.
+/// torch storage class name without module ("FloatStorage"), as pickled by torch.save; empty for
+/// the dtypes torch pickles through _rebuild_tensor_v3 and an untyped storage (uint16/32/64, float8).
 std::string_view torch_storage_class(DType t);
 std::optional<DType> dtype_from_torch_storage_class(std::string_view cls);
 /// torch dtype attribute name ("float32", "bfloat16"), as in GLOBAL 'torch bfloat16'.

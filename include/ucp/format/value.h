@@ -59,6 +59,11 @@ struct Tensor {
     ValuePtr state;
   };
   std::optional<Parameter> parameter;
+  /// Python attributes set on a plain tensor (DeepSpeed sets `ds_id` on every ZeRO-3 fp32 partition).
+  /// torch >= 2.0 pickles such a tensor as torch._tensor._rebuild_from_type_v2(_rebuild_tensor_v2,
+  /// torch.Tensor, args, state); this is that `state` (normally a dict), written back the same way.
+  /// Null when the tensor had none (torch 1.13 drops them).
+  ValuePtr python_state;
 
   base::DType dtype() const { return storage->dtype; }
   std::uint64_t numel() const;
@@ -222,6 +227,7 @@ void for_each_child(const Value& v, F&& f) {
       f(t.parameter->backward_hooks);
       f(t.parameter->state);
     }
+    f(t.python_state);
   }
 }
 

@@ -55,6 +55,9 @@ struct OptimFileMeta {
   /// Adam moments per flat group, same indexing as fp32 (absent when the optimizer state is empty).
   std::vector<TensorLocation> exp_avg;
   std::vector<TensorLocation> exp_avg_sq;
+  /// The keys of each flat group's optimizer state, as saved (Adam: exp_avg, exp_avg_sq, step; SGD:
+  /// momentum_buffer; ...), same indexing as fp32; empty for a group with no state (no step yet).
+  std::vector<std::vector<std::string>> state_keys;
 };
 
 /// What one model-state file holds.
@@ -81,6 +84,12 @@ struct ZeroCheckpoint {
   std::vector<ModelFileMeta> models;    ///< One per model-state file (ZeRO-3: one per DP rank).
   std::vector<OptimFileMeta> optims;    ///< One per DP rank.
 };
+
+/// OK when every rank's optimizer state is Adam's (exp_avg, exp_avg_sq, step per flat group) or
+/// empty everywhere (no step taken yet). Otherwise Unimplemented, naming the file, the group and the
+/// keys it holds: re-partitioning other optimizers' state (SGD momentum, Muon, Lion, Adagrad, AMSGrad's
+/// max_exp_avg_sq) is not supported, and dropping it would silently restart it.
+base::Status check_adam_optimizer_state(const ZeroCheckpoint& ckpt);
 
 /// Reads one optimizer file's pickle. `file_index` is stored in every TensorLocation.
 base::Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t file_index);

@@ -11,6 +11,7 @@ packages=(
   libhdf5-openmpi-dev                 # parallel HDF5 output
   clang-14 libclang-rt-14-dev         # libFuzzer targets
   python3-torch python3-numpy python3-h5py   # test oracles only (Debian's python3, /usr/bin/python3)
+  python3-venv                        # the current-stack oracle venv (launch/oracle-env.sh)
   libtorch-dev                        # C++ oracle: torch::pickle_load reads our .bin files
 )
 

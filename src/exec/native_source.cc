@@ -120,16 +120,19 @@ Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint&
 
   UCP_RETURN_IF_ERROR(check_flattening_order(src.models[0], ck.paths[0]));
 
-  // Per-parameter states (the same pieces to-universal writes), in param_shapes order. Any state
-  // but Adam's is refused here: writing the files without it would restart it silently.
-  UCP_RETURN_IF_ERROR(format::check_adam_optimizer_state(ck));
-  for (int s = 0; s < 3; ++s) {
-    auto states = plan::layout_optimizer_state(ck, static_cast<plan::OptimizerState>(s));
-    if (!states.ok()) {
-      if (s > 0 && states.status().code() == base::StatusCode::kFailedPrecondition) continue;  // no Adam state yet
-      return states.status();
-    }
-    src.states[static_cast<std::size_t>(s)] = std::move(*states);
+  // Per-parameter states in param_shapes order: the fp32 masters (the pieces to-universal writes),
+  // then every per-element optimizer state the files hold (Adam's moments, SGD's momentum, ...),
+  // each re-partitioned with the parameters. One that cannot be is refused, never dropped.
+  UCP_ASSIGN_OR_RETURN(src.states[0], plan::layout_optimizer_state(ck, plan::OptimizerState::kFp32));
+  std::vector<std::string> keys;
+  for (const auto& group : ck.optims[0].partition_states)
+    for (const auto& [key, loc] : group)
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  for (const std::string& key : keys) {
+    UCP_ASSIGN_OR_RETURN(std::vector<plan::LogicalTensor> tensors, plan::layout_partitioned_state(ck, key));
+    if (key == "exp_avg") src.states[1] = std::move(tensors);
+    else if (key == "exp_avg_sq") src.states[2] = std::move(tensors);
+    else src.other_states.emplace_back(key, std::move(tensors));
   }
   if (src.states[1].empty() != src.states[2].empty())
     return base::data_loss("'" + optim_path + "': has exp_avg without exp_avg_sq (or the reverse)");

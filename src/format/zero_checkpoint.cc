@@ -116,6 +116,16 @@ Json tensors_json(const std::vector<NamedTensor>& v) {
   return a;
 }
 
+Json partition_states_json(const std::vector<std::vector<std::pair<std::string, TensorLocation>>>& groups) {
+  Json a = Json::array();
+  for (const auto& group : groups) {
+    Json g = Json::array();
+    for (const auto& [key, loc] : group) g.push_back(Json::array({key, loc_json(loc)}));
+    a.push_back(std::move(g));
+  }
+  return a;
+}
+
 std::vector<NamedTensor> tensors_from(const Json& j) {
   std::vector<NamedTensor> v;
   for (const auto& e : j)
@@ -179,11 +189,20 @@ Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t 
   } else if (inner && inner->kind == Value::Kind::kList) {
     for (std::size_t g = 0; g < inner->items.size() && g < per_group.size(); ++g) per_group[g] = inner->items[g];
   }
-  for (const auto& st : per_group) {
+  for (std::size_t g = 0; g < per_group.size(); ++g) {
     std::vector<std::string> keys;
-    if (st && st->is_dict())
-      for (const auto& [k, v] : st->entries) keys.push_back(k->is_str() ? k->str : k->type_name());
+    std::vector<std::pair<std::string, TensorLocation>> partitioned;
+    if (per_group[g] && per_group[g]->is_dict()) {
+      for (const auto& [k, v] : per_group[g]->entries) {
+        keys.push_back(k->is_str() ? k->str : k->type_name());
+        if (!k->is_str() || !v->is_tensor() || v->tensor.shape.empty()) continue;
+        UCP_ASSIGN_OR_RETURN(TensorLocation loc,
+                             r.location(v, "optimizer state[" + std::to_string(g) + "]['" + k->str + "']"));
+        partitioned.emplace_back(k->str, loc);
+      }
+    }
     meta.state_keys.push_back(std::move(keys));
+    meta.partition_states.push_back(std::move(partitioned));
   }
   bool all_moments = !per_group.empty();
   for (const auto& s : per_group) all_moments = all_moments && s && s->is_dict() && s->get("exp_avg") && s->get("exp_avg_sq");
@@ -264,7 +283,8 @@ std::vector<std::string> zero_checkpoint_paths(const DeepSpeedCheckpointFiles& f
 std::string to_json(const OptimFileMeta& m) {
   return Json{{"zero_stage", m.zero_stage}, {"partition_count", m.partition_count}, {"fp32", locs_json(m.fp32)},
               {"group_paddings", m.group_paddings}, {"exp_avg", locs_json(m.exp_avg)},
-              {"exp_avg_sq", locs_json(m.exp_avg_sq)}, {"state_keys", m.state_keys}}
+              {"exp_avg_sq", locs_json(m.exp_avg_sq)}, {"state_keys", m.state_keys},
+              {"partition_states", partition_states_json(m.partition_states)}}
       .dump();
 }
 
@@ -290,6 +310,10 @@ Result<OptimFileMeta> optim_meta_from_json(std::string_view text) {
     m.exp_avg = locs_from(j.at("exp_avg"));
     m.exp_avg_sq = locs_from(j.at("exp_avg_sq"));
     m.state_keys = j.at("state_keys").get<std::vector<std::vector<std::string>>>();
+    for (const auto& group : j.at("partition_states")) {
+      m.partition_states.emplace_back();
+      for (const auto& e : group) m.partition_states.back().emplace_back(e.at(0).get<std::string>(), loc_from(e.at(1)));
+    }
     return m;
   } catch (const std::exception& e) {
     return base::internal_error(std::string("malformed optimizer metadata from a peer rank: ") + e.what());
@@ -389,6 +413,34 @@ Status check_adam_optimizer_state(const ZeroCheckpoint& ck) {
                                  (list.empty() ? std::string("nothing while other groups hold state") : list) +
                                  ", not Adam's exp_avg/exp_avg_sq/step: only Adam-family optimizer state can be "
                                  "re-partitioned (SGD momentum, Muon, Lion, Adagrad, AMSGrad are refused rather than lost)");
+    }
+  }
+  return Status();
+}
+
+std::uint64_t moment_partition_numel(const ZeroCheckpoint& ck, const OptimFileMeta& o, std::size_t g) {
+  std::uint64_t n = g < o.fp32.size() ? o.fp32[g].numel : 0;
+  if (ck.kind == DeepSpeedOptimizerKind::kZero12 && g < o.group_paddings.size())
+    n += static_cast<std::uint64_t>(o.group_paddings[g]);
+  return n;
+}
+
+Status check_partitioned_optimizer_state(const ZeroCheckpoint& ck) {
+  for (std::size_t r = 0; r < ck.optims.size(); ++r) {
+    const OptimFileMeta& o = ck.optims[r];
+    const std::string file = r < ck.files.optim_files.size() ? ck.files.optim_files[r] : "rank " + std::to_string(r);
+    for (std::size_t g = 0; g < o.partition_states.size(); ++g) {
+      const std::uint64_t want = moment_partition_numel(ck, o, g);
+      for (const auto& [key, loc] : o.partition_states[g]) {
+        if (loc.numel != want)
+          return base::unimplemented("'" + file + "': optimizer state '" + key + "' of flat group " + std::to_string(g) +
+                                     " holds " + std::to_string(loc.numel) + " elements, but the group's partition has " +
+                                     std::to_string(want) + ": it is not partitioned like the parameters (as Muon's "
+                                     "momentum under ZeRO-1/2), so it cannot be re-partitioned");
+      }
+      if (r > 0 && g < ck.optims[0].state_keys.size() && o.state_keys[g] != ck.optims[0].state_keys[g])
+        return base::data_loss("'" + file + "': optimizer state of flat group " + std::to_string(g) +
+                               " has other keys than rank 0's: files from two runs?");
     }
   }
   return Status();

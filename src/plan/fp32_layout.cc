@@ -1,6 +1,7 @@
 #include "ucp/plan/fp32_layout.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -67,19 +68,42 @@ class VirtualVector {
 // ZeRO-1/2 and BF16_Optimizer: group g is the concatenation, in rank order, of every rank's saved
 // fp32 partition (ZeRO-1/2 save them without padding, BF16_Optimizer with, at the end); parameters
 // sit back to back in param_shapes order.
-using RunsOf = const std::vector<TensorLocation>& (*)(const format::OptimFileMeta&);
+using RankRuns = std::vector<std::vector<TensorLocation>>;  ///< [rank][flat group]
 
-const std::vector<TensorLocation>& fp32_runs(const format::OptimFileMeta& o) { return o.fp32; }
-const std::vector<TensorLocation>& exp_avg_runs(const format::OptimFileMeta& o) { return o.exp_avg; }
-const std::vector<TensorLocation>& exp_avg_sq_runs(const format::OptimFileMeta& o) { return o.exp_avg_sq; }
+RankRuns runs_of(const ZeroCheckpoint& ck, std::vector<TensorLocation> format::OptimFileMeta::*field) {
+  RankRuns out;
+  for (const auto& o : ck.optims) out.push_back(o.*field);
+  return out;
+}
 
-// Concatenating every rank's run of group g works for all three states: ZeRO-1/2 fp32 partitions
+// A state some flat groups do not have (Muon with auxiliary Adam: momentum_buffer in the Muon
+// groups, exp_avg/exp_avg_sq in the others) stands in as runs of this file index; parameters made
+// only of such runs have no such state.
+constexpr std::uint32_t kAbsentState = std::numeric_limits<std::uint32_t>::max();
+
+RankRuns runs_of(const ZeroCheckpoint& ck, const std::string& key) {
+  RankRuns out;
+  for (const auto& o : ck.optims) {
+    std::vector<TensorLocation> runs;
+    for (std::size_t g = 0; g < o.fp32.size(); ++g) {
+      TensorLocation run{kAbsentState, 0, format::moment_partition_numel(ck, o, g), base::DType::kF32};
+      if (g < o.partition_states.size())
+        for (const auto& [k, loc] : o.partition_states[g])
+          if (k == key) run = loc;
+      runs.push_back(run);
+    }
+    out.push_back(std::move(runs));
+  }
+  return out;
+}
+
+// Concatenating every rank's run of group g works for every state: ZeRO-1/2 fp32 partitions
 // lose only trailing padding (which sits after the last parameter), while the moments and
 // BF16_Optimizer partitions keep it (S_g per rank); parameters start at the same offsets either way.
 Status add_flat_group_params(const ZeroCheckpoint& ck, std::size_t g, std::vector<LogicalTensor>& out,
-                             RunsOf runs_of = fp32_runs) {
+                             const RankRuns& runs) {
   VirtualVector flat;
-  for (const auto& o : ck.optims) flat.append(runs_of(o)[g]);
+  for (const auto& rank_runs : runs) flat.append(rank_runs[g]);
   std::uint64_t offset = 0;
   for (const NamedShape& p : ck.models[0].param_shapes[g]) {
     LogicalTensor t{p.name, p.shape, base::DType::kF32, TensorRole::kTrainable, -1, {}};
@@ -105,11 +129,11 @@ Status add_flat_group_params(const ZeroCheckpoint& ck, std::size_t g, std::vecto
 
 // ZeRO-3: each parameter is split on its own into dp slices of ceil(n/dp) elements; rank r's
 // sub-group tensors, concatenated, hold its slices of all parameters back to back.
-Status add_zero3_params(const ZeroCheckpoint& ck, std::vector<LogicalTensor>& out, RunsOf runs_of = fp32_runs) {
+Status add_zero3_params(const ZeroCheckpoint& ck, std::vector<LogicalTensor>& out, const RankRuns& runs) {
   const auto dp = static_cast<std::uint64_t>(ck.dp);
   std::vector<VirtualVector> per_rank(dp);
   for (std::uint64_t r = 0; r < dp; ++r)
-    for (const auto& run : runs_of(ck.optims[r])) per_rank[r].append(run);
+    for (const auto& run : runs[r]) per_rank[r].append(run);
   std::uint64_t offset = 0;
   for (const auto& group : ck.models[0].param_shapes) {
     for (const NamedShape& p : group) {
@@ -217,10 +241,11 @@ Result<Fp32Layout> layout_fp32(const ZeroCheckpoint& ck, bool exclude_frozen) {
   if (!exclude_frozen)
     for (auto& t : frozen) out.push_back(std::move(t));
 
+  const RankRuns fp32 = runs_of(ck, &format::OptimFileMeta::fp32);
   if (ck.kind == format::DeepSpeedOptimizerKind::kZero3) {
-    UCP_RETURN_IF_ERROR(add_zero3_params(ck, out));
+    UCP_RETURN_IF_ERROR(add_zero3_params(ck, out, fp32));
   } else {
-    for (std::size_t g = 0; g < m0.param_shapes.size(); ++g) UCP_RETURN_IF_ERROR(add_flat_group_params(ck, g, out));
+    for (std::size_t g = 0; g < m0.param_shapes.size(); ++g) UCP_RETURN_IF_ERROR(add_flat_group_params(ck, g, out, fp32));
   }
 
   // Tied names: restored under every name, sharing the source's values.
@@ -249,25 +274,53 @@ const char* optimizer_state_name(OptimizerState state) {
   return "?";
 }
 
-Result<std::vector<LogicalTensor>> layout_optimizer_state(const ZeroCheckpoint& ck, OptimizerState state) {
-  if (state != OptimizerState::kFp32) UCP_RETURN_IF_ERROR(format::check_adam_optimizer_state(ck));
-  RunsOf runs_of = state == OptimizerState::kFp32 ? fp32_runs : state == OptimizerState::kExpAvg ? exp_avg_runs : exp_avg_sq_runs;
-  for (std::size_t r = 0; r < ck.optims.size(); ++r)
-    if (runs_of(ck.optims[r]).size() != ck.optims[r].fp32.size())
-      return base::failed_precondition(
-          (r < ck.files.optim_files.size() ? "'" + ck.files.optim_files[r] + "'" : "rank " + std::to_string(r) + "'s optimizer file") +
-          " has no '" + optimizer_state_name(state) +
-                                       "' optimizer state for every group (" + std::to_string(runs_of(ck.optims[r]).size()) +
-                                       " of " + std::to_string(ck.optims[r].fp32.size()) +
-                                       "); only Adam-family optimizer state can be converted (no step taken yet?)");
+namespace {
+
+Result<std::vector<LogicalTensor>> layout_state_runs(const ZeroCheckpoint& ck, const RankRuns& runs) {
   std::vector<LogicalTensor> out;
   if (ck.kind == format::DeepSpeedOptimizerKind::kZero3) {
-    UCP_RETURN_IF_ERROR(add_zero3_params(ck, out, runs_of));
+    UCP_RETURN_IF_ERROR(add_zero3_params(ck, out, runs));
   } else {
     for (std::size_t g = 0; g < ck.models[0].param_shapes.size(); ++g)
-      UCP_RETURN_IF_ERROR(add_flat_group_params(ck, g, out, runs_of));
+      UCP_RETURN_IF_ERROR(add_flat_group_params(ck, g, out, runs));
   }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<LogicalTensor>> layout_optimizer_state(const ZeroCheckpoint& ck, OptimizerState state) {
+  if (state != OptimizerState::kFp32) UCP_RETURN_IF_ERROR(format::check_adam_optimizer_state(ck));
+  auto field = state == OptimizerState::kFp32     ? &format::OptimFileMeta::fp32
+               : state == OptimizerState::kExpAvg ? &format::OptimFileMeta::exp_avg
+                                                  : &format::OptimFileMeta::exp_avg_sq;
+  for (std::size_t r = 0; r < ck.optims.size(); ++r)
+    if ((ck.optims[r].*field).size() != ck.optims[r].fp32.size())
+      return base::failed_precondition(
+          (r < ck.files.optim_files.size() ? "'" + ck.files.optim_files[r] + "'" : "rank " + std::to_string(r) + "'s optimizer file") +
+          " has no '" + optimizer_state_name(state) + "' optimizer state for every group (" +
+          std::to_string((ck.optims[r].*field).size()) + " of " + std::to_string(ck.optims[r].fp32.size()) +
+          "); only Adam-family optimizer state can be converted (no step taken yet?)");
+  UCP_ASSIGN_OR_RETURN(std::vector<LogicalTensor> out, layout_state_runs(ck, runs_of(ck, field)));
   for (const auto& t : out) UCP_RETURN_IF_ERROR(check_coverage(t));
+  return out;
+}
+
+Result<std::vector<LogicalTensor>> layout_partitioned_state(const ZeroCheckpoint& ck, const std::string& key) {
+  UCP_RETURN_IF_ERROR(format::check_partitioned_optimizer_state(ck));
+  UCP_ASSIGN_OR_RETURN(std::vector<LogicalTensor> out, layout_state_runs(ck, runs_of(ck, key)));
+  for (auto& t : out) {
+    const auto absent = std::count_if(t.pieces.begin(), t.pieces.end(),
+                                      [](const Piece& p) { return p.src.file == kAbsentState; });
+    if (absent == static_cast<std::ptrdiff_t>(t.pieces.size())) {
+      t.pieces.clear();  // a parameter of a group without this state
+      continue;
+    }
+    if (absent > 0)
+      return base::data_loss("optimizer state '" + key + "' of parameter '" + t.name +
+                             "' is saved by some ranks and not by others: files from two runs?");
+    UCP_RETURN_IF_ERROR(check_coverage(t));
+  }
   return out;
 }
 

@@ -88,7 +88,38 @@ class NativePlanner {
     return {};
   }
 
-  bool has_moments() const { return !src_.states[1].empty(); }
+  bool has_moments() const { return !src_.states[1].empty() || !src_.other_states.empty(); }
+
+  // The per-parameter layout of per-element optimizer state `key`, or null if the source has none.
+  const std::vector<LogicalTensor>* state_layout(const std::string& key) const {
+    if (key == "exp_avg") return src_.states[1].empty() ? nullptr : &src_.states[1];
+    if (key == "exp_avg_sq") return src_.states[2].empty() ? nullptr : &src_.states[2];
+    for (const auto& [k, tensors] : src_.other_states)
+      if (k == key) return &tensors;
+    return nullptr;
+  }
+
+  // A new rank's state entry for one flat group: the template's entry with every per-element state
+  // tensor (exp_avg, exp_avg_sq, momentum_buffer, ...) re-partitioned over `params` as `layout`,
+  // and scalar tensors (step) on storages of their own, so that groups never share one.
+  Result<ValuePtr> repartitioned_state_entry(const ValuePtr& entry, const std::string& prefix, const std::string& index,
+                                             const std::vector<int>& params, const PartitionLayout& layout) {
+    ValuePtr out = shallow_copy(entry);
+    for (auto& [k, v] : out->entries) {
+      if (!v || !v->is_tensor()) continue;
+      if (v->tensor.shape.empty() || !k || !k->is_str()) {
+        ValuePtr copy = shallow_copy(v);
+        copy->tensor.storage = std::make_shared<format::Storage>(*v->tensor.storage);
+        v = copy;
+        continue;
+      }
+      const std::vector<LogicalTensor>* states = state_layout(k->str);
+      if (!states) return base::internal_error("reshard plan: no layout for optimizer state '" + k->str + "'");
+      UCP_ASSIGN_OR_RETURN(v, partition_tensor(prefix + ":" + k->str + "[" + index + "]", *states, params, layout,
+                                               base::DType::kF32, v));
+    }
+    return out;
+  }
 
   // A new storage for the partition `layout` of state `state` over the parameters `params`
   // (indices into the flattened parameter list), and the tensor value pointing at it (a copy of
@@ -158,21 +189,6 @@ class NativePlanner {
   // A state entry of a new flat group: the template's entry (step and any other scalar) with the
   // moments replaced. Every tensor left in it gets a storage of its own, so no two groups share a
   // step counter that Adam increments in place.
-  static ValuePtr fresh_state_entry(const ValuePtr& entry, const ValuePtr& exp_avg, const ValuePtr& exp_avg_sq) {
-    ValuePtr out = shallow_copy(entry);
-    for (auto& [k, v] : out->entries) {
-      const std::string key = k && k->is_str() ? k->str : "";
-      if (key == "exp_avg") v = exp_avg;
-      else if (key == "exp_avg_sq") v = exp_avg_sq;
-      else if (v && v->is_tensor()) {
-        ValuePtr copy = shallow_copy(v);
-        copy->tensor.storage = std::make_shared<format::Storage>(*v->tensor.storage);
-        v = copy;
-      }
-    }
-    return out;
-  }
-
   std::vector<std::uint64_t> numels_of(const std::vector<int>& params) const {
     std::vector<std::uint64_t> out;
     for (int p : params) out.push_back(src_.states[0][static_cast<std::size_t>(p)].numel());
@@ -221,11 +237,8 @@ class NativePlanner {
       if (has_moments()) {
         ValuePtr entry = state_template->get(static_cast<std::int64_t>(g));
         if (!entry || !entry->is_dict()) return base::data_loss("optimizer template: no state for group " + gs);
-        UCP_ASSIGN_OR_RETURN(ValuePtr m1, partition_tensor(prefix + ":exp_avg[" + gs + "]", src_.states[1], params, full,
-                                                           base::DType::kF32, entry->get("exp_avg")));
-        UCP_ASSIGN_OR_RETURN(ValuePtr m2, partition_tensor(prefix + ":exp_avg_sq[" + gs + "]", src_.states[2], params,
-                                                           full, base::DType::kF32, entry->get("exp_avg_sq")));
-        state->entries.emplace_back(Value::integer(static_cast<std::int64_t>(g)), fresh_state_entry(entry, m1, m2));
+        UCP_ASSIGN_OR_RETURN(ValuePtr fresh, repartitioned_state_entry(entry, prefix, gs, params, full));
+        state->entries.emplace_back(Value::integer(static_cast<std::int64_t>(g)), fresh);
       }
       const std::uint64_t padding = bf16_optimizer ? (r == target_ - 1 ? flat_partition_size(total, target_) * target_ - total : 0)
                                                    : flat_partition_padding(total, target_, r);
@@ -305,11 +318,8 @@ class NativePlanner {
           // Steps and other scalars come from the source's first sub-group of this param group.
           ValuePtr entry = old_ids->items.empty() ? nullptr : state_template->get(old_ids->items.front()->i);
           if (!entry || !entry->is_dict()) return base::data_loss("optimizer template: no state for param group " + std::to_string(g));
-          UCP_ASSIGN_OR_RETURN(ValuePtr m1, partition_tensor(prefix + ":exp_avg[" + ks + "]", src_.states[1], members,
-                                                             layout, base::DType::kF32, entry->get("exp_avg")));
-          UCP_ASSIGN_OR_RETURN(ValuePtr m2, partition_tensor(prefix + ":exp_avg_sq[" + ks + "]", src_.states[2], members,
-                                                             layout, base::DType::kF32, entry->get("exp_avg_sq")));
-          state->entries.emplace_back(Value::integer(k), fresh_state_entry(entry, m1, m2));
+          UCP_ASSIGN_OR_RETURN(ValuePtr fresh, repartitioned_state_entry(entry, prefix, ks, members, layout));
+          state->entries.emplace_back(Value::integer(k), fresh);
         }
         ids.push_back(Value::integer(k));
         shapes.push_back(shape_dict);

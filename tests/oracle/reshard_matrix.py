@@ -13,14 +13,16 @@ import unittest
 import reshard_checks as C
 import ucp_oracle as U
 
-TARGETS = (1, 2, 3, 4, 5, 8)
+# The DeepSpeed 0.19 set runs a lighter sweep (it has as many fixtures again): up, down, 1 and a non-divisor.
+TARGETS = (1, 2, 3, 4, 5, 8) if not U.CURRENT_STACK else (1, 3, 5)
 
 
 def make_suite(model, stage):
     class ReshardMatrix(unittest.TestCase):
         def test_matrix(self):
             configs = [n for n in U.fixture_names()
-                       if (C.parse_config(n) or {}).get("model") == model and C.parse_config(n)["stage"] == stage]
+                       if (C.parse_config(n) or {}).get("model") == model and C.parse_config(n)["stage"] == stage
+                       and n not in C.NOT_RESHARDABLE]
             only = os.environ.get("UCP_RESHARD_CONFIGS")  # debugging: a comma-separated subset
             if only:
                 configs = [c for c in configs if c in only.split(",")]

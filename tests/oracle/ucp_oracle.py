@@ -20,7 +20,11 @@ import torch
 UCP = os.environ.get("UCP_RESHARD", "")
 GOLDEN = os.environ.get("UCP_GOLDEN_DIR", os.path.join(os.path.dirname(__file__), "..", "golden"))
 MPIEXEC = os.environ.get("UCP_MPIEXEC") or "mpirun"
-DEEPSPEED = os.path.join(GOLDEN, "deepspeed")
+# Which fixture set: "deepspeed" (DeepSpeed 0.14.5 on torch 1.13) or "deepspeed-0.19" (DeepSpeed 0.19 on
+# torch 2.x); CMake runs each fixture test once per set, the second under the current-stack venv.
+FIXTURE_SET = os.environ.get("UCP_FIXTURE_SET", "deepspeed")
+DEEPSPEED = os.path.join(GOLDEN, FIXTURE_SET)
+CURRENT_STACK = FIXTURE_SET != "deepspeed"
 
 
 # Exit codes (README "Exit codes").

@@ -522,6 +522,8 @@ def ds_config(a):
                                          'stage3_prefetch_bucket_size': 0})
         if getattr(a, 'sub_group_size', None):
             cfg['zero_optimization']['sub_group_size'] = a.sub_group_size
+        if a.optimizer == 'muon':  # stage3.py: "Muon and reduce scatter cannot be used together"
+            cfg['zero_optimization']['reduce_scatter'] = False
     if a.precision == 'fp16' and getattr(a, 'fp16_overflow', None):
         cfg['fp16'] = {'enabled': True, 'loss_scale': 0, 'initial_scale_power': a.fp16_overflow,
                        'loss_scale_window': OVF_SCALE_WINDOW, 'hysteresis': OVF_HYSTERESIS, 'min_loss_scale': 1}
@@ -673,6 +675,9 @@ def worker(a):
         with open(a.log, 'w') as f:
             json.dump(log, f, indent=1, sort_keys=True)
     dist.barrier()
+    # tear the gloo process group down explicitly: leaving it to interpreter exit occasionally aborted a
+    # rank with "terminate called without an active exception" (SIGABRT) after a complete run
+    torch.distributed.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -699,24 +704,46 @@ def launch(ws, worker_args, logfile, timeout=900):
     _port[0] += 1
     env.update({'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': str(_port[0]), 'WORLD_SIZE': str(ws),
                 'LOCAL_WORLD_SIZE': str(ws)})
-    procs = []
-    with open(logfile, 'w') as lf:
-        for r in range(ws):
-            e = dict(env, RANK=str(r), LOCAL_RANK=str(r))
-            procs.append(subprocess.Popen([PY, os.path.abspath(__file__), 'worker'] + worker_args, env=e,
-                                          stdout=lf if r == 0 else subprocess.DEVNULL,
-                                          stderr=lf if r == 0 else subprocess.DEVNULL))
-        t0 = time.time()
-        rcs = []
-        for p in procs:
-            try:
-                rcs.append(p.wait(timeout=max(1, timeout - (time.time() - t0))))
-            except subprocess.TimeoutExpired:
-                for q in procs:
-                    if q.poll() is None:
-                        q.kill()
-                rcs.append(-9)
-    return max(rcs, key=abs) if any(rcs) else 0
+    procs, files = [], []
+    for r in range(ws):  # rank 0 -> logfile; rank r -> <logfile>_rank<r>.log (kept only on failure)
+        files.append(open(logfile if r == 0 else rank_log(logfile, r), 'w'))
+        e = dict(env, RANK=str(r), LOCAL_RANK=str(r))
+        procs.append(subprocess.Popen([PY, os.path.abspath(__file__), 'worker'] + worker_args, env=e,
+                                      stdout=files[-1], stderr=subprocess.STDOUT))
+    t0 = time.time()
+    rcs = []
+    for p in procs:
+        try:
+            rcs.append(p.wait(timeout=max(1, timeout - (time.time() - t0))))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                if q.poll() is None:
+                    q.kill()
+            rcs.append(-9)
+    for f in files:
+        f.close()
+    rc = max(rcs, key=abs) if any(rcs) else 0
+    if rc == 0:
+        for r in range(1, ws):
+            os.remove(rank_log(logfile, r))
+    return rc
+
+
+def rank_log(logfile, r):
+    return logfile[:-len('.log')] + f'_rank{r}.log' if logfile.endswith('.log') else f'{logfile}_rank{r}'
+
+
+def train_error(logfile, ws):
+    """Error lines of the first rank log (rank 0 first) that has a Python traceback, else of rank 0."""
+    for r in range(ws):
+        f = logfile if r == 0 else rank_log(logfile, r)
+        try:
+            text = open(f, errors='replace').read()
+        except OSError:
+            continue
+        if 'Traceback' in text:
+            return (f'[rank {r}] ' if r else '') + last_error(f)
+    return last_error(logfile)
 
 
 RECOVERY_SCRIPTS = ('zero_to_fp32.py', 'zero_to_torch.py')
@@ -752,6 +779,36 @@ def last_error(logfile, n=3):
     errs = [l for l in lines if ('Error' in l or 'error' in l or 'assert' in l.lower() or 'Exception' in l)
             and not l.startswith('$') and 'Warning' not in l and 'warn(' not in l]
     return ' | '.join((errs or lines)[-n:])[:600]
+
+
+def error_site(logfile):
+    """'path:line in func' of the innermost traceback frame above the first occurrence of the log's final
+    exception line (for a process-pool failure: the remote traceback), path relative to site-packages or
+    the checkpoint dir; '' when the log has no Python traceback."""
+    import re
+    try:
+        lines = [l.rstrip('\n') for l in open(logfile, errors='replace')]
+    except OSError:
+        return ''
+    exc = re.compile(r'^(\[rank\d+\]: )?([A-Za-z_][\w.]*(Error|Exception|Interrupt)|AssertionError)(:|$)')
+    finals = [i for i, l in enumerate(lines) if exc.match(l)]
+    if not finals:
+        return ''
+    first = next(i for i in finals if lines[i] == lines[finals[-1]])
+    frame = re.compile(r'^(\[rank\d+\]: )?\s*File "([^"]+)", line (\d+), in (\S+)')
+    for l in reversed(lines[:first]):
+        m = frame.match(l)
+        if m:
+            path = m.group(2)
+            for marker in ('site-packages/', 'dist-packages/'):
+                if marker in path:
+                    path = path.split(marker, 1)[1]
+                    break
+            else:
+                # the copy DeepSpeed put into the checkpoint dir: name the file it was copied from
+                path = 'deepspeed/utils/' + os.path.basename(path) if '/checkpoint/' in path else path
+            return f'{path}:{m.group(3)} in {m.group(4)}'
+    return ''
 
 
 def run_zero_to_fp32(d, ck, res):
@@ -802,14 +859,22 @@ def run_config(out_root, spec, steps=3, universal=True, extra_steps=1, detailed_
                                       '--extra_steps', str(extra_steps), '--log', os.path.join(d, 'train_log.json')]
     wargs += ['--detailed_log'] if detailed_log else []
     t0 = time.time()
-    rc = launch(spec['world_size'], wargs, os.path.join(d, 'logs', 'train.log'))
+    tlog = os.path.join(d, 'logs', 'train.log')
+    rc = launch(spec['world_size'], wargs, tlog)
+    if rc != 0 and not any('Traceback' in open(f, errors='replace').read()
+                           for f in [tlog] + [rank_log(tlog, r) for r in range(1, spec['world_size'])]
+                           if os.path.exists(f)):
+        # a crash without a Python error (e.g. SIGABRT at process exit): record it and try once more
+        res['train_retried'] = {'rc': rc, 'error': train_error(tlog, spec['world_size'])}
+        shutil.rmtree(os.path.join(d, 'checkpoint'), ignore_errors=True)
+        rc = launch(spec['world_size'], wargs, tlog)
     res['train_rc'], res['train_s'] = rc, round(time.time() - t0, 1)
     ws = spec['world_size']
     res['train_cmd'] = f'WORLD_SIZE={ws} RANK=0..{ws-1} python gen_deepspeed_ckpts.py worker ' + ' '.join(
         x if not x.startswith('/') else os.path.relpath(x, out_root) for x in wargs)
     ck = os.path.join(d, 'checkpoint')
     if rc != 0:
-        res['train_error'] = last_error(os.path.join(d, 'logs', 'train.log'))
+        res['train_error'] = train_error(os.path.join(d, 'logs', 'train.log'), ws)
         shutil.rmtree(ck, ignore_errors=True)  # partial output
         return res
     try:
@@ -846,7 +911,7 @@ def run_resume(out_root, src_name, ws_new):
     res['train_cmd'] = f'WORLD_SIZE={ws_new} RANK=0..{ws_new-1} python gen_deepspeed_ckpts.py worker ' + ' '.join(
         x if not x.startswith('/') else os.path.relpath(x, out_root) for x in wargs)
     if rc:
-        res['train_error'] = last_error(os.path.join(d, 'logs', 'train.log'))
+        res['train_error'] = train_error(os.path.join(d, 'logs', 'train.log'), ws_new)
         return res
     ck = os.path.join(d, 'checkpoint')
     run_zero_to_fp32(d, ck, res)
@@ -965,6 +1030,7 @@ def write_manifest(out_root):
          '|---|---|---|---|---|---|---|---|---|---|---|']
     failures = []
     total = 0
+    logs = {'train': 'train.log', 'zero_to_fp32': 'zero_to_fp32.log', 'ds_to_universal': 'ds_to_universal.log'}
     for name in sorted(results):
         r = results[name]
         d = os.path.join(out_root, name)
@@ -976,9 +1042,19 @@ def write_manifest(out_root):
         L.append(f"| {name} | {r['stage']} | {r['precision']} | {r['world_size']} | {variant_text(r)} "
                  f"| {st('train_rc')} | {st('zero_to_fp32_rc')} | {st('ds_to_universal_rc')} "
                  f"| {ck or '-'} | {fr or '-'} | {un or '-'} |")
-        for k in ('train_error', 'zero_to_fp32_error', 'ds_to_universal_error'):
-            if k in r:
-                failures.append((name, k.replace('_error', ''), r[k].replace(out_root + '/', '')))
+        for tool, lf in logs.items():
+            if f'{tool}_error' in r:
+                lp = os.path.join(d, 'logs', lf)
+                site = ''
+                if tool == 'train':  # the rank whose log has the traceback (see train_error)
+                    for rr in range(r['world_size']):
+                        f = lp if rr == 0 else rank_log(lp, rr)
+                        if os.path.exists(f) and 'Traceback' in open(f, errors='replace').read():
+                            site = error_site(f)
+                            break
+                else:
+                    site = error_site(lp)
+                failures.append((name, tool, site, r[f'{tool}_error'].replace(out_root + '/', '')))
     L += ['', f'Total size of this directory: {dir_size(out_root)/2**20:.1f} MiB '
           f'(configs: {total/2**20:.1f} MiB; files listed per config above).', '']
     L += ['## Failures', '',
@@ -986,8 +1062,8 @@ def write_manifest(out_root):
           '`<config>/logs/`. The line quoted is the last error line(s) of the log.', '']
     if not failures:
         L.append('none')
-    for name, tool, err in failures:
-        L.append(f'- `{name}` {tool}: `{err}`')
+    for name, tool, site, err in failures:
+        L.append(f'- `{name}` {tool}' + (f' at `{site}`' if site else '') + f': `{err}`')
     L += ['', '## What the files contain (checked on these files)', ''] + [f'- {x}' for x in OBSERVATIONS]
     if resumes:
         L += ['', '## Universal-checkpoint resume (different world size)', '']
@@ -1032,7 +1108,7 @@ def extras_matrix():
     for model in ('mlp', 'gpt'):  # BF16_Optimizer layout (bf16_zero_* files)
         for ws in (2, 4):
             cfgs.append(make_spec(model, 1, 'bf16', ws, bf16_optimizer=True))
-    cfgs += [make_spec('gpt', 3, 'bf16', 2, sub_group_size=2000),  # ZeRO-3 sub-groups (>= 2 per param group)
+    cfgs += [make_spec('gpt', 3, 'bf16', 2, sub_group_size=1000),  # ZeRO-3 sub-groups (>= 2 per param group)
              make_spec('mlp', 3, 'fp32', 2, sub_group_size=200)]
     for stage in (2, 3):  # bf16 master weights, with and without bf16 optimizer states
         for m in ('weights', 'weights_states'):

@@ -58,6 +58,10 @@ struct OptimFileMeta {
   /// The keys of each flat group's optimizer state, as saved (Adam: exp_avg, exp_avg_sq, step; SGD:
   /// momentum_buffer; ...), same indexing as fp32; empty for a group with no state (no step yet).
   std::vector<std::vector<std::string>> state_keys;
+  /// Per flat group, every state entry that is a tensor of one or more dimensions (exp_avg,
+  /// exp_avg_sq, momentum_buffer, ...), in saved order: the per-element state that must be
+  /// re-partitioned with the parameters. 0-d tensors (step) and other values are carried as saved.
+  std::vector<std::vector<std::pair<std::string, TensorLocation>>> partition_states;
 };
 
 /// What one model-state file holds.
@@ -90,6 +94,17 @@ struct ZeroCheckpoint {
 /// keys it holds: re-partitioning other optimizers' state (SGD momentum, Muon, Lion, Adagrad, AMSGrad's
 /// max_exp_avg_sq) is not supported, and dropping it would silently restart it.
 base::Status check_adam_optimizer_state(const ZeroCheckpoint& ckpt);
+
+/// OK when every per-element optimizer state (partition_states) can be re-partitioned: each is
+/// partitioned exactly like the parameters (as many elements as the group's moment partition: the
+/// fp32 partition plus ZeRO-1/2's alignment padding), and every rank holds the same keys for a
+/// group. Otherwise Unimplemented naming the file, group and key (Muon's ZeRO-1/2 momentum covers
+/// whole parameters, not the partition).
+base::Status check_partitioned_optimizer_state(const ZeroCheckpoint& ckpt);
+
+/// Elements of flat group g's per-element optimizer state in rank file `o` (the fp32 partition,
+/// plus ZeRO-1/2's alignment padding, which the moments keep and the fp32 masters drop).
+std::uint64_t moment_partition_numel(const ZeroCheckpoint& ckpt, const OptimFileMeta& o, std::size_t g);
 
 /// Reads one optimizer file's pickle. `file_index` is stored in every TensorLocation.
 base::Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t file_index);

@@ -61,6 +61,12 @@ const char* optimizer_state_name(OptimizerState state);
 /// both; ZeRO-3 moments mirror fp32_flat_groups. FailedPrecondition when a rank has no such state.
 base::Result<std::vector<LogicalTensor>> layout_optimizer_state(const format::ZeroCheckpoint& ckpt, OptimizerState state);
 
+/// Trainable parameters (param_shapes order), each with the pieces of the per-element optimizer
+/// state `key` (format::OptimFileMeta::partition_states: exp_avg, momentum_buffer, ...), partitioned
+/// like the Adam moments. A parameter whose flat group has no such state gets no pieces. Refused as
+/// format::check_partitioned_optimizer_state says when the state is not partitioned like the params.
+base::Result<std::vector<LogicalTensor>> layout_partitioned_state(const format::ZeroCheckpoint& ckpt, const std::string& key);
+
 /// Checks that the pieces of `t` cover [0, numel) exactly once (sorted, no gap, no overlap).
 base::Status check_coverage(const LogicalTensor& t);
 

@@ -377,21 +377,22 @@ Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& fi
             return base::data_loss("'" + f + "' holds " + std::to_string(tensor.numel()) + " elements, expected " +
                                    std::to_string(p.numel()) + " for parameter '" + p.name +
                                    "' (a known ds_to_universal defect at ZeRO-3; convert the ZeRO checkpoint instead)");
-          if (tensor.dtype() != base::DType::kF32 || !tensor.is_contiguous())
-            return base::unimplemented("'" + f + "': expected a contiguous fp32 tensor");
+          // fp32, or bf16 where DeepSpeed kept bf16 master weights / optimizer states.
+          if ((tensor.dtype() != base::DType::kF32 && tensor.dtype() != base::DType::kBF16) || !tensor.is_contiguous())
+            return base::unimplemented("'" + f + "': expected a contiguous fp32 (or bf16) tensor");
           UCP_ASSIGN_OR_RETURN(loc, src.locate(*tensor.storage));
           loc = loc.slice(static_cast<std::uint64_t>(tensor.storage_offset), tensor.numel());
         } else {
           loc = state->raw;
           loc.file = index_of(state->raw_path);
-          if (loc.numel != p.numel() || loc.dtype != base::DType::kF32)
+          if (loc.numel != p.numel() || (loc.dtype != base::DType::kF32 && loc.dtype != base::DType::kBF16))
             return base::data_loss(what + " holds " + std::to_string(loc.numel) + " " + std::string(base::dtype_name(loc.dtype)) +
-                                   " elements, expected " + std::to_string(p.numel()) + " fp32");
+                                   " elements, expected " + std::to_string(p.numel()) + " fp32 or bf16");
         }
         plan::LogicalTensor lt;
         lt.name = p.name;
         lt.shape = p.shape;
-        lt.dtype = base::DType::kF32;
+        lt.dtype = loc.dtype;
         if (p.numel() > 0) lt.pieces.push_back({loc, 0});
         src.states[static_cast<std::size_t>(s)].push_back(std::move(lt));
       }

@@ -68,7 +68,9 @@ Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const F
       OutputTensor o;
       o.name = t.name + "/" + state;
       o.logical = static_cast<int>(layout.tensors.size());
-      o.dtype = base::DType::kF32;
+      // As saved: fp32, or bf16 for DeepSpeed's bf16 master weights / optimizer states (what its
+      // ds_to_universal writes too; never converted, so nothing is rounded or widened).
+      o.dtype = t.dtype;
       if (zero3) o.shape = {static_cast<std::int64_t>(t.numel())};
       else o.shape = t.shape;
       auto nbytes = base::checked_mul(t.numel(), base::dtype_size(o.dtype));

@@ -20,13 +20,9 @@ def parse_config(name):
     # sub-groups (_sg<N>), bf16 master weights with or without bf16 optimizer states, SGD with
     # momentum and Muon (their momentum_buffer is re-partitioned like Adam's moments).
     m = re.match(r"(?P<model>\w+?)_z(?P<stage>\d)_(?P<prec>fp32|fp16|bf16)(?P<bf16opt>_bf16opt)?"
-                 r"(?P<variant>(_sg\d+|_bf16master|_bf16states|_sgd|_muon)*)_ws(?P<ws>\d+)$", name)
+                 r"(?P<variant>(_bf16master|_bf16states|_offload|_sg\d+|_sgd|_muon)*)_ws(?P<ws>\d+)$", name)
     return m.groupdict() if m else None
 
-
-# Fixtures reshard refuses by design (tests/oracle/stack_refusals.py checks the message): Muon's
-# momentum under ZeRO-1/2 covers the parameters touching a partition, not the partition.
-NOT_RESHARDABLE = {"gpt_z2_bf16_muon_ws2", "mlp_z2_fp32_muon_ws2"}
 
 
 def fixture_at(name, ws):

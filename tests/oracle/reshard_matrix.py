@@ -20,9 +20,8 @@ TARGETS = (1, 2, 3, 4, 5, 8) if not U.CURRENT_STACK else (1, 3, 5)
 def make_suite(model, stage):
     class ReshardMatrix(unittest.TestCase):
         def test_matrix(self):
-            configs = [n for n in U.fixture_names()
-                       if (C.parse_config(n) or {}).get("model") == model and C.parse_config(n)["stage"] == stage
-                       and n not in C.NOT_RESHARDABLE]
+            configs = [n for n in U.fixture_names("reshard")
+                       if (C.parse_config(n) or {}).get("model") == model and C.parse_config(n)["stage"] == stage]
             only = os.environ.get("UCP_RESHARD_CONFIGS")  # debugging: a comma-separated subset
             if only:
                 configs = [c for c in configs if c in only.split(",")]

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Oracle test of base::convert_elements (through tests/tools/ucp_convert_tool) against torch 1.13
-and numpy.
+"""Oracle test of base::convert_elements (through tests/tools/ucp_convert_tool) against torch (1.13
+and 2.x) and numpy.
 
 About two million float32/float64 inputs (random bit patterns over every exponent, normal values,
 every float16/bfloat16 value and midpoint with its f32 neighbours, doubles a hair off each
@@ -58,6 +58,9 @@ def torch_convert(src_name, dst_name, data):
     out = t.to(TORCH[dst_name])
     signed = {8: torch.int64, 4: torch.int32, 2: torch.int16}[out.element_size()]
     return out.view(signed).numpy().view(UINT[dst_name])
+
+
+TORCH_2 = int(torch.__version__.split(".")[0]) >= 2
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -152,6 +155,11 @@ class ConvertOracleTest(unittest.TestCase):
         ours_nan = is_nan_bits(ours, dst)
         exp_nan = is_nan_bits(expected, dst)
         np.testing.assert_array_equal(ours_nan, exp_nan, err_msg=f"{what}: NaN positions differ")
+        if nan_exact and dst == "f16" and TORCH_2:
+            # torch 2.x narrows a NaN to float16 keeping payload bits; torch 1.13 wrote the canonical
+            # quiet NaN, as we do (our rule, checked here instead): the payload carries no value.
+            nan_exact = False
+            self.check_nan_rule(ours[exp_nan], (expected[exp_nan] & 0x8000) != 0, "f16")
         mask = np.ones(ours.shape, dtype=bool) if nan_exact else ~exp_nan
         bad = np.nonzero((ours != expected) & mask)[0]
         if bad.size:

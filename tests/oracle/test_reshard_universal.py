@@ -14,7 +14,8 @@ TARGET = 3
 
 class ReshardFromUniversal(unittest.TestCase):
     def test_every_fixture(self):
-        for config in U.fixture_names():
+        # Both ways of getting there must exist: to-universal refuses non-Adam optimizer state.
+        for config in sorted(set(U.fixture_names("reshard")) & set(U.fixture_names("to-universal"))):
             n = int(C.parse_config(config)["ws"])
             src = os.path.join(U.DEEPSPEED, config, "checkpoint")
             with self.subTest(config=config), U.TempDir() as tmp:
@@ -25,7 +26,8 @@ class ReshardFromUniversal(unittest.TestCase):
                 self.assertEqual(p.returncode, 0, p.stderr)
                 sources = [os.path.dirname(ours)]  # the save dir with latest_universal
                 theirs = os.path.join(U.DEEPSPEED, config, "universal")
-                broken = config.startswith("mlp_z3_") and config.endswith("_ws4")
+                # DeepSpeed 0.14.5's padding defect (fixed by 0.19).
+                broken = config.startswith("mlp_z3_") and config.endswith("_ws4") and not U.CURRENT_STACK
                 if os.path.isdir(theirs) and not broken:
                     sources.append(theirs)
                 for i, universal in enumerate(sources):

@@ -99,7 +99,7 @@ class ToFp32Fixtures(unittest.TestCase):
         return sd
 
     def test_every_fixture_at_1_to_4_ranks(self):
-        for fixture in uo.fixture_names():
+        for fixture in uo.fixture_names("to-fp32"):
             exp = Expected(fixture)
             for ranks in (1, 2, 3, 4):
                 with self.subTest(fixture=fixture, ranks=ranks), uo.TempDir() as tmp:

@@ -103,15 +103,28 @@ class ToUniversal(unittest.TestCase):
 
     def check_against_deepspeed(self, fixture, out):
         ref = os.path.join(uo.DEEPSPEED, fixture, "universal", "global_step3")
-        self.assertEqual(uo.file_tree(out), uo.file_tree(ref), f"{fixture}: file set")
         zero3 = "_z3_" in fixture
+        theirs = uo.file_tree(ref)
+        if uo.CURRENT_STACK:
+            # DeepSpeed 0.19's ds_to_universal also writes zero/<name>/fp32.pt ({'param': float32}) at
+            # ZeRO-1/2 for every module entry that is not a trainable parameter (buffers, frozen
+            # parameters, tied names); its universal loader reads none of them (a universal load
+            # restores no module state). We write the layout of 0.14.5, which 0.19 loads: the extra
+            # files must be exactly those names, and are then left aside.
+            ms = uo.load_deepspeed_file(sorted(glob.glob(os.path.join(checkpoint(fixture), "global_step3",
+                                                                      "*model_states.pt")))[0])
+            trainable = {n for group in ms["param_shapes"] for n in group}
+            extra = {os.path.join("zero", n, "fp32.pt") for n in ms["module"] if n not in trainable}
+            self.assertEqual(theirs - uo.file_tree(out), set() if zero3 else extra, f"{fixture}: DeepSpeed 0.19's extra files")
+            theirs -= extra
+        self.assertEqual(uo.file_tree(out), theirs, f"{fixture}: file set")
         fp32_ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt"), weights_only=False) if zero3 else None
-        for rel in sorted(uo.file_tree(ref)):
-            ours, theirs = os.path.join(out, rel), os.path.join(ref, rel)
+        for rel in sorted(theirs):
+            ours, their_file = os.path.join(out, rel), os.path.join(ref, rel)
             if not rel.startswith("zero" + os.sep):
-                self.assertTrue(filecmp.cmp(ours, theirs, shallow=False), f"{fixture}: {rel} is a byte copy")
+                self.assertTrue(filecmp.cmp(ours, their_file, shallow=False), f"{fixture}: {rel} is a byte copy")
                 continue
-            a, b = load(ours), load(theirs)
+            a, b = load(ours), load(their_file)
             if rel.endswith("optimizer_state.pt"):
                 self.assertEqual(deep_equal(a, b), "", f"{fixture}: {rel}")
                 continue
@@ -129,7 +142,7 @@ class ToUniversal(unittest.TestCase):
             self.assertEqual(deep_equal(a, b), "", f"{fixture}: {rel}")
 
     def test_fixtures_with_deepspeed_output(self):
-        fixtures = [f for f in uo.fixture_names()
+        fixtures = [f for f in uo.fixture_names("to-universal")
                     if os.path.isdir(os.path.join(uo.DEEPSPEED, f, "universal", "global_step3"))]
         self.assertGreater(len(fixtures), 40)
         # Every fixture at 1 and 3 ranks; 2 and 4 ranks on every third one (runtime).
@@ -152,7 +165,7 @@ class ToUniversal(unittest.TestCase):
     def test_zero3_several_sub_groups(self):
         # DeepSpeed's converter fails on these; check against fp32_reference and a numpy-free
         # reconstruction from the raw partitions, and the file set against the ZeRO-3 layout.
-        for fixture in [f for f in uo.fixture_names() if f.startswith("gpt_z3_")]:
+        for fixture in [f for f in uo.fixture_names("to-universal") if f.startswith("gpt_z3_")]:
             ref = torch.load(os.path.join(uo.DEEPSPEED, fixture, "fp32_reference.pt"), weights_only=False)
             want = zero3_reconstruction(fixture)
             for ranks in ((1, 4) if fixture.endswith("ws2") else (3,)):
@@ -168,8 +181,10 @@ class ToUniversal(unittest.TestCase):
                             t = load(os.path.join(out, "zero", name, key + ".pt"))
                             self.assertEqual(t.requires_grad, key == "fp32")
                             self.assertTrue(uo.bits_equal(t.detach(), value), f"{fixture}: {name}/{key}")
-                        self.assertTrue(uo.bits_equal(load(os.path.join(out, "zero", name, "fp32.pt")).detach(),
-                                                      ref[name].flatten()), f"{fixture}: {name} vs fp32_reference")
+                        # bf16 master weights: zero_to_fp32 widens them (exactly); the universal file keeps bf16.
+                        master = load(os.path.join(out, "zero", name, "fp32.pt")).detach()
+                        self.assertTrue(uo.bits_equal(master.to(ref[name].dtype), ref[name].flatten()),
+                                        f"{fixture}: {name} vs fp32_reference")
                     osd = load(os.path.join(out, "zero", "optimizer_state.pt"))
                     orig = load(glob.glob(os.path.join(tag, "*zero_pp_rank_0_mp_rank_00_optim_states.pt"))[0])["optimizer_state_dict"]
                     self.assertEqual(list(osd), list(orig) + ["param_groups"])

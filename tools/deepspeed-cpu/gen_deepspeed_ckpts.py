@@ -11,7 +11,7 @@ one process per rank). Sub-commands:
   manifest  rewrite MANIFEST.md from results.json
   resume    load a universal checkpoint with a different world size, step, save
 
-Config names: <model>_z<stage>_<precision>[_bf16opt][_bf16master[_bf16states]][_sg<N>][_ovf<P>]
+Config names: <model>_z<stage>_<precision>[_bf16opt][_bf16master[_bf16states]][_offload][_sg<N>][_ovf<P>]
 [_muon|_sgd][_moe<EP>][_legacy]_ws<N> (see parse_cfg_name and README.md).
 
 DeepSpeed and torch are taken from the interpreter that runs this script (or $UCP_DS_PYTHON for the
@@ -392,12 +392,14 @@ OPTIMIZERS = ('adamw', 'muon', 'sgd')
 
 
 def make_spec(model, stage, precision, world_size, bf16_optimizer=False, sub_group_size=None, fp16_overflow=None,
-              bf16_master=None, optimizer='adamw', moe_ep=None, legacy=False):
+              bf16_master=None, optimizer='adamw', moe_ep=None, legacy=False, offload=False):
     """One fixture configuration. bf16_master: None, 'weights' (bf16_master_weights_and_grads) or
-    'weights_states' (+ bf16_optimizer_states)."""
+    'weights_states' (+ bf16_optimizer_states). offload: optimizer state on the CPU (ZeRO-Offload) with
+    DeepSpeed's CPU Adam (JIT-compiled op)."""
     return {'model': model, 'stage': int(stage), 'precision': precision, 'world_size': int(world_size),
             'bf16_optimizer': bool(bf16_optimizer), 'sub_group_size': sub_group_size, 'fp16_overflow': fp16_overflow,
-            'bf16_master': bf16_master, 'optimizer': optimizer, 'moe_ep': moe_ep, 'legacy': bool(legacy)}
+            'bf16_master': bf16_master, 'optimizer': optimizer, 'moe_ep': moe_ep, 'legacy': bool(legacy),
+            'offload': bool(offload)}
 
 
 def cfg_name(spec):
@@ -407,6 +409,8 @@ def cfg_name(spec):
         parts.append('bf16opt')
     if s['bf16_master']:
         parts += ['bf16master'] + (['bf16states'] if s['bf16_master'] == 'weights_states' else [])
+    if s.get('offload'):
+        parts.append('offload')
     if s['sub_group_size']:
         parts.append(f"sg{s['sub_group_size']}")
     if s['fp16_overflow']:
@@ -422,7 +426,7 @@ def cfg_name(spec):
 
 
 def parse_cfg_name(name):
-    """Inverse of cfg_name: '<model>_z<stage>_<precision>[_bf16opt][_bf16master[_bf16states]][_sg<N>][_ovf<P>]
+    """Inverse of cfg_name: '<model>_z<stage>_<precision>[_bf16opt][_bf16master[_bf16states]][_offload][_sg<N>][_ovf<P>]
     [_muon|_sgd][_moe<EP>][_legacy]_ws<N>' -> spec dict. Raises ValueError on anything else."""
     parts = name.split('_')
     if len(parts) < 4 or not parts[1].startswith('z') or not parts[-1].startswith('ws'):
@@ -430,7 +434,7 @@ def parse_cfg_name(name):
     if parts[0] not in MODELS or parts[2] not in PRECISIONS or not parts[1][1:].isdigit() or not parts[-1][2:].isdigit():
         raise ValueError(f'not a fixture config name: {name!r}')
     kw = {}
-    order = ['bf16opt', 'bf16master', 'bf16states', 'sg', 'ovf', 'opt', 'moe', 'legacy']
+    order = ['bf16opt', 'bf16master', 'bf16states', 'offload', 'sg', 'ovf', 'opt', 'moe', 'legacy']
     last = -1
     for p in parts[3:-1]:
         if p == 'bf16opt':
@@ -444,6 +448,9 @@ def parse_cfg_name(name):
             if kw.get('bf16_master') != 'weights':
                 raise ValueError(f"'bf16states' without 'bf16master' in {name!r}")
             kw['bf16_master'] = 'weights_states'
+        elif p == 'offload':
+            key = 'offload'
+            kw['offload'] = True
         elif p.startswith('sg') and p[2:].isdigit():
             key = 'sg'
             kw['sub_group_size'] = int(p[2:])
@@ -482,6 +489,8 @@ def spec_worker_args(spec):
         out += ['--fp16_overflow', str(s['fp16_overflow'])]
     if s['bf16_master']:
         out += ['--bf16_master', s['bf16_master']]
+    if s.get('offload'):
+        out.append('--offload')
     if s['optimizer'] != 'adamw':
         out += ['--optimizer', s['optimizer']]
     if s['moe_ep']:
@@ -538,6 +547,11 @@ def ds_config(a):
             cfg['bf16']['bf16_master_weights_and_grads'] = True
             if a.bf16_master == 'weights_states':
                 cfg['bf16']['bf16_optimizer_states'] = True
+    if a.offload:  # ZeRO-Offload: optimizer states on the CPU, DeepSpeed's CPU Adam (built from the config)
+        cfg['zero_optimization']['offload_optimizer'] = {'device': 'cpu'}
+        if a.optimizer == 'adamw':
+            cfg['optimizer'] = {'type': 'AdamW', 'params': {'lr': LR, 'betas': [0.9, 0.95], 'eps': 1e-8,
+                                                            'weight_decay': 0.01}}
     if a.optimizer == 'muon':
         # DeepSpeed builds MuonWithAuxAdam itself; torch_adam: the auxiliary Adam is torch.optim.AdamW
         # (DeepSpeed's FusedAdam would be JIT-compiled)
@@ -615,7 +629,7 @@ def worker(a):
     model = build_model(a.model, moe_ep=a.moe_ep)
     groups = param_groups(model, a.model, moe=bool(a.moe_ep))
     cfg = ds_config(a)
-    if a.optimizer == 'muon':  # DeepSpeed's own optimizer from the config; it splits the groups itself
+    if a.optimizer == 'muon' or a.offload:  # DeepSpeed's own optimizer from the config (Muon: splits the groups)
         engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=groups, config=cfg)
     else:
         if a.optimizer == 'sgd':
@@ -949,6 +963,8 @@ def variant_text(r):
         out.append('BF16_Optimizer')
     if r.get('bf16_master'):
         out.append('bf16 master' + (' + bf16 states' if r['bf16_master'] == 'weights_states' else ''))
+    if r.get('offload'):
+        out.append('CPU offload + DeepSpeedCPUAdam')
     if r.get('sub_group_size'):
         out.append(f"sub_group_size {r['sub_group_size']}")
     if r.get('fp16_overflow'):
@@ -1002,7 +1018,8 @@ def write_manifest(out_root):
          'the optimizer classes DeepSpeed chose',
          '- `logs/` - stdout/stderr of rank 0 and of both tools', '',
          '## Config names', '',
-         '`<model>_z<stage>_<precision>[_bf16opt][_bf16master[_bf16states]][_sg<N>][_ovf<P>][_muon|_sgd][_moe<EP>]'
+         '`<model>_z<stage>_<precision>[_bf16opt][_bf16master[_bf16states]][_offload][_sg<N>][_ovf<P>][_muon|_sgd]'
+         '[_moe<EP>]'
          '[_legacy]_ws<world size>`, parts in this order (`parse_cfg_name` in the generator):', '',
          '- models: `mlp` = odd-sized MLP (7x13, 1x1, 17, ...; tied `head.weight`=`fc1.weight`; frozen `frozen.*`; '
          'float, int64 and non-persistent buffers; 1 param group), `gpt` = tiny GPT (vocab 61, hidden 16, 2 blocks, '
@@ -1012,10 +1029,14 @@ def write_manifest(out_root):
          'BF16_Optimizer (files `bf16_zero_*`)',
          '- `_bf16master` = `bf16.bf16_master_weights_and_grads: true`; `_bf16master_bf16states` = also '
          '`bf16.bf16_optimizer_states: true` (no offload)',
+         '- `_offload` = `zero_optimization.offload_optimizer: {device: cpu}` with the optimizer from the config '
+         '(`"type": "AdamW"`, lr 1e-2, betas 0.9/0.95, eps 1e-8, weight_decay 0.01 -> DeepSpeedCPUAdam, whose '
+         '`cpu_adam` op DeepSpeed JIT-compiles with g++/ninja on first use; the model\'s param groups are passed as '
+         '`model_parameters`)',
          '- `_sg<N>` = ZeRO-3 `sub_group_size: N` (elements)',
          '- `_ovf<P>` = fp16 with initial loss scale 2^P, hysteresis 1 (overflowing first steps)',
          f'- `_muon` = DeepSpeed\'s Muon (`"optimizer": {{"type": "Muon", "params": {{lr 1e-2, momentum {MUON_MOMENTUM}, '
-         'betas 0.9/0.95, eps 1e-8, weight_decay 0.01, torch_adam true}}}}` -> `MuonWithAuxAdam`; 2-D params whose '
+         'betas 0.9/0.95, eps 1e-8, weight_decay 0.01, torch_adam true}}` -> `MuonWithAuxAdam`; 2-D params whose '
          'names lack embed/lm_head use Muon, the others an auxiliary torch AdamW; the model\'s param groups are '
          'passed as `model_parameters`)',
          f'- `_sgd` = client `torch.optim.SGD(lr 1e-2, momentum {SGD_MOMENTUM})` with '
@@ -1089,7 +1110,86 @@ def write_manifest(out_root):
 
 
 # Facts read from the generated files (kept here so that `manifest` reproduces MANIFEST.md).
-OBSERVATIONS = []
+OBSERVATIONS = [
+    'Every `.pt` is a torch zip (pickle protocol 2) with the records `data.pkl`, `.format_version` (`1`), '
+    '`.storage_alignment` (`64`), `byteorder` (`little`), `data/<k>` in numeric order (0, 1, ..., 9, 10), `version` '
+    '(`3`) and `.data/serialization_id` (random per save) - except `gpt_z2_fp32_legacy_ws2`, whose three files are '
+    "torch's legacy non-zip format (they start with the pickled magic number 0x1950a86a20f9469cfc6c).",
+    'ZeRO-3: every `fp32_flat_groups[i]` is pickled as `torch._tensor._rebuild_from_type_v2(torch._utils.'
+    '_rebuild_tensor_v2, torch.Tensor, (...), {"ds_id": "<first>_<last>"})` with requires_grad=True, in all 23 '
+    'ZeRO-3 configs (the ds_id string can run backwards, e.g. `10_0` under Muon, which reorders params). No other '
+    'tensor in any file carries Python state. The ZeRO-1/2 fp32 partitions are plain `_rebuild_tensor_v2` with '
+    'requires_grad=True.',
+    'Pickle globals: model-state files `collections.OrderedDict`, `torch.Size`, `torch._utils._rebuild_tensor_v2`, '
+    '`torch.{Float,Half,BFloat16,Bool,Long}Storage`; optimizer files add `__builtin__.getattr` + '
+    '`deepspeed.runtime.zero.config.ZeroStageEnum`, `deepspeed.runtime.fp16.loss_scaler.LossScaler` / '
+    '`DynamicLossScaler` (fp16; its `dtype` attribute pickles `torch.float16`), '
+    '`deepspeed.utils.tensor_fragment.fragment_address` (ZeRO-1/2, BF16_Optimizer), and at ZeRO-3 '
+    '`torch._tensor._rebuild_from_type_v2` + `torch.Tensor`. MoE expert files: OrderedDict, FloatStorage, '
+    '_rebuild_tensor_v2 only.',
+    'Model-state files gain `checkpoint_parallel_dimensions` = `{"pp_degree": 1, "tp_degree": 1}`; `ds_version` '
+    'is `0.19.8`. ZeRO-1/2 optimizer dicts gain `param_alignment_paddings`; BF16_Optimizer and ZeRO-3 dicts have '
+    'the same keys as under 0.14.5. torch 2.15 AdamW param groups add `differentiable`, `fused` and '
+    '`decoupled_weight_decay` (True); Adam `step` is still a 0-d float32 tensor.',
+    'bf16 (all stages) and BF16_Optimizer name the optimizer files `bf16_zero_pp_rank_<r>_mp_rank_00_optim_states.pt`; '
+    'bf16 + ZeRO-1 + `grad_accum_dtype: fp32` is still BF16_Optimizer in 0.19.8 (train_log `optimizer_class`).',
+    'zero_to_fp32 0.19.8 output (fp32_reference.pt) differs from 0.14.5: int64/bool buffers keep their dtype '
+    '(`calls` int64, `causal_mask` bool; 0.14.5 made them float32), frozen params at ZeRO-2/3 are float32 (0.14.5: '
+    'training dtype), bf16-master checkpoints give float32 (dtype argument defaults to float32). ZeRO-1 still '
+    'stores no frozen params (`mlp_z1_*`: 11 keys, ZeRO-2/3: 13). It still refuses BF16_Optimizer files '
+    '("is not a zero checkpoint").',
+    'ds_to_universal 0.19.8 converts every base config, including ZeRO-3 with 2 param groups and with sub-groups '
+    '(0.14.5 could not), and the ZeRO-3 ws4 `scale` (1x1) now has 1 value. New for ZeRO-1/2 and BF16_Optimizer: '
+    '`zero/<name>/fp32.pt` = `{"param": float32 tensor}` (no `cat_dim`, no optimizer state) also for buffers '
+    '(`calls`, `running_mean`, `causal_mask` - as float32), frozen params (`frozen.*`) and tied names '
+    '(`head.weight`, `lm_head.weight`). ZeRO-3 universal output has trainable params only (bare 1-D tensors) and '
+    'its `zero/optimizer_state.pt` carries rank 0\'s whole optimizer dict including `fp32_flat_groups`.',
+    'DeepSpeed copies two scripts into every checkpoint dir: zero_to_fp32.py and (new) zero_to_torch.py; both '
+    'removed here (sizes and hashes above).',
+    'ZeRO-3 sub-groups: `gpt_z3_bf16_sg1000_ws2` has 4 sub-groups in the decay group + 1 (no-decay) = 5, '
+    '`mlp_z3_fp32_sg200_ws2` 2 sub-groups in its only group: `fp32_flat_groups`, the Adam state and `param_shapes` have one entry per '
+    'sub-group and `param_groups[g]["params"]` lists the sub-group indices of group g.',
+    '`_bf16master` (bf16 master weights without bf16 optimizer states) does not run without offload: DeepSpeed '
+    'asserts ZeRO-Offload + DeepSpeedCPUAdam (see Failures); `_bf16master_offload` is that setting with '
+    'ZeRO-Offload. `_bf16master_bf16states`: ZeRO-1/2 `single_partition_of_fp32_groups` and ZeRO-3 '
+    '`fp32_flat_groups` are bfloat16 tensors (names unchanged), torch AdamW `exp_avg`/`exp_avg_sq` bfloat16, '
+    '`step` float32 tensor. `_bf16master_offload`: masters bfloat16 as well, DeepSpeedCPUAdam state '
+    '`{"step": <Python int>, "exp_avg": float32, "exp_avg_sq": float32}` and param groups `lr`, `betas` (a list), '
+    '`eps`, `weight_decay`, `bias_correction`, `amsgrad`; its universal `step.pt` holds the int 3. zero_to_fp32 '
+    'of every bf16-master checkpoint is float32 (plus the bool buffer).',
+    'Muon (`_muon`): DeepSpeed splits the params into `muon-params` / `adam-params` groups (`group<i>-muon-params` '
+    '/ `group<i>-adam-params` when the model passes several groups; 2-D params whose names lack embed/lm_head are '
+    'Muon, so `wte.weight` and mlp\'s 1x1 `scale` are Muon params) '
+    '(param-group keys `use_muon`, `name`, `lr`, `momentum`, `weight_decay`, `ns_method` (`gram`) for Muon; '
+    'Adam groups also `betas`, `eps`, torch AdamW keys). Muon sorts its group\'s params by `param.size()` '
+    'descending, so `param_shapes` and the flat order are not module order. Muon state is `{"momentum_buffer"}` '
+    'only (no `step`), in the training dtype (bf16 under bf16): at ZeRO-1/2 sized by the params that touch the '
+    "rank's partition (ws2 gpt: 3792 / 4224 elements for 3624-element partitions; mlp fp32: 340 for 216), at "
+    'ZeRO-3 one per sub-group, '
+    'partition-sized. Adam groups hold `step`/`exp_avg`/`exp_avg_sq` as usual. ds_to_universal fails '
+    '(`KeyError: \'exp_avg\'`); zero_to_fp32 works.',
+    'SGD (`_sgd`): `base_optimizer_state.state[g] = {"momentum_buffer": fp32 partition-sized tensor}` (no '
+    '`step`); param groups `momentum`, `dampening`, `nesterov`, ... ds_to_universal fails (`KeyError: \'exp_avg\'`).',
+    'MoE (`gpt_z2_fp32_moe2_ws4`): expert weights are in `layer_<L>_expert_<E>_mp_rank_00_model_states.pt` with '
+    'global expert ids (E = ep_rank * local + local id, also rewritten inside the keys); the main '
+    '`mp_rank_00_model_states.pt` has `param_shapes` (4 groups: decay, no_decay, then the moe decay/no_decay '
+    'groups), `num_experts` ([4, 4]) and `ds_autoep_layers` (None), and its `module` has no expert tensors. With '
+    'ZeRO the optimizer files keep the `zero_pp_rank_<r>` names (no `expp_rank_*`); the 2 MoE groups are '
+    'partitioned over the expert-data-parallel group (size 2): every rank holds 4096 elements of them. '
+    'zero_to_fp32 refuses the expert files, ds_to_universal concatenates both expert-parallel ranks\' '
+    'partitions of a local expert (see Failures).',
+    '`_legacy`: DeepSpeed itself loads the legacy files (same-size resume reproduces step 4); zero_to_fp32 fails '
+    '(its `torch.load(mmap=True)` needs the zip format); ds_to_universal converts them.',
+    'Losses: step 1 equals the 0.14.5 fixtures; later steps differ slightly from them (the WarmupLR lrs seen here '
+    'are 0, 0, 0.005, 0.0079 for steps 1-4).',
+    'Loading on CPU needs no shim: `engine.load_checkpoint` at the same world size reproduced the step-4 loss '
+    'exactly for gpt_z3_bf16, gpt_z2_fp16, gpt_z2_bf16_muon, gpt_z2_fp32_moe2_ws4, gpt_z2_fp32_legacy and '
+    'mlp_z1_bf16_bf16opt; universal resume ws2->ws4 did too for gpt_z2_fp32, gpt_z3_bf16 (2 groups) and '
+    'mlp_z1_bf16_bf16opt. After a ZeRO-3 universal load DeepSpeed 0.19.8 gives every group group 0\'s '
+    '`weight_decay` (no-decay group saved with 0.01) and puts one shared `step` tensor into every sub-group\'s '
+    'state, so AdamW increments it once per sub-group per step (`step` 5 instead of 4 after one step with 2 '
+    'groups). It now saves per-rank model-state files under their own names after a universal load.',
+]
 
 
 def base_matrix():
@@ -1113,6 +1213,8 @@ def extras_matrix():
     for stage in (2, 3):  # bf16 master weights, with and without bf16 optimizer states
         for m in ('weights', 'weights_states'):
             cfgs.append(make_spec('gpt', stage, 'bf16', 2, bf16_master=m))
+    for stage in (2, 3):  # bf16 master weights without bf16 states need ZeRO-Offload + DeepSpeedCPUAdam
+        cfgs.append(make_spec('gpt', stage, 'bf16', 2, bf16_master='weights', offload=True))
     cfgs += [make_spec('gpt', 2, 'bf16', 2, optimizer='muon'), make_spec('gpt', 3, 'bf16', 2, optimizer='muon'),
              make_spec('mlp', 2, 'fp32', 2, optimizer='muon'),
              make_spec('gpt', 2, 'fp32', 2, optimizer='sgd'),
@@ -1137,6 +1239,7 @@ def main():
         p.add_argument('--optimizer', choices=list(OPTIMIZERS), default='adamw')
         p.add_argument('--moe_ep', type=int, help='MoE expert-parallel size (gpt only)')
         p.add_argument('--legacy_serialization', action='store_true')
+        p.add_argument('--offload', action='store_true', help='offload_optimizer cpu + DeepSpeedCPUAdam (JIT op)')
 
     w = sub.add_parser('worker')
     w.add_argument('--model', choices=list(MODELS), required=True)
@@ -1180,6 +1283,7 @@ def main():
         if a.moe_ep and a.model != 'gpt':
             sys.exit('--moe_ep needs --model gpt')
         return worker(a)
+    a.out = os.path.abspath(a.out)
     rpath = os.path.join(a.out, 'results.json')
 
     def record(res):
@@ -1194,7 +1298,8 @@ def main():
             if None in (a.model, a.stage, a.precision, a.world_size):
                 sys.exit('run: give --config NAME or --model/--stage/--precision/--world_size')
             spec = make_spec(a.model, a.stage, a.precision, a.world_size, a.bf16_optimizer, a.sub_group_size,
-                             a.fp16_overflow, a.bf16_master, a.optimizer, a.moe_ep, a.legacy_serialization)
+                             a.fp16_overflow, a.bf16_master, a.optimizer, a.moe_ep, a.legacy_serialization,
+                             a.offload)
         os.makedirs(a.out, exist_ok=True)
         res = run_config(a.out, spec, extra_steps=a.extra_steps, detailed_log=a.detailed_log)
         if not a.no_record:

@@ -335,11 +335,9 @@ def parse_cfg(name):
 
 
 def make_ds_config(spec, ws, universal):
-    ns = argparse.Namespace(world_size=ws, stage=spec['stage'], precision=spec['precision'], model=spec['model'],
-                            bf16_optimizer=spec['bf16_optimizer'], sub_group_size=spec['sub_group_size'],
-                            fp16_overflow=spec['fp16_overflow'], bf16_master=spec.get('bf16_master'),
-                            optimizer=spec.get('optimizer', 'adamw'), moe_ep=spec.get('moe_ep'),
-                            legacy_serialization=spec.get('legacy', False), load_universal=universal)
+    # the generator's worker options: the spec's fields (+ its `legacy` under the worker's option name)
+    ns = argparse.Namespace(**dict(spec, world_size=ws, load_universal=universal,
+                                   legacy_serialization=spec.get('legacy', False)))
     ds = G.ds_config(ns)
     if universal:
         ds['checkpoint'] = {'load_universal': True}

@@ -9,12 +9,15 @@
 #include "ucp/base/size.h"
 #include "ucp/exec/fp32_executor.h"
 #include "ucp/exec/hdf5_executor.h"
+#include "ucp/exec/hf_model_files.h"
+#include "ucp/exec/mapped_files.h"
 #include "ucp/exec/optimizer_steps.h"
 #include "ucp/exec/universal_extras.h"
 #include "ucp/exec/zero_source.h"
 #include "ucp/plan/fp32_layout.h"
 #include "ucp/plan/fp32_plan.h"
 #include "ucp/plan/hdf5_plan.h"
+#include "ucp/plan/lightning_plan.h"
 
 namespace ucp::cli {
 using base::Result;
@@ -25,8 +28,10 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
   cmd->add_option("checkpoint", o.checkpoint, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
   cmd->add_option("out", o.out, "Output directory (created; must not exist or be empty unless --overwrite)")->required();
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
-  cmd->add_option("--format", o.format, "safetensors (default), torch (.bin) or hdf5 (one model.h5, parallel HDF5)")
-      ->check(CLI::IsMember({"safetensors", "torch", "hdf5"}));
+  cmd->add_option("--format", o.format,
+                  "safetensors (default), torch (.bin), hdf5 (one model.h5, parallel HDF5) or lightning (one "
+                  "lightning_model.pt as Lightning's convert_zero_checkpoint_to_fp32_state_dict writes it)")
+      ->check(CLI::IsMember({"safetensors", "torch", "hdf5", "lightning"}));
   cmd->add_option("--max-shard-size", o.max_shard_size, "Largest output shard, e.g. 5GB (decimal) or 2GiB")
       ->capture_default_str()
       ->each([&o](const std::string&) { o.max_shard_size_given = true; });
@@ -35,6 +40,9 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
   cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: fp32, bf16 or fp16 (round to nearest even)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
   cmd->add_flag("--exclude-frozen", o.exclude_frozen, "Leave out parameters with requires_grad=False");
+  cmd->add_option("--hf-config", o.hf_config,
+                  "HF model folder whose config.json, generation_config.json and tokenizer files join the output "
+                  "(default: those beside the checkpoint, as in an HF Trainer checkpoint-K/)");
   add_conversion_flags(cmd, o);
   return cmd;
 }
@@ -47,11 +55,17 @@ Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToF
   if (o.format == "hdf5") {
     // One file by design: sharding would defeat the point of a single, world-size-free file.
     if (o.max_shard_size_given) return base::invalid_argument("--max-shard-size does not apply to --format hdf5 (one model.h5)");
+    if (!o.hf_config.empty()) return base::invalid_argument("--hf-config makes an HF model folder: use --format safetensors or torch");
     if (!exec::hdf5_output_available())
       return base::unimplemented("--format hdf5: this ucp-reshard was built without parallel HDF5 (install "
                                  "libhdf5-openmpi-dev and rebuild)");
   } else if (o.with_optimizer) {
     return base::invalid_argument("--with-optimizer needs --format hdf5 (use to-universal for torch files)");
+  }
+  if (o.format == "lightning") {
+    p.format = plan::OutputFormat::kTorch;
+    if (o.max_shard_size_given) return base::invalid_argument("--max-shard-size does not apply to --format lightning (one file)");
+    if (!o.hf_config.empty()) return base::invalid_argument("--hf-config makes an HF model folder: use --format safetensors or torch");
   }
   UCP_ASSIGN_OR_RETURN(p.max_shard_bytes, base::parse_size(o.max_shard_size).annotate("--max-shard-size"));
   p.float_dtype = *base::dtype_from_user_name(o.dtype);
@@ -155,6 +169,16 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
   return {};
 }
 
+// Lightning keeps its trainer state in the model-state file it reads (rank 0's at ZeRO-3): every
+// rank parses that one small pickle and plans the same file.
+Result<plan::Fp32Plan> plan_lightning_file(const format::ZeroCheckpoint& ckpt, const plan::Fp32Layout& layout,
+                                           const plan::Fp32Options& options) {
+  UCP_ASSIGN_OR_RETURN(format::TorchFile model_state, format::TorchFile::open(ckpt.paths.at(0)));
+  exec::MappedFiles mapped;
+  mapped.add(0, model_state);
+  return plan::plan_lightning(layout, model_state.root(), mapped.locator(), ckpt.paths, options);
+}
+
 }  // namespace
 
 Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
@@ -173,8 +197,9 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
   Result<plan::Fp32Plan> plan = base::internal_error("no plan");
   {
     auto layout = plan::layout_fp32(ckpt, o.exclude_frozen);
-    if (layout.ok()) plan = plan::plan_fp32(*layout, ckpt.paths, *popts);
-    else plan = layout.status();
+    if (!layout.ok()) plan = layout.status();
+    else if (o.format == "lightning") plan = plan_lightning_file(ckpt, *layout, *popts);
+    else plan = plan::plan_fp32(*layout, ckpt.paths, *popts);
   }
   UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->digest(); }, timer));
 
@@ -184,18 +209,32 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
     return {};
   }
 
+  // An HF model folder, not a bare weights file: config and tokenizer files from beside the
+  // checkpoint (or --hf-config), written by rank 0 before the output is committed.
+  Result<exec::HfModelFiles> hf_files = o.format == "lightning" ? exec::HfModelFiles{}
+                                                                : exec::find_hf_model_files(ckpt.files.save_dir, o.hf_config);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "source", hf_files.status()).status);
+
   UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
   timer.mark("prepare");
   exec::ExecuteOptions eopts;
   eopts.progress = o.progress;
+  eopts.before_commit = [&]() -> Status {
+    if (comm.rank() != 0) return {};
+    return exec::write_hf_model_files(*hf_files, out.temp_path(), popts->float_dtype);
+  };
   UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, eopts, timer));
 
   std::uint64_t written = 0;
   for (const auto& f : plan->files) written += f.size;
   print_timings_if_asked(comm, o, timer, written);
-  if (comm.rank() == 0)
+  if (comm.rank() == 0) {
     std::cerr << "ucp-reshard to-fp32: wrote " << plan->tensors.size() << " tensors in " << plan->files.size()
-              << " file(s), " << base::format_bytes(written) << " to " << o.out << std::endl;
+              << " file(s), " << base::format_bytes(written) << " to " << o.out;
+    if (!hf_files->names.empty())
+      std::cerr << " (+ " << hf_files->names.size() << " HF model files from " << hf_files->source_dir << ")";
+    std::cerr << std::endl;
+  }
   return {};
 }
 

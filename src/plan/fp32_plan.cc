@@ -194,6 +194,18 @@ std::string hf_shard_name(OutputFormat format, int index, int count) {
   return buf;
 }
 
+Result<OutputTensor> output_tensor_of(const LogicalTensor& lt, int logical, base::DType float_dtype) {
+  OutputTensor t;
+  t.name = lt.name;
+  t.logical = logical;
+  t.dtype = base::dtype_is_floating(lt.dtype) ? float_dtype : lt.dtype;
+  t.shape = lt.shape;
+  auto nbytes = base::checked_mul(lt.numel(), base::dtype_size(t.dtype));
+  if (!nbytes) return base::data_loss("tensor '" + lt.name + "' is too large");
+  t.nbytes = *nbytes;
+  return t;
+}
+
 Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::string>& source_paths,
                            const Fp32Options& opt) {
   if (opt.world_size < 1) return base::internal_error("plan_fp32: world size < 1");
@@ -208,14 +220,7 @@ Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::stri
   std::vector<int> follows(layout.tensors.size(), -1);
   for (std::size_t i = 0; i < layout.tensors.size(); ++i) {
     const LogicalTensor& lt = layout.tensors[i];
-    OutputTensor t;
-    t.name = lt.name;
-    t.logical = static_cast<int>(i);
-    t.dtype = base::dtype_is_floating(lt.dtype) ? opt.float_dtype : lt.dtype;
-    t.shape = lt.shape;
-    auto nbytes = base::checked_mul(lt.numel(), base::dtype_size(t.dtype));
-    if (!nbytes) return base::data_loss("tensor '" + lt.name + "' is too large");
-    t.nbytes = *nbytes;
+    UCP_ASSIGN_OR_RETURN(OutputTensor t, output_tensor_of(lt, static_cast<int>(i), opt.float_dtype));
     if (lt.role == TensorRole::kAlias) {
       follows[i] = lt.alias_of;
       if (torch) t.shares_storage_with = lt.alias_of;

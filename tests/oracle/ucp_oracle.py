@@ -186,6 +186,9 @@ class _StubModule(types.ModuleType):
 
 class _DeepSpeedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path, target=None):
+        real = sys.modules.get("deepspeed")
+        if real is not None and not isinstance(real, _StubModule):
+            return None  # a test that imported the real DeepSpeed first (to run its converters) keeps it
         if fullname == "deepspeed" or fullname.startswith("deepspeed."):
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         return None

@@ -328,14 +328,38 @@ def hf_worker(a):
             out['accelerate_distributed_type'] = str(trainer.accelerator.distributed_type)
             out['trainer_global_step_at_begin'] = int(state.global_step)
             out['deepspeed_global_steps_at_begin'] = int(getattr(eng, 'global_steps', -1))
+            out['epoch_at_begin'] = state.epoch
             if resume:
                 probe_after_load(eng, a, out)
 
     trainer = Trainer(model=model, args=args, train_dataset=token_dataset(HF_SAMPLES), processing_class=tok,
                       callbacks=[Probe()])
+    rng = {'rank': dist.get_rank(), 'calls': []}
+    if resume:
+        # observe (not change) the Trainer's own RNG restore: which file it looks for (rng_state_<process_index>.pth,
+        # or rng_state.pth at world size 1), whether it is there, and whether the CPU generator holds that file's
+        # state afterwards
+        load_rng = trainer._load_rng_state
+
+        def load_rng_observed(checkpoint):
+            name = f'rng_state_{args.process_index}.pth' if args.world_size > 1 else 'rng_state.pth'
+            f = os.path.join(checkpoint, name) if checkpoint else None
+            call = {'file': name, 'exists': bool(f) and os.path.isfile(f)}
+            load_rng(checkpoint)
+            if call['exists']:
+                saved = torch.load(f, weights_only=False)
+                call['cpu_state_restored'] = bool(torch.equal(torch.random.get_rng_state(), saved['cpu']))
+            rng['calls'].append(call)
+
+        trainer._load_rng_state = load_rng_observed
     trainer.train(resume_from_checkpoint=a.ckpt if resume else None)
     hist = trainer.state.log_history
+    if resume:
+        rng_all = [None] * dist.get_world_size()
+        dist.all_gather_object(rng_all, rng)
+        out['rng_restore'] = rng_all
     out['losses'] = {str(h['step']): h['loss'] for h in hist if 'loss' in h}
+    out['epoch'] = {str(h['step']): h.get('epoch') for h in hist if 'loss' in h}
     out['grad_norm'] = {str(h['step']): h.get('grad_norm') for h in hist if 'loss' in h}
     out['learning_rate'] = {str(h['step']): h.get('learning_rate') for h in hist if 'loss' in h}
     out['final_global_step'] = int(trainer.state.global_step)
@@ -436,6 +460,7 @@ def pl_worker(a):
             loss = outputs['loss'] if isinstance(outputs, dict) else outputs
             out['losses'][str(trainer.global_step)] = allreduce_mean(loss)
             out['lr'][str(trainer.global_step)] = trainer.optimizers[0].param_groups[0]['lr']
+            out.setdefault('epoch', {})[str(trainer.global_step)] = int(trainer.current_epoch)
 
     pl.seed_everything(42, workers=True)
     callbacks = [Probe()]
@@ -691,14 +716,22 @@ def run_resume(case, ckpt, world_size, ref=None, expect=None, out_root=DEFAULT_O
         r.update({k: w.get(k) for k in ('trainer_global_step_at_begin', 'deepspeed_global_steps_at_begin',
                                          'final_global_step', 'deepspeed_global_steps_final', 'engine_class',
                                          'optimizer_class', 'accelerate_distributed_type', 'optimizer_steps_per_rank',
-                                         'fp32_master', 'optimizer')})
+                                         'fp32_master', 'optimizer', 'epoch_at_begin', 'rng_restore')})
         r['losses'] = {k: v for k, v in w['losses'].items() if int(k) > SAVE_STEP}
+        lrs = w.get('learning_rate') or w.get('lr') or {}
+        r['learning_rates'] = {k: v for k, v in lrs.items() if int(k) > SAVE_STEP}
+        r['epochs'] = {k: v for k, v in (w.get('epoch') or {}).items() if int(k) > SAVE_STEP}
+        expected_lr = None
         if expect:
-            e = json.load(open(expect))['losses']
+            ej = json.load(open(expect))
+            e = ej['losses']
             r['expected_losses'] = {k: e[k] for k in r['losses'] if k in e}
             diffs = [abs(r['losses'][k] - e[k]) for k in r['losses'] if k in e]
             r['loss_max_abs_diff'] = max(diffs) if diffs else None
             r['losses_bit_equal'] = bool(diffs) and all(d == 0.0 for d in diffs)
+            if ej.get('learning_rate'):
+                expected_lr = {k: ej['learning_rate'][k] for k in r['learning_rates'] if k in ej['learning_rate']}
+                r['expected_learning_rates'] = expected_lr
         checks = {
             'global_step_at_begin': r['trainer_global_step_at_begin'] == SAVE_STEP
             and r['deepspeed_global_steps_at_begin'] == SAVE_STEP,
@@ -706,6 +739,15 @@ def run_resume(case, ckpt, world_size, ref=None, expect=None, out_root=DEFAULT_O
             'steps_after_resume': sorted(r['losses'], key=int) == [str(s) for s in range(SAVE_STEP + 1, TOTAL_STEPS + 1)],
             'adam_step_counts': all(v == [float(SAVE_STEP)] for v in (r['optimizer_steps_per_rank'] or [[]])),
         }
+        if expected_lr:  # the scheduler state came through: same lr at every step after the resume
+            checks['learning_rates'] = r['learning_rates'] == expected_lr
+        if c['framework'] == 'hf' and not universal:
+            # the Trainer found rng_state_<rank>.pth (rng_state.pth at world size 1) for every rank and restored it
+            # (DeepSpeed's universal path copies the framework files unchanged, so there it is only reported)
+            calls = [cl for rr in (r['rng_restore'] or []) for cl in rr['calls']]
+            checks['rng_state_restored_every_rank'] = (
+                len(r['rng_restore'] or []) == world_size and all(rr['calls'] for rr in r['rng_restore'])
+                and all(cl['exists'] and cl.get('cpu_state_restored') for cl in calls))
         if ref:
             checks['fp32_master_equals_zero_to_fp32'] = bool((r['fp32_master'] or {}).get('all_exact'))
         if univ_ref:

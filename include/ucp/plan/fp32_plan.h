@@ -113,6 +113,10 @@ struct Fp32Plan {
   std::string describe() const;
 };
 
+/// The output tensor of layout tensor `logical` (`lt`): floating tensors in `float_dtype`, others as
+/// they are; no file yet. DataLoss when its size overflows.
+base::Result<OutputTensor> output_tensor_of(const LogicalTensor& lt, int logical, base::DType float_dtype);
+
 /// Builds the pickled root of a torch file from its tensors, (name, tensor value) in member order.
 using TorchRootFn = std::function<format::ValuePtr(std::vector<std::pair<std::string, format::ValuePtr>> tensors)>;
 /// The root torch.save gets from zero_to_fp32: an OrderedDict name -> tensor.

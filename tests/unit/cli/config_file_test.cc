@@ -126,7 +126,7 @@ TEST_F(ConfigMerge, KeysAreTheLongFlagNamesOfTheCommand) {
   cmd_ = add_to_fp32_command(*app_, opts_);
   uni_ = add_to_universal_command(*app_, uni_opts_);
   EXPECT_THAT(config_keys(*cmd_),
-              ElementsAre("dry_run", "dtype", "exclude_frozen", "format", "max_memory", "max_shard_size", "no_progress",
+              ElementsAre("dry_run", "dtype", "exclude_frozen", "format", "hf_config", "max_memory", "max_shard_size", "no_progress",
                           "overwrite", "progress", "tag", "timings", "transport", "with_optimizer"));
   EXPECT_THAT(config_keys(*uni_),
               ElementsAre("dry_run", "max_memory", "no_progress", "overwrite", "progress", "tag", "timings", "transport"));
@@ -179,7 +179,7 @@ TEST_F(ConfigMerge, UnknownKeyIsAUsageErrorWithAHintAndTheValidKeys) {
   base::Status s = parse({"to-fp32", "ck", "out", "--config", cfg});
   EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument,
                           HasSubstr("unknown key 'max_shrd_size' for 'to-fp32'; did you mean 'max_shard_size'? Valid "
-                                    "keys: dry_run, dtype, exclude_frozen, format, max_memory, max_shard_size")));
+                                    "keys: dry_run, dtype, exclude_frozen, format, hf_config, max_memory, max_shard_size")));
   EXPECT_EQ(s.exit_code(), 2);
   EXPECT_EQ(s.message().find('\n'), std::string::npos) << "one line";
   EXPECT_EQ(opts_.format, "safetensors") << "a bad file changes nothing";
@@ -196,7 +196,7 @@ TEST_F(ConfigMerge, UnknownKeyIsAUsageErrorWithAHintAndTheValidKeys) {
 TEST_F(ConfigMerge, ValuesGoThroughTheOptionsOwnChecks) {
   std::string cfg = write("v.json", R"({"format": "xml"})");
   EXPECT_THAT(parse({"to-fp32", "ck", "out", "--config", cfg}),
-              StatusIs(StatusCode::kInvalidArgument, HasSubstr("key 'format': --format: xml not in {safetensors,torch,hdf5}")));
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("key 'format': --format: xml not in {safetensors,torch,hdf5,lightning}")));
   std::string sw = write("s.json", R"({"overwrite": "yes"})");
   EXPECT_THAT(parse({"to-fp32", "ck", "out", "--config", sw}),
               StatusIs(StatusCode::kInvalidArgument, HasSubstr("key 'overwrite' is a switch: expected true or false")));

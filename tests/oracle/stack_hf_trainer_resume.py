@@ -1,0 +1,118 @@
+"""The HF Trainer resumes, at another number of ranks, from what `ucp-reshard reshard` makes of its
+checkpoint-3/ folder (current stack: transformers 5, DeepSpeed 0.19, torch 2.x, CPU).
+
+Fixtures: tests/golden/frameworks/hf_z2_bf16_ws2 and hf_z3_bf16_ws2 (tiny Llama, bf16, ZeRO-2 / ZeRO-3, two
+AdamW param groups (decay / no decay), linear lr schedule, written by the Trainer itself at 2 ranks; see
+tools/frameworks/README.md). For each, `ucp-reshard reshard checkpoint-3 OUT --target-dp M` (M = 3: grow to a
+non-multiple; M = 1; and a real shrink: 2 -> 4, then 4 -> 2 and resume at 2), then
+`trainer.train(resume_from_checkpoint=OUT)` at M ranks (gen_framework_ckpts.py resume; no flag, no edit).
+
+Required, besides the checks `resume` makes itself (framework_resume.py: global step 3 at the start and 5 at
+the end, lr of steps 4 and 5 = the uninterrupted run's, Adam step 3 on every rank, fp32 masters after the
+load bit-identical to DeepSpeed's zero_to_fp32 of the fixture, Adam moments bit-identical to its
+ds_to_universal, every rank's Trainer restored the CPU RNG state from its own rng_state_<r>.pth, rng_state.pth
+at M=1):
+- OUT holds exactly the RNG files the Trainer reads at M (rng_state_0..M-1.pth, or rng_state.pth at M=1), new
+  rank r's being source rank r mod N's; trainer_state.json, scheduler.pt, training_args.bin, config and
+  tokenizer files, model.safetensors byte-identical to the fixture's; `latest` = global_step3;
+- epoch position: the Trainer starts at epoch 0.6 (trainer_state.json) and logs epochs 0.8 and 1.0;
+- losses of steps 4 and 5:
+  ZeRO-2, M = 3 and 1: equal (tolerance 0) to DeepSpeed's own universal resume of the fixture at M;
+  M = 2 after 2 -> 4 -> 2 (both stages): equal (tolerance 0) to the fixture's uninterrupted run;
+  ZeRO-3, M = 3 and 1: DeepSpeed's universal resume is wrong for two param groups (tools/frameworks/README.md),
+  so the fixture's own run: step 4 within 1e-6 relative, step 5 within 5e-4 absolute (bf16 gradient reduction
+  over another number of ranks; see framework_resume.STEP5_ABS).
+Prints the loss table.
+"""
+
+import os
+import unittest
+
+import torch
+
+import framework_resume as fr
+import ucp_oracle as uo
+from framework_resume import Run
+
+RUNS = [
+    Run("hf_z2_bf16_ws2", 3, [3], covers="ZeRO-2 grow 2->3 (not a multiple)", reshard_ranks=2),
+    Run("hf_z2_bf16_ws2", 3),
+    Run("hf_z2_bf16_ws2", 1, [1], covers="ZeRO-2 shrink to 1 (rng_state.pth)", reshard_ranks=0),
+    Run("hf_z2_bf16_ws2", 1),
+    Run("hf_z2_bf16_ws2", 2, [4, 2], ref="fixture", covers="ZeRO-2 2->4, then shrink 4->2", reshard_ranks=2),
+    Run("hf_z3_bf16_ws2", 3, [3], ref="fixture~", covers="ZeRO-3 grow 2->3 (not a multiple)", reshard_ranks=2),
+    Run("hf_z3_bf16_ws2", 1, [1], ref="fixture~", covers="ZeRO-3 shrink to 1 (rng_state.pth)", reshard_ranks=0),
+    Run("hf_z3_bf16_ws2", 2, [4, 2], ref="fixture", covers="ZeRO-3 2->4, then shrink 4->2", reshard_ranks=2),
+]
+CARRIED = ["trainer_state.json", "scheduler.pt", "training_args.bin", "config.json", "generation_config.json",
+           "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
+
+
+class HFTrainerResumesReshardedCheckpoints(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.missing = [r.fixture_ckpt for r in RUNS if not os.path.isdir(r.fixture_ckpt)]
+        cls.wall = 0.0
+        if cls.missing:
+            return
+        cls.tmp = uo.TempDir()
+        root = cls.tmp.__enter__()
+        try:
+            cls.wall = fr.execute_all(RUNS, root)
+        except BaseException:
+            cls.tmp.__exit__(None, None, None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.missing:
+            return
+        try:
+            print(fr.loss_table("HF Trainer resume (trainer.train(resume_from_checkpoint=OUT)) of ucp-reshard output; "
+                                "DS-universal@M = DeepSpeed's own universal resume of the fixture at M",
+                                RUNS, cls.wall), flush=True)
+        finally:
+            cls.tmp.__exit__(None, None, None)
+
+    def setUp(self):
+        if self.missing:
+            self.fail(f"framework fixtures missing: {self.missing}")
+
+    def check_files(self, run):
+        out, src = run.out, run.fixture_ckpt
+        expected = ["rng_state.pth"] if run.m == 1 else [f"rng_state_{r}.pth" for r in range(run.m)]
+        self.assertEqual(sorted(n for n in os.listdir(out) if n.startswith("rng_state")), expected)
+        for r, name in enumerate(expected):
+            got = torch.load(os.path.join(out, name), weights_only=False)
+            want = torch.load(os.path.join(src, f"rng_state_{run.source_of_rank(r)}.pth"), weights_only=False)
+            self.assertTrue(fr.same(got, want), f"{name} is not source rank {run.source_of_rank(r)}'s RNG state")
+        for name in CARRIED:
+            self.assertEqual(fr.file_bytes(os.path.join(out, name)), fr.file_bytes(os.path.join(src, name)), name)
+        self.assertEqual(fr.file_bytes(os.path.join(out, "latest")).strip(), b"global_step3")
+        optim = [n for n in os.listdir(os.path.join(out, "global_step3")) if n.endswith("optim_states.pt")]
+        self.assertEqual(len(optim), run.m)
+
+    def test_resume(self):
+        for run in RUNS:
+            if run.universal:
+                continue
+            with self.subTest(run=run.name, m=run.m, covers=run.covers):
+                fr.check_common(self, run, RUNS)
+                self.check_files(run)
+                # epoch position: trainer_state.json's 0.6 at the start, then 0.8 and 1.0 (5 steps in the epoch)
+                self.assertEqual(run.res["epoch_at_begin"], 0.6)
+                self.assertEqual(run.res["epochs"], {"4": 0.8, "5": 1.0})
+                calls = [c for rr in run.res["rng_restore"] for c in rr["calls"]]
+                self.assertEqual(sorted(rr["rank"] for rr in run.res["rng_restore"]), list(range(run.m)))
+                self.assertTrue(calls and all(c["exists"] and c["cpu_state_restored"] for c in calls), calls)
+
+    def test_deepspeed_universal_references_ran(self):
+        for run in RUNS:
+            if run.universal:
+                with self.subTest(run=run.name):
+                    self.assertEqual(run.rc, 0, f"{run.res.get('error')}\n{run.res.get('log_tail', '')}")
+                    self.assertEqual(sorted(run.res["losses"]), ["4", "5"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -27,8 +27,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+import unittest
 
 import torch
 
@@ -53,8 +53,6 @@ STEP4_REL = 1e-6
 #   does NOT separate DeepSpeed's own ZeRO-3 universal defect (2.6e-4 at M=3); the bit-exact fp32-master and
 #   Adam-state checks right after the load are what hold the ZeRO-3 runs to exactness.
 STEP5_ABS = 5e-4
-
-_MPIRUN_LOCK = threading.Lock()
 
 
 class Run:
@@ -93,17 +91,25 @@ class Run:
         return r
 
 
+def standard_runs(case, universal_is_right=True, shrink_note=""):
+    """The resumes every case gets: grow 2 -> 3 (not a multiple), shrink to 1 (converted by a plain
+    process), and 2 -> 4 -> 2 (exactly the uninterrupted run). The first two are compared with
+    DeepSpeed's own universal resume at the same M, or, where that is wrong (ZeRO-3 with two param
+    groups), with the fixture's own run within the tolerances above ("fixture~")."""
+    stage = "ZeRO-3" if "_z3_" in case else "ZeRO-2"
+    ref = "universal" if universal_is_right else "fixture~"
+    runs = []
+    for m, covers in ((3, "grow 2->3 (not a multiple)"), (1, "shrink to 1" + shrink_note)):
+        runs.append(Run(case, m, [m], ref=ref, covers=f"{stage} {covers}", reshard_ranks=2 if m > 1 else 0))
+        if universal_is_right:
+            runs.append(Run(case, m))
+    runs.append(Run(case, 2, [4, 2], ref="fixture", covers=f"{stage} 2->4, then shrink 4->2", reshard_ranks=2))
+    return runs
+
+
 def ucp(args, ranks):
-    """ranks 0: uo.run_alone (a plain process); else uo.run, one mpirun start at a time (Open MPI 4's session-directory setup races between mpiruns started
-    at the same instant), retried once on that failure."""
-    if ranks == 0:  # a plain process, no launcher
-        return uo.run_alone(args)
-    for attempt in range(2):
-        with _MPIRUN_LOCK:
-            p = uo.run(args, ranks)
-        if p.returncode == 0 or "orte_init failed" not in p.stderr or attempt:
-            return p
-    return p
+    """ranks 0: a plain process, no launcher (uo.run_alone); else uo.run_from_threads."""
+    return uo.run_alone(args) if ranks == 0 else uo.run_from_threads(args, ranks)
 
 
 def log_tail(logdir, n=25):
@@ -185,6 +191,10 @@ def loss_verdict(run, runs):
     return "; ".join(bad) or None
 
 
+def failed_checks(run):
+    return [k for k, v in (run.res.get("checks") or {}).items() if not v]
+
+
 def tolerance_text(run):
     return f"4: {STEP4_REL:g} rel, 5: {STEP5_ABS:g} abs" if run.ref == "fixture~" else "0"
 
@@ -212,7 +222,7 @@ def loss_table(title, runs, wall):
             continue
         label, ref, _ = reference_of(run, runs)
         diffs = [abs(l[k] - ref[k]) for k in ("4", "5") if k in l and k in ref]
-        why = run.prep_error or (None if ok else f"{run.res.get('error') or run.res.get('checks')}")
+        why = run.prep_error or (None if ok else f"{run.res.get('error') or failed_checks(run)}")
         why = why or loss_verdict(run, runs)
         rows.append((run.name, str(run.m), run.covers, fmt(l.get("4")), fmt(l.get("5")), label, fmt(ref.get("4")),
                      fmt(ref.get("5")), f"{max(diffs):.3g}" if diffs else "-", tolerance_text(run),
@@ -247,7 +257,7 @@ def same(a, b):
 def check_common(tc, run, runs):
     """The resume succeeded, every check of `resume` passed (and was made), the losses meet the reference."""
     tc.assertIsNone(run.prep_error, run.prep_error)
-    why = (f"exit {run.rc}; error {run.res.get('error')}; checks {run.res.get('checks')}\n"
+    why = (f"exit {run.rc}; error {run.res.get('error')}; failed checks {failed_checks(run)}\n"
            f"{run.res.get('log_tail', '')}")
     tc.assertEqual(run.rc, 0, why)
     tc.assertTrue(run.res.get("ok"), why)
@@ -281,3 +291,57 @@ def check_common(tc, run, runs):
 def file_bytes(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+class ResumeCase(unittest.TestCase):
+    """Runs RUNS once for the class (reshard chains, then the framework's resumes), prints the loss
+    table at the end; subclasses add test_resume with their framework's own file checks."""
+
+    RUNS = []
+    TITLE = ""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.missing = [r.fixture_ckpt for r in cls.RUNS if not os.path.isdir(r.fixture_ckpt)]
+        cls.wall = 0.0
+        if cls.missing:
+            return
+        cls.tmp = uo.TempDir()
+        root = cls.tmp.__enter__()
+        try:
+            cls.wall = execute_all(cls.RUNS, root)
+        except BaseException:
+            cls.tmp.__exit__(None, None, None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.missing:
+            return
+        try:
+            print(loss_table(cls.TITLE, cls.RUNS, cls.wall), flush=True)
+        finally:
+            cls.tmp.__exit__(None, None, None)
+
+    def setUp(self):
+        if self.missing:
+            self.fail(f"framework fixtures missing: {self.missing}")
+
+    def check_framework(self, run):
+        """The framework's own files and state after resuming `run` (subclasses)."""
+        raise NotImplementedError
+
+    def test_resume(self):
+        for run in self.RUNS:
+            if run.universal:
+                continue
+            with self.subTest(run=run.name, m=run.m, covers=run.covers):
+                check_common(self, run, self.RUNS)
+                self.check_framework(run)
+
+    def test_deepspeed_universal_references_ran(self):
+        for run in self.RUNS:
+            if run.universal:
+                with self.subTest(run=run.name):
+                    self.assertEqual(run.rc, 0, f"{run.res.get('error')}\n{run.res.get('log_tail', '')}")
+                    self.assertEqual(sorted(run.res["losses"]), ["4", "5"])

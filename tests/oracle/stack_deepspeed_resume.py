@@ -45,7 +45,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
@@ -72,21 +71,6 @@ CASES = [
     Case("gpt_z1_bf16_bf16opt_ws4", 3, "BF16_Optimizer, M down, not a divisor"),
     Case("mlp_z2_fp16_ws2", 1, "ZeRO-2 fp16, M down to 1; frozen params, tied weight, buffers"),
 ]
-
-
-_MPIRUN_LOCK = threading.Lock()
-
-
-def ucp(args, ranks):
-    """uo.run, one mpirun start at a time: Open MPI 4's session-directory setup races between mpiruns
-    started at the same instant ("orte_init failed ... /tmp/ompi.<host>.0 File exists"); such a start is
-    retried once."""
-    for attempt in range(2):
-        with _MPIRUN_LOCK:
-            p = uo.run(args, ranks)
-        if p.returncode == 0 or "orte_init failed" not in p.stderr or attempt:
-            return p
-    return p
 
 
 def checker(args, json_out, timeout=600):
@@ -140,12 +124,12 @@ class DeepSpeedResumesOurCheckpoints(unittest.TestCase):
         d = os.path.join(cls.root, f"{c.config}-to-{c.m}")
         os.makedirs(d)
         native, univ = os.path.join(d, "native"), os.path.join(d, "universal")
-        p = ucp(["reshard", os.path.join(orig, "checkpoint"), native, "--target-dp", str(c.m), "--no-progress"],
+        p = uo.run_from_threads(["reshard", os.path.join(orig, "checkpoint"), native, "--target-dp", str(c.m), "--no-progress"],
                    c.ranks)
         if p.returncode != 0:
             cls.prep[(c.config, c.m, "native")] = f"ucp-reshard reshard exit {p.returncode}: {p.stderr.strip()}"
         if c.universal:
-            p = ucp(["to-universal", os.path.join(orig, "checkpoint"), os.path.join(univ, "global_step3"),
+            p = uo.run_from_threads(["to-universal", os.path.join(orig, "checkpoint"), os.path.join(univ, "global_step3"),
                         "--no-progress"], c.ranks)
             if p.returncode != 0:
                 cls.prep[(c.config, c.m, "universal")] = f"ucp-reshard to-universal exit {p.returncode}: {p.stderr.strip()}"

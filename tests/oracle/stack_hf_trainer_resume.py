@@ -31,52 +31,17 @@ import unittest
 import torch
 
 import framework_resume as fr
-import ucp_oracle as uo
-from framework_resume import Run
 
-RUNS = [
-    Run("hf_z2_bf16_ws2", 3, [3], covers="ZeRO-2 grow 2->3 (not a multiple)", reshard_ranks=2),
-    Run("hf_z2_bf16_ws2", 3),
-    Run("hf_z2_bf16_ws2", 1, [1], covers="ZeRO-2 shrink to 1 (rng_state.pth)", reshard_ranks=0),
-    Run("hf_z2_bf16_ws2", 1),
-    Run("hf_z2_bf16_ws2", 2, [4, 2], ref="fixture", covers="ZeRO-2 2->4, then shrink 4->2", reshard_ranks=2),
-    Run("hf_z3_bf16_ws2", 3, [3], ref="fixture~", covers="ZeRO-3 grow 2->3 (not a multiple)", reshard_ranks=2),
-    Run("hf_z3_bf16_ws2", 1, [1], ref="fixture~", covers="ZeRO-3 shrink to 1 (rng_state.pth)", reshard_ranks=0),
-    Run("hf_z3_bf16_ws2", 2, [4, 2], ref="fixture", covers="ZeRO-3 2->4, then shrink 4->2", reshard_ranks=2),
-]
+RUNS = (fr.standard_runs("hf_z2_bf16_ws2", shrink_note=" (rng_state.pth)")
+        + fr.standard_runs("hf_z3_bf16_ws2", universal_is_right=False, shrink_note=" (rng_state.pth)"))
 CARRIED = ["trainer_state.json", "scheduler.pt", "training_args.bin", "config.json", "generation_config.json",
            "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
 
 
-class HFTrainerResumesReshardedCheckpoints(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.missing = [r.fixture_ckpt for r in RUNS if not os.path.isdir(r.fixture_ckpt)]
-        cls.wall = 0.0
-        if cls.missing:
-            return
-        cls.tmp = uo.TempDir()
-        root = cls.tmp.__enter__()
-        try:
-            cls.wall = fr.execute_all(RUNS, root)
-        except BaseException:
-            cls.tmp.__exit__(None, None, None)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.missing:
-            return
-        try:
-            print(fr.loss_table("HF Trainer resume (trainer.train(resume_from_checkpoint=OUT)) of ucp-reshard output; "
-                                "DS-universal@M = DeepSpeed's own universal resume of the fixture at M",
-                                RUNS, cls.wall), flush=True)
-        finally:
-            cls.tmp.__exit__(None, None, None)
-
-    def setUp(self):
-        if self.missing:
-            self.fail(f"framework fixtures missing: {self.missing}")
+class HFTrainerResumesReshardedCheckpoints(fr.ResumeCase):
+    RUNS = RUNS
+    TITLE = ("HF Trainer resume (trainer.train(resume_from_checkpoint=OUT)) of ucp-reshard output; "
+             "DS-universal@M = DeepSpeed's own universal resume of the fixture at M")
 
     def check_files(self, run):
         out, src = run.out, run.fixture_ckpt
@@ -92,26 +57,14 @@ class HFTrainerResumesReshardedCheckpoints(unittest.TestCase):
         optim = [n for n in os.listdir(os.path.join(out, "global_step3")) if n.endswith("optim_states.pt")]
         self.assertEqual(len(optim), run.m)
 
-    def test_resume(self):
-        for run in RUNS:
-            if run.universal:
-                continue
-            with self.subTest(run=run.name, m=run.m, covers=run.covers):
-                fr.check_common(self, run, RUNS)
-                self.check_files(run)
-                # epoch position: trainer_state.json's 0.6 at the start, then 0.8 and 1.0 (5 steps in the epoch)
-                self.assertEqual(run.res["epoch_at_begin"], 0.6)
-                self.assertEqual(run.res["epochs"], {"4": 0.8, "5": 1.0})
-                calls = [c for rr in run.res["rng_restore"] for c in rr["calls"]]
-                self.assertEqual(sorted(rr["rank"] for rr in run.res["rng_restore"]), list(range(run.m)))
-                self.assertTrue(calls and all(c["exists"] and c["cpu_state_restored"] for c in calls), calls)
-
-    def test_deepspeed_universal_references_ran(self):
-        for run in RUNS:
-            if run.universal:
-                with self.subTest(run=run.name):
-                    self.assertEqual(run.rc, 0, f"{run.res.get('error')}\n{run.res.get('log_tail', '')}")
-                    self.assertEqual(sorted(run.res["losses"]), ["4", "5"])
+    def check_framework(self, run):
+        self.check_files(run)
+        # epoch position: trainer_state.json's 0.6 at the start, then 0.8 and 1.0 (5 steps in the epoch)
+        self.assertEqual(run.res["epoch_at_begin"], 0.6)
+        self.assertEqual(run.res["epochs"], {"4": 0.8, "5": 1.0})
+        calls = [c for rr in run.res["rng_restore"] for c in rr["calls"]]
+        self.assertEqual(sorted(rr["rank"] for rr in run.res["rng_restore"]), list(range(run.m)))
+        self.assertTrue(calls and all(c["exists"] and c["cpu_state_restored"] for c in calls), calls)
 
 
 if __name__ == "__main__":

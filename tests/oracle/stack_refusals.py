@@ -41,6 +41,19 @@ class Refusals(uo.BadInputCase):
                     self.check_failure([command, src, os.path.join(parent, "out"), *ARGS[command]],
                                        uo.UNIMPLEMENTED, FRAGMENTS[config], parent, allowed=[])
 
+    def test_fastpersist_file_names(self):
+        # checkpoint.writer.type: fast renames every file <name>-<writer rank>.<writers> (DeepSpeed's
+        # writer_factory; its AIO op does not build here, so the names are made from a real checkpoint).
+        tag = os.path.join(self.ckpt, "global_step3")
+        for name in os.listdir(tag):
+            os.rename(os.path.join(tag, name), os.path.join(tag, name + "-0.1"))
+        for command in ("to-fp32", "reshard"):
+            with self.subTest(command=command):
+                parent = os.path.join(self.tmp, f"fast-{command}")
+                os.mkdir(parent)
+                self.check_failure([command, self.ckpt, os.path.join(parent, "out"), *ARGS[command]], uo.UNIMPLEMENTED,
+                                   ["_states.pt-0.1", "FastPersist", "checkpoint.writer.type: fast"], parent, allowed=[])
+
     def test_to_fp32_needs_no_optimizer_state(self):
         # Optimizers we cannot re-partition still consolidate: to-fp32 reads only the fp32 masters.
         for config in ("gpt_z2_bf16_muon_ws2", "mlp_z2_fp32_muon_ws2", "gpt_z2_fp32_sgd_ws2"):

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import types
 import unittest
 
@@ -72,6 +73,21 @@ def run(args, ranks=1, env=None, prefix=None, timeout=300):
     e = dict(os.environ)
     e.update(env or {})
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout, env=e)
+
+
+_MPIRUN_LOCK = threading.Lock()
+
+
+def run_from_threads(args, ranks):
+    """run() for tests that convert from several threads: one mpirun at a time (Open MPI 4's
+    session-directory set-up races between mpiruns started at the same instant: "orte_init failed
+    ... /tmp/ompi.<host>.0 File exists"), such a start retried once."""
+    for attempt in range(2):
+        with _MPIRUN_LOCK:
+            p = run(args, ranks)
+        if p.returncode == 0 or "orte_init failed" not in p.stderr or attempt:
+            return p
+    return p
 
 
 def file_tree(root):

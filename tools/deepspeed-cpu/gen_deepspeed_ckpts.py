@@ -710,6 +710,21 @@ def env_for_ds():
     return env
 
 
+def wait_for_ranks(procs, timeout):
+    """Exit code of every rank's process; once `timeout` seconds have passed, the rest are killed (-9)."""
+    t0 = time.time()
+    rcs = []
+    for p in procs:
+        try:
+            rcs.append(p.wait(timeout=max(1, timeout - (time.time() - t0))))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                if q.poll() is None:
+                    q.kill()
+            rcs.append(-9)
+    return rcs
+
+
 _port = [29500 + (os.getpid() % 500) * 10]
 
 
@@ -724,16 +739,7 @@ def launch(ws, worker_args, logfile, timeout=900):
         e = dict(env, RANK=str(r), LOCAL_RANK=str(r))
         procs.append(subprocess.Popen([PY, os.path.abspath(__file__), 'worker'] + worker_args, env=e,
                                       stdout=files[-1], stderr=subprocess.STDOUT))
-    t0 = time.time()
-    rcs = []
-    for p in procs:
-        try:
-            rcs.append(p.wait(timeout=max(1, timeout - (time.time() - t0))))
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                if q.poll() is None:
-                    q.kill()
-            rcs.append(-9)
+    rcs = wait_for_ranks(procs, timeout)
     for f in files:
         f.close()
     rc = max(rcs, key=abs) if any(rcs) else 0

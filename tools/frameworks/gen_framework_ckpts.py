@@ -30,6 +30,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'deepspeed-cpu'))
+from gen_deepspeed_ckpts import wait_for_ranks  # noqa: E402  (one rank launcher for both generators)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.abspath(os.path.join(HERE, '..', '..', 'tests', 'golden', 'frameworks'))
 PY = os.environ.get('UCP_FW_PYTHON') or sys.executable
@@ -517,15 +520,7 @@ def launch(ws, worker_argv, logdir, cwd, timeout=600):
         procs.append(subprocess.Popen([PY, os.path.abspath(__file__)] + worker_argv,
                                       env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), cwd=cwd, stdout=files[-1],
                                       stderr=subprocess.STDOUT))
-    t0, rcs = time.time(), []
-    for p in procs:
-        try:
-            rcs.append(p.wait(timeout=max(1, timeout - (time.time() - t0))))
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                if q.poll() is None:
-                    q.kill()
-            rcs.append(-9)
+    rcs = wait_for_ranks(procs, timeout)
     for f in files:
         f.close()
     return next((rc for rc in rcs if rc), 0)

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOCK_DIR=tests/oracle-env
-VENV=${UCP_ORACLE_VENV:-${HOME}/.cache/ucp-reshard/oracle-venv}
+VENV=${UCP_ORACLE_VENV:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/ucp-reshard/oracle-venv}
 # Debian's python3 (its venv module is python3-venv, from launch/install-deps.sh), not whichever
 # python3 is first on PATH: the venv must not depend on a user's own interpreter.
 BASE_PYTHON=${UCP_ORACLE_BASE_PYTHON:-/usr/bin/python3}

@@ -1,6 +1,7 @@
 #include "ucp/exec/native_source.h"
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -123,18 +124,16 @@ Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint&
   // Per-parameter states in param_shapes order: the fp32 masters (the pieces to-universal writes),
   // then every per-element optimizer state the files hold (Adam's moments, SGD's momentum, ...),
   // each re-partitioned with the parameters. One that cannot be is refused, never dropped.
-  UCP_ASSIGN_OR_RETURN(src.states[0], plan::layout_optimizer_state(ck, plan::OptimizerState::kFp32));
+  UCP_ASSIGN_OR_RETURN(src.fp32, plan::layout_optimizer_state(ck, plan::OptimizerState::kFp32));
   std::vector<std::string> keys;
   for (const auto& group : ck.optims[0].partition_states)
     for (const auto& [key, loc] : group)
       if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
   for (const std::string& key : keys) {
     UCP_ASSIGN_OR_RETURN(std::vector<plan::LogicalTensor> tensors, plan::layout_partitioned_state(ck, key));
-    if (key == "exp_avg") src.states[1] = std::move(tensors);
-    else if (key == "exp_avg_sq") src.states[2] = std::move(tensors);
-    else src.other_states.emplace_back(key, std::move(tensors));
+    src.moments.emplace_back(key, std::move(tensors));
   }
-  if (src.states[1].empty() != src.states[2].empty())
+  if (std::count(keys.begin(), keys.end(), "exp_avg") != std::count(keys.begin(), keys.end(), "exp_avg_sq"))
     return base::data_loss("'" + optim_path + "': has exp_avg without exp_avg_sq (or the reverse)");
 
   const auto& shapes = ck.models[0].param_shapes;
@@ -352,6 +351,7 @@ Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& fi
 
   // Per-parameter state files.
   const char* state_names[] = {"fp32", "exp_avg", "exp_avg_sq"};
+  std::array<std::vector<plan::LogicalTensor>, 3> states;  // in param_shapes order
   std::vector<std::vector<ValuePtr>> steps(meta.param_shapes.size());
   bool any_moments = false, all_moments = true;
   for (std::size_t g = 0; g < meta.param_shapes.size(); ++g) {
@@ -394,7 +394,7 @@ Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& fi
         lt.shape = p.shape;
         lt.dtype = loc.dtype;
         if (p.numel() > 0) lt.pieces.push_back({loc, 0});
-        src.states[static_cast<std::size_t>(s)].push_back(std::move(lt));
+        states[static_cast<std::size_t>(s)].push_back(std::move(lt));
       }
       if (!zero3) {
         const std::string step = "zero/" + p.name + "/step.pt";
@@ -407,10 +407,8 @@ Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& fi
     src.groups.push_back(meta.param_shapes[g]);
   }
   if (any_moments && !all_moments) return base::not_found("'" + folder + "': some parameters have no exp_avg/exp_avg_sq files");
-  if (!any_moments) {
-    src.states[1].clear();
-    src.states[2].clear();
-  }
+  src.fp32 = std::move(states[0]);
+  if (any_moments) src.moments = {{state_names[1], std::move(states[1])}, {state_names[2], std::move(states[2])}};
 
   ValuePtr ds_config = model->get("ds_config"), ds_version = model->get("ds_version");
   std::vector<std::pair<format::ValuePtr, format::ValuePtr>> top;

@@ -179,7 +179,7 @@ Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t 
                                                                     " entries, expected one per group (" + std::to_string(meta.fp32.size()) + ")");
   }
 
-  // Adam moments: rigid {'state': {g: {...}}} or elastic [ {...} per group ].
+  // Optimizer state: rigid {'state': {g: {...}}} or elastic [ {...} per group ].
   ValuePtr inner = osd->get(zero3 ? "optimizer_state_dict" : "base_optimizer_state");
   std::vector<ValuePtr> per_group(meta.fp32.size());
   if (inner && inner->is_dict()) {
@@ -203,17 +203,6 @@ Result<OptimFileMeta> extract_optim_meta(const std::string& path, std::uint32_t 
     }
     meta.state_keys.push_back(std::move(keys));
     meta.partition_states.push_back(std::move(partitioned));
-  }
-  bool all_moments = !per_group.empty();
-  for (const auto& s : per_group) all_moments = all_moments && s && s->is_dict() && s->get("exp_avg") && s->get("exp_avg_sq");
-  if (all_moments) {
-    for (std::size_t g = 0; g < per_group.size(); ++g) {
-      const std::string where = "optimizer state[" + std::to_string(g) + "]";
-      UCP_ASSIGN_OR_RETURN(TensorLocation m1, r.location(per_group[g]->get("exp_avg"), where + "['exp_avg']"));
-      UCP_ASSIGN_OR_RETURN(TensorLocation m2, r.location(per_group[g]->get("exp_avg_sq"), where + "['exp_avg_sq']"));
-      meta.exp_avg.push_back(m1);
-      meta.exp_avg_sq.push_back(m2);
-    }
   }
   return meta;
 }
@@ -282,8 +271,7 @@ std::vector<std::string> zero_checkpoint_paths(const DeepSpeedCheckpointFiles& f
 
 std::string to_json(const OptimFileMeta& m) {
   return Json{{"zero_stage", m.zero_stage}, {"partition_count", m.partition_count}, {"fp32", locs_json(m.fp32)},
-              {"group_paddings", m.group_paddings}, {"exp_avg", locs_json(m.exp_avg)},
-              {"exp_avg_sq", locs_json(m.exp_avg_sq)}, {"state_keys", m.state_keys},
+              {"group_paddings", m.group_paddings}, {"state_keys", m.state_keys},
               {"partition_states", partition_states_json(m.partition_states)}}
       .dump();
 }
@@ -307,8 +295,6 @@ Result<OptimFileMeta> optim_meta_from_json(std::string_view text) {
     m.partition_count = j.at("partition_count").get<std::int64_t>();
     m.fp32 = locs_from(j.at("fp32"));
     m.group_paddings = j.at("group_paddings").get<std::vector<std::int64_t>>();
-    m.exp_avg = locs_from(j.at("exp_avg"));
-    m.exp_avg_sq = locs_from(j.at("exp_avg_sq"));
     m.state_keys = j.at("state_keys").get<std::vector<std::vector<std::string>>>();
     for (const auto& group : j.at("partition_states")) {
       m.partition_states.emplace_back();
@@ -393,6 +379,10 @@ Result<ZeroCheckpoint> assemble_zero_checkpoint(DeepSpeedCheckpointFiles files, 
   return ck;
 }
 
+std::string optim_file_label(const ZeroCheckpoint& ck, std::size_t r) {
+  return r < ck.files.optim_files.size() ? "'" + ck.files.optim_files[r] + "'" : "rank " + std::to_string(r) + "'s optimizer file";
+}
+
 Status check_adam_optimizer_state(const ZeroCheckpoint& ck) {
   static const std::set<std::string> kAdam = {"exp_avg", "exp_avg_sq", "step"};
   bool any_state = false;
@@ -408,8 +398,7 @@ Status check_adam_optimizer_state(const ZeroCheckpoint& ck) {
       if (adam) continue;
       std::string list;
       for (const auto& k : groups[g]) list += (list.empty() ? "'" : ", '") + k + "'";
-      const std::string file = r < ck.files.optim_files.size() ? ck.files.optim_files[r] : "rank " + std::to_string(r);
-      return base::unimplemented("'" + file + "': optimizer state of flat group " + std::to_string(g) + " holds " +
+      return base::unimplemented(optim_file_label(ck, r) + ": optimizer state of flat group " + std::to_string(g) + " holds " +
                                  (list.empty() ? std::string("nothing while other groups hold state") : list) +
                                  ", not Adam's exp_avg/exp_avg_sq/step: only Adam-family optimizer state can be "
                                  "re-partitioned (SGD momentum, Muon, Lion, Adagrad, AMSGrad are refused rather than lost)");
@@ -428,18 +417,18 @@ std::uint64_t moment_partition_numel(const ZeroCheckpoint& ck, const OptimFileMe
 Status check_partitioned_optimizer_state(const ZeroCheckpoint& ck) {
   for (std::size_t r = 0; r < ck.optims.size(); ++r) {
     const OptimFileMeta& o = ck.optims[r];
-    const std::string file = r < ck.files.optim_files.size() ? ck.files.optim_files[r] : "rank " + std::to_string(r);
+    const std::string file = optim_file_label(ck, r);
     for (std::size_t g = 0; g < o.partition_states.size(); ++g) {
       const std::uint64_t want = moment_partition_numel(ck, o, g);
       for (const auto& [key, loc] : o.partition_states[g]) {
         if (loc.numel != want)
-          return base::unimplemented("'" + file + "': optimizer state '" + key + "' of flat group " + std::to_string(g) +
+          return base::unimplemented(file + ": optimizer state '" + key + "' of flat group " + std::to_string(g) +
                                      " holds " + std::to_string(loc.numel) + " elements, but the group's partition has " +
                                      std::to_string(want) + ": it is not partitioned like the parameters (as Muon's "
                                      "momentum under ZeRO-1/2), so it cannot be re-partitioned");
       }
       if (r > 0 && g < ck.optims[0].state_keys.size() && o.state_keys[g] != ck.optims[0].state_keys[g])
-        return base::data_loss("'" + file + "': optimizer state of flat group " + std::to_string(g) +
+        return base::data_loss(file + ": optimizer state of flat group " + std::to_string(g) +
                                " has other keys than rank 0's: files from two runs?");
     }
   }

@@ -70,9 +70,9 @@ class VirtualVector {
 // sit back to back in param_shapes order.
 using RankRuns = std::vector<std::vector<TensorLocation>>;  ///< [rank][flat group]
 
-RankRuns runs_of(const ZeroCheckpoint& ck, std::vector<TensorLocation> format::OptimFileMeta::*field) {
+RankRuns runs_of_fp32(const ZeroCheckpoint& ck) {
   RankRuns out;
-  for (const auto& o : ck.optims) out.push_back(o.*field);
+  for (const auto& o : ck.optims) out.push_back(o.fp32);
   return out;
 }
 
@@ -241,7 +241,7 @@ Result<Fp32Layout> layout_fp32(const ZeroCheckpoint& ck, bool exclude_frozen) {
   if (!exclude_frozen)
     for (auto& t : frozen) out.push_back(std::move(t));
 
-  const RankRuns fp32 = runs_of(ck, &format::OptimFileMeta::fp32);
+  const RankRuns fp32 = runs_of_fp32(ck);
   if (ck.kind == format::DeepSpeedOptimizerKind::kZero3) {
     UCP_RETURN_IF_ERROR(add_zero3_params(ck, out, fp32));
   } else {
@@ -287,27 +287,9 @@ Result<std::vector<LogicalTensor>> layout_state_runs(const ZeroCheckpoint& ck, c
   return out;
 }
 
-}  // namespace
-
-Result<std::vector<LogicalTensor>> layout_optimizer_state(const ZeroCheckpoint& ck, OptimizerState state) {
-  if (state != OptimizerState::kFp32) UCP_RETURN_IF_ERROR(format::check_adam_optimizer_state(ck));
-  auto field = state == OptimizerState::kFp32     ? &format::OptimFileMeta::fp32
-               : state == OptimizerState::kExpAvg ? &format::OptimFileMeta::exp_avg
-                                                  : &format::OptimFileMeta::exp_avg_sq;
-  for (std::size_t r = 0; r < ck.optims.size(); ++r)
-    if ((ck.optims[r].*field).size() != ck.optims[r].fp32.size())
-      return base::failed_precondition(
-          (r < ck.files.optim_files.size() ? "'" + ck.files.optim_files[r] + "'" : "rank " + std::to_string(r) + "'s optimizer file") +
-          " has no '" + optimizer_state_name(state) + "' optimizer state for every group (" +
-          std::to_string((ck.optims[r].*field).size()) + " of " + std::to_string(ck.optims[r].fp32.size()) +
-          "); only Adam-family optimizer state can be converted (no step taken yet?)");
-  UCP_ASSIGN_OR_RETURN(std::vector<LogicalTensor> out, layout_state_runs(ck, runs_of(ck, field)));
-  for (const auto& t : out) UCP_RETURN_IF_ERROR(check_coverage(t));
-  return out;
-}
-
-Result<std::vector<LogicalTensor>> layout_partitioned_state(const ZeroCheckpoint& ck, const std::string& key) {
-  UCP_RETURN_IF_ERROR(format::check_partitioned_optimizer_state(ck));
+// The pieces of per-element state `key` for every trainable parameter; none for a parameter whose
+// flat group has no such state; the others must cover their parameter exactly.
+Result<std::vector<LogicalTensor>> layout_state(const ZeroCheckpoint& ck, const std::string& key) {
   UCP_ASSIGN_OR_RETURN(std::vector<LogicalTensor> out, layout_state_runs(ck, runs_of(ck, key)));
   for (auto& t : out) {
     const auto absent = std::count_if(t.pieces.begin(), t.pieces.end(),
@@ -322,6 +304,35 @@ Result<std::vector<LogicalTensor>> layout_partitioned_state(const ZeroCheckpoint
     UCP_RETURN_IF_ERROR(check_coverage(t));
   }
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<LogicalTensor>> layout_optimizer_state(const ZeroCheckpoint& ck, OptimizerState state) {
+  if (state == OptimizerState::kFp32) {
+    UCP_ASSIGN_OR_RETURN(std::vector<LogicalTensor> out, layout_state_runs(ck, runs_of_fp32(ck)));
+    for (const auto& t : out) UCP_RETURN_IF_ERROR(check_coverage(t));
+    return out;
+  }
+  // The universal layout holds Adam's moments for every parameter: each rank's every group has them.
+  UCP_RETURN_IF_ERROR(format::check_adam_optimizer_state(ck));
+  const std::string key = optimizer_state_name(state);
+  for (std::size_t r = 0; r < ck.optims.size(); ++r) {
+    const format::OptimFileMeta& o = ck.optims[r];
+    std::size_t have = 0;
+    for (const auto& group : o.partition_states)
+      have += std::any_of(group.begin(), group.end(), [&](const auto& e) { return e.first == key; }) ? 1 : 0;
+    if (have != o.fp32.size())
+      return base::failed_precondition(
+          format::optim_file_label(ck, r) + " has no '" + key + "' optimizer state for every group (" + std::to_string(have) + " of " +
+          std::to_string(o.fp32.size()) + "); only Adam-family optimizer state can be converted (no step taken yet?)");
+  }
+  return layout_state(ck, key);
+}
+
+Result<std::vector<LogicalTensor>> layout_partitioned_state(const ZeroCheckpoint& ck, const std::string& key) {
+  UCP_RETURN_IF_ERROR(format::check_partitioned_optimizer_state(ck));
+  return layout_state(ck, key);
 }
 
 }  // namespace ucp::plan

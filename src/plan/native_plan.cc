@@ -81,20 +81,17 @@ class NativePlanner {
     if (src_.models.empty()) return base::internal_error("reshard plan: no model-state template");
     std::size_t params = 0;
     for (const auto& g : src_.groups) params += g.size();
-    if (src_.states[0].size() != params) return base::internal_error("reshard plan: fp32 states do not match the parameters");
-    for (int s = 1; s < 3; ++s)
-      if (!src_.states[static_cast<std::size_t>(s)].empty() && src_.states[static_cast<std::size_t>(s)].size() != params)
-        return base::internal_error("reshard plan: moment states do not match the parameters");
+    if (src_.fp32.size() != params) return base::internal_error("reshard plan: fp32 states do not match the parameters");
+    for (const auto& [key, tensors] : src_.moments)
+      if (tensors.size() != params) return base::internal_error("reshard plan: '" + key + "' states do not match the parameters");
     return {};
   }
 
-  bool has_moments() const { return !src_.states[1].empty() || !src_.other_states.empty(); }
+  bool has_moments() const { return !src_.moments.empty(); }
 
   // The per-parameter layout of per-element optimizer state `key`, or null if the source has none.
   const std::vector<LogicalTensor>* state_layout(const std::string& key) const {
-    if (key == "exp_avg") return src_.states[1].empty() ? nullptr : &src_.states[1];
-    if (key == "exp_avg_sq") return src_.states[2].empty() ? nullptr : &src_.states[2];
-    for (const auto& [k, tensors] : src_.other_states)
+    for (const auto& [k, tensors] : src_.moments)
       if (k == key) return &tensors;
     return nullptr;
   }
@@ -191,7 +188,7 @@ class NativePlanner {
   // step counter that Adam increments in place.
   std::vector<std::uint64_t> numels_of(const std::vector<int>& params) const {
     std::vector<std::uint64_t> out;
-    for (int p : params) out.push_back(src_.states[0][static_cast<std::size_t>(p)].numel());
+    for (int p : params) out.push_back(src_.fp32[static_cast<std::size_t>(p)].numel());
     return out;
   }
 
@@ -204,7 +201,7 @@ class NativePlanner {
     return out;
   }
 
-  const std::string& param_name(int p) const { return src_.states[0][static_cast<std::size_t>(p)].name; }
+  const std::string& param_name(int p) const { return src_.fp32[static_cast<std::size_t>(p)].name; }
 
   // ZeRO-1/2 and BF16_Optimizer: one optimizer file per new rank.
   Status flat_optimizer_file(int r) {
@@ -231,7 +228,7 @@ class NativePlanner {
       const PartitionLayout full = flat_partition(numels, target_, r, /*with_padding=*/true);
       const ValuePtr like = g < fp32_template->items.size() ? fp32_template->items[g] : nullptr;
       const std::string gs = std::to_string(g);
-      UCP_ASSIGN_OR_RETURN(ValuePtr fp32, partition_tensor(prefix + ":fp32[" + gs + "]", src_.states[0], params, lean,
+      UCP_ASSIGN_OR_RETURN(ValuePtr fp32, partition_tensor(prefix + ":fp32[" + gs + "]", src_.fp32, params, lean,
                                                            base::DType::kF32, like));
       fp32s.push_back(fp32);
       if (has_moments()) {
@@ -306,12 +303,12 @@ class NativePlanner {
           const int p = params[static_cast<std::size_t>(i)];
           members.push_back(p);
           shape_dict->entries.emplace_back(Value::string(param_name(p)),
-                                           Value::size(src_.states[0][static_cast<std::size_t>(p)].shape));
+                                           Value::size(src_.fp32[static_cast<std::size_t>(p)].shape));
         }
         const PartitionLayout layout = zero3_partition(numels_of(members), target_, r);
         const std::string ks = std::to_string(k);
         const ValuePtr like = flat_template->items.empty() ? nullptr : flat_template->items.front();
-        UCP_ASSIGN_OR_RETURN(ValuePtr fp32, partition_tensor(prefix + ":fp32[" + ks + "]", src_.states[0], members, layout,
+        UCP_ASSIGN_OR_RETURN(ValuePtr fp32, partition_tensor(prefix + ":fp32[" + ks + "]", src_.fp32, members, layout,
                                                              base::DType::kF32, like));
         flats.push_back(fp32);
         if (has_moments()) {

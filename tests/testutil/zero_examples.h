@@ -23,8 +23,8 @@ inline format::ZeroCheckpoint zero12_worked_example(bool bf16_optimizer) {
     format::OptimFileMeta o;
     o.partition_count = 4;
     o.fp32.push_back({r + 1, 1000 * (r + 1), bf16_optimizer || r < 3 ? 6u : 2u, base::DType::kF32});
-    o.exp_avg.push_back({r + 1, 10000 * (r + 1), 6, base::DType::kF32});
-    o.exp_avg_sq.push_back({r + 1, 20000 * (r + 1), 6, base::DType::kF32});
+    o.partition_states.push_back({{"exp_avg", {r + 1, 10000 * (r + 1), 6, base::DType::kF32}},
+                                  {"exp_avg_sq", {r + 1, 20000 * (r + 1), 6, base::DType::kF32}}});
     o.group_paddings.push_back(r == 3 ? 4 : 0);
     ck.optims.push_back(o);
   }

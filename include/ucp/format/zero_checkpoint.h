@@ -52,15 +52,12 @@ struct OptimFileMeta {
   /// This rank's fp32 master partition per flat group (ZeRO-1/2/BF16: param group; ZeRO-3: sub-group).
   std::vector<TensorLocation> fp32;
   std::vector<std::int64_t> group_paddings;  ///< ZeRO-1/2/BF16 only.
-  /// Adam moments per flat group, same indexing as fp32 (absent when the optimizer state is empty).
-  std::vector<TensorLocation> exp_avg;
-  std::vector<TensorLocation> exp_avg_sq;
   /// The keys of each flat group's optimizer state, as saved (Adam: exp_avg, exp_avg_sq, step; SGD:
   /// momentum_buffer; ...), same indexing as fp32; empty for a group with no state (no step yet).
   std::vector<std::vector<std::string>> state_keys;
-  /// Per flat group, every state entry that is a tensor of one or more dimensions (exp_avg,
-  /// exp_avg_sq, momentum_buffer, ...), in saved order: the per-element state that must be
-  /// re-partitioned with the parameters. 0-d tensors (step) and other values are carried as saved.
+  /// Per flat group, same indexing as fp32, every state entry that is a tensor of one or more
+  /// dimensions (Adam's exp_avg and exp_avg_sq, SGD's momentum_buffer, ...), in saved order: the
+  /// per-element state that goes with the parameters. 0-d tensors (step) and other values are not here.
   std::vector<std::vector<std::pair<std::string, TensorLocation>>> partition_states;
 };
 
@@ -88,6 +85,10 @@ struct ZeroCheckpoint {
   std::vector<ModelFileMeta> models;    ///< One per model-state file (ZeRO-3: one per DP rank).
   std::vector<OptimFileMeta> optims;    ///< One per DP rank.
 };
+
+/// How errors name rank r's optimizer file: "'<path>'" (or "rank r's optimizer file" for metadata
+/// built without files, as in tests).
+std::string optim_file_label(const ZeroCheckpoint& ckpt, std::size_t r);
 
 /// OK when every rank's optimizer state is Adam's (exp_avg, exp_avg_sq, step per flat group) or
 /// empty everywhere (no step taken yet). Otherwise Unimplemented, naming the file, the group and the

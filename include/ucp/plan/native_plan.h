@@ -37,14 +37,13 @@ struct NativeSource {
 
   /// Trainable parameters (name, shape), param group by param group, each group in flattening order.
   std::vector<std::vector<format::NamedShape>> groups;
-  /// Per state (fp32, exp_avg, exp_avg_sq): per parameter in `groups` order, pieces covering
-  /// [0, numel) of the flattened parameter. Moments are empty when the optimizer has no state yet.
-  std::array<std::vector<LogicalTensor>, 3> states;
-  /// Per-element optimizer states other than Adam's, re-partitioned like the moments: the key as
-  /// saved (SGD's momentum_buffer; Muon's under ZeRO-3, ...) and its pieces per parameter, in the
-  /// same order. A parameter of a flat group without that state has no pieces (Muon's auxiliary Adam
-  /// groups; for the same reason `states[1..2]` may be empty for some parameters).
-  std::vector<std::pair<std::string, std::vector<LogicalTensor>>> other_states;
+  /// fp32 masters: per parameter in `groups` order, pieces covering [0, numel) of the flattened parameter.
+  std::vector<LogicalTensor> fp32;
+  /// Per-element optimizer states, re-partitioned like the parameters: the key as saved (Adam's
+  /// exp_avg and exp_avg_sq, SGD's momentum_buffer, Muon's under ZeRO-3, ...) and its pieces per
+  /// parameter in the same order. A parameter of a flat group without that state has no pieces
+  /// (Muon's auxiliary Adam groups). Empty when the optimizer has taken no step yet.
+  std::vector<std::pair<std::string, std::vector<LogicalTensor>>> moments;
   /// ZeRO-3 only: frozen parameters, whole (model dtype), in frozen_param_shapes order.
   std::vector<LogicalTensor> frozen;
   std::uint64_t sub_group_size = 1'000'000'000;  ///< ZeRO-3: zero_optimization.sub_group_size.

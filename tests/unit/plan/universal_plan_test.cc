@@ -50,11 +50,11 @@ TEST(OptimizerStateLayout, Zero12MomentsKeepPaddingAndUseTheSameOffsets) {
 
 TEST(OptimizerStateLayout, MissingOrShortMomentsFail) {
   auto ck = testutil::zero12_worked_example(false);
-  ck.optims[2].exp_avg.clear();  // e.g. fp16 run where every step overflowed: no Adam state
+  ck.optims[2].partition_states[0].erase(ck.optims[2].partition_states[0].begin());  // e.g. fp16 run where every step overflowed: no exp_avg
   EXPECT_THAT(layout_optimizer_state(ck, OptimizerState::kExpAvg),
               StatusIs(StatusCode::kFailedPrecondition, HasSubstr("'exp_avg'")));
   ck = testutil::zero12_worked_example(false);
-  ck.optims[3].exp_avg_sq[0].numel = 1;  // c runs past what the moments hold
+  ck.optims[3].partition_states[0][1].second.numel = 1;  // exp_avg_sq: c runs past what the moments hold
   EXPECT_THAT(layout_optimizer_state(ck, OptimizerState::kExpAvgSq), StatusIs(StatusCode::kDataLoss, HasSubstr("'c'")));
 }
 
@@ -73,8 +73,8 @@ format::ZeroCheckpoint zero3_example() {
     format::OptimFileMeta o;
     o.zero_stage = 3;
     o.fp32 = {{r + 4, 0, 5, DType::kF32}, {r + 4, 400, 1, DType::kF32}};
-    o.exp_avg = {{r + 4, 1000, 5, DType::kF32}, {r + 4, 1400, 1, DType::kF32}};
-    o.exp_avg_sq = {{r + 4, 2000, 5, DType::kF32}, {r + 4, 2400, 1, DType::kF32}};
+    o.partition_states = {{{"exp_avg", {r + 4, 1000, 5, DType::kF32}}, {"exp_avg_sq", {r + 4, 2000, 5, DType::kF32}}},
+                          {{"exp_avg", {r + 4, 1400, 1, DType::kF32}}, {"exp_avg_sq", {r + 4, 2400, 1, DType::kF32}}}};
     ck.optims.push_back(o);
   }
   ck.paths = {"m0", "m1", "m2", "m3", "o0", "o1", "o2", "o3"};

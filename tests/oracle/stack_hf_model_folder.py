@@ -93,10 +93,18 @@ class HfModelFolder(unittest.TestCase):
             p = uo.run(["to-fp32", bare, plain, "--no-progress"], 1)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(sorted(os.listdir(plain)), ["model.safetensors"])  # nothing to carry
-            p = uo.run(["to-fp32", bare, os.path.join(tmp, "bad"), "--hf-config", bare, "--no-progress"], 1)
-            self.assertEqual(p.returncode, uo.NOT_FOUND, p.stderr)
-            self.assertIn("holds no config.json", p.stderr)
-            self.assertFalse(os.path.exists(os.path.join(tmp, "bad")))
+            for ranks in (1, 3):  # the same one line and exit code from every rank, nothing written
+                p = uo.run(["to-fp32", bare, os.path.join(tmp, "bad"), "--hf-config", bare, "--no-progress"], ranks)
+                self.assertEqual(p.returncode, uo.NOT_FOUND, p.stderr)
+                errors = [line for line in p.stderr.splitlines() if "error:" in line]
+                self.assertEqual(len(errors), 1, p.stderr)
+                self.assertIn("holds no config.json", errors[0])
+                self.assertFalse(os.path.exists(os.path.join(tmp, "bad")))
+            for extra in (["--format", "hdf5"], ["--format", "lightning"]):  # not an HF model folder
+                p = uo.run(["to-fp32", bare, os.path.join(tmp, "bad"), "--hf-config", ckpt, *extra, "--no-progress"], 3)
+                self.assertEqual(p.returncode, uo.INVALID_ARGUMENT, p.stderr)
+                self.assertEqual(len([line for line in p.stderr.splitlines() if "error:" in line]), 1, p.stderr)
+                self.assertFalse(os.path.exists(os.path.join(tmp, "bad")))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,18 @@ class LightningFile(unittest.TestCase):
                             self.assertTrue(uo.bits_equal(loaded[name], value), f"{case}: {name} after loading")
 
 
+    def test_one_file_takes_no_shard_size(self):
+        ckpt = os.path.join(FRAMEWORKS, CASES[0], "epoch=0-step=3.ckpt")
+        with uo.TempDir() as tmp:
+            for ranks in (1, 3):
+                out = os.path.join(tmp, "out")
+                p = uo.run(["to-fp32", ckpt, out, "--format", "lightning", "--max-shard-size", "1GB", "--no-progress"], ranks)
+                self.assertEqual(p.returncode, uo.INVALID_ARGUMENT, p.stderr)
+                errors = [line for line in p.stderr.splitlines() if "error:" in line]
+                self.assertEqual(len(errors), 1, p.stderr)
+                self.assertIn("--max-shard-size does not apply to --format lightning", errors[0])
+                self.assertFalse(os.path.exists(out))
+
     def test_any_deepspeed_checkpoint_like_lightning(self):
         # Lightning's converter takes any DeepSpeed save dir: frozen bf16 parameters, int64 and bool
         # buffers, tied names and ZeRO-3 (DeepSpeed 0.19 fixtures) must come out as it writes them.

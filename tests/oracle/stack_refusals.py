@@ -8,6 +8,7 @@ optimizer state), it must succeed and equal DeepSpeed's own zero_to_fp32."""
 
 import os
 import unittest
+import zipfile
 
 import torch
 
@@ -53,6 +54,19 @@ class Refusals(uo.BadInputCase):
                 os.mkdir(parent)
                 self.check_failure([command, self.ckpt, os.path.join(parent, "out"), *ARGS[command]], uo.UNIMPLEMENTED,
                                    ["_states.pt-0.1", "FastPersist", "checkpoint.writer.type: fast"], parent, allowed=[])
+
+    def test_big_endian_file(self):
+        # torch >= 2.1 records the saving machine's byte order; a big-endian file must not be misread.
+        path = os.path.join(self.tag_dir, "mp_rank_00_model_states.pt")
+        with zipfile.ZipFile(path) as zin:
+            records = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
+        with zipfile.ZipFile(path, "w") as zout:
+            for name, data in records:
+                zout.writestr(name, b"big" if name.endswith("/byteorder") else data)
+        parent = os.path.join(self.tmp, "big")
+        os.mkdir(parent)
+        self.check_failure(["to-fp32", self.ckpt, os.path.join(parent, "out")], uo.UNIMPLEMENTED,
+                           ["mp_rank_00_model_states.pt", "'big'-endian"], parent, allowed=[])
 
     def test_to_fp32_needs_no_optimizer_state(self):
         # Optimizers we cannot re-partition still consolidate: to-fp32 reads only the fp32 masters.

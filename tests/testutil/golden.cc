@@ -17,15 +17,30 @@ std::string golden_dir() {
 
 std::string deepspeed_fixture(const std::string& name) { return golden_dir() + "/deepspeed/" + name; }
 
-std::vector<std::string> deepspeed_fixture_names() {
+namespace {
+std::vector<std::string> config_folders(const std::string& set) {
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(golden_dir() + "/deepspeed")) {
+  for (const auto& e : fs::directory_iterator(golden_dir() + "/" + set)) {
     const std::string n = e.path().filename().string();
     if (e.is_directory() && n.rfind("resume_", 0) != 0) names.push_back(n);
   }
   std::sort(names.begin(), names.end());
   return names;
 }
+}  // namespace
+
+std::vector<std::string> deepspeed_fixture_names() { return config_folders("deepspeed"); }
+
+std::vector<std::string> fixture_sets() { return {"deepspeed", "deepspeed-0.19"}; }
+
+std::vector<std::string> all_fixture_ids() {
+  std::vector<std::string> ids;
+  for (const std::string& set : fixture_sets())
+    for (const std::string& name : config_folders(set)) ids.push_back(set + "/" + name);
+  return ids;
+}
+
+std::string fixture_path(const std::string& id) { return golden_dir() + "/" + id; }
 
 std::vector<std::string> all_golden_pt_files() {
   std::vector<std::string> files;

@@ -14,6 +14,12 @@ std::string golden_dir();
 std::vector<std::string> deepspeed_fixture_names();
 /// golden/deepspeed/<name>.
 std::string deepspeed_fixture(const std::string& name);
+/// Every fixture set written by a DeepSpeed release: "deepspeed" (0.14.5), "deepspeed-0.19".
+std::vector<std::string> fixture_sets();
+/// "<set>/<name>" for every config folder of every set (resume_* excluded), sorted by set then name.
+std::vector<std::string> all_fixture_ids();
+/// golden/<set>/<name> for an id of all_fixture_ids().
+std::string fixture_path(const std::string& id);
 /// Every *.pt file under golden/deepspeed, sorted.
 std::vector<std::string> all_golden_pt_files();
 /// The whole content of a file (empty when it cannot be read).

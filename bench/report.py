@@ -48,7 +48,7 @@ def size_bytes(num, unit):
 
 
 def parse_dryrun(path):
-    """Planned bytes from a --dry-run log (format of plan::Fp32Plan::describe). Values are printed
+    """Planned bytes from a --dry-run log (format of plan::FilePlan::describe). Values are printed
     with 3 significant digits, so they are approximate at that precision."""
     out = {"min_bytes_needed": None, "ranks": []}
     try:

@@ -2,7 +2,6 @@
 // comm::agree -> rank 0 prints the verdict once -> every rank exits with the same code.
 #include "ucp/cli/app.h"
 
-#include <mpi.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -30,12 +29,7 @@ namespace {
 
 std::string versions_line(const comm::Communicator& comm) {
   std::ostringstream os;
-  char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
-  int len = 0;
-  MPI_Get_library_version(mpi_version, &len);
-  std::string mpi(mpi_version, static_cast<std::size_t>(len));
-  if (auto nl = mpi.find_first_of(",\n"); nl != std::string::npos) mpi.resize(nl);
-  os << "ucp-reshard " << UCP_VERSION << " | " << comm.description() << " | " << mpi;
+  os << "ucp-reshard " << UCP_VERSION << " | " << comm.description() << " | " << comm::mpi_library_version();
 #if defined(UCP_HAVE_NCCL)
   os << " | NCCL " << comm::nccl_version_string() << ", " << comm::cuda_device_count() << " GPU(s)";
 #else

@@ -26,26 +26,22 @@ void add_conversion_flags(CLI::App* cmd, ConversionOptions& o) {
   o.progress = ::isatty(STDERR_FILENO) != 0;
 }
 
-base::Result<plan::Fp32Options> shared_plan_options(const comm::Communicator& comm, const ConversionOptions& o) {
-  plan::Fp32Options p;
+base::Result<plan::PlanOptions> shared_plan_options(const comm::Communicator& comm, const ConversionOptions& o) {
+  plan::PlanOptions p;
   UCP_ASSIGN_OR_RETURN(p.max_memory, base::parse_size(o.max_memory).annotate("--max-memory"));
   p.world_size = comm.size();
   return p;
 }
 
-base::Status agree_on_plan(comm::Communicator& comm, const base::Status& built,
-                           const std::function<std::uint64_t()>& digest, exec::PhaseTimer& timer) {
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", built).status);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", exec::agree_on_digest(comm, digest())).status);
-  timer.mark("plan");
-  return {};
-}
-
-void print_timings_if_asked(comm::Communicator& comm, const ConversionOptions& o, const exec::PhaseTimer& timer,
-                            std::uint64_t bytes_written) {
-  if (!o.timings) return;
-  const std::string report = exec::report_timings(comm, timer, bytes_written);
-  if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
+exec::RunOptions run_options(const ConversionOptions& o, std::string command, std::string out) {
+  exec::RunOptions r;
+  r.command = std::move(command);
+  r.out = std::move(out);
+  r.overwrite = o.overwrite;
+  r.dry_run = o.dry_run;
+  r.progress = o.progress;
+  r.timings = o.timings;
+  return r;
 }
 
 }  // namespace ucp::cli

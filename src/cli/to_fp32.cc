@@ -7,15 +7,15 @@
 #include <iostream>
 
 #include "ucp/base/size.h"
-#include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/pipeline.h"
 #include "ucp/exec/hdf5_executor.h"
 #include "ucp/exec/hf_model_files.h"
 #include "ucp/exec/mapped_files.h"
 #include "ucp/exec/optimizer_steps.h"
 #include "ucp/exec/universal_extras.h"
 #include "ucp/exec/zero_source.h"
-#include "ucp/plan/fp32_layout.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/source_layout.h"
+#include "ucp/plan/file_plan.h"
 #include "ucp/plan/hdf5_plan.h"
 #include "ucp/plan/lightning_plan.h"
 
@@ -49,8 +49,8 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
 
 namespace {
 
-Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToFp32Options& o) {
-  UCP_ASSIGN_OR_RETURN(plan::Fp32Options p, shared_plan_options(comm, o));
+Result<plan::PlanOptions> plan_options(const comm::Communicator& comm, const ToFp32Options& o) {
+  UCP_ASSIGN_OR_RETURN(plan::PlanOptions p, shared_plan_options(comm, o));
   p.format = o.format == "torch" ? plan::OutputFormat::kTorch : plan::OutputFormat::kSafetensors;
   if (o.format == "hdf5") {
     // One file by design: sharding would defeat the point of a single, world-size-free file.
@@ -75,7 +75,7 @@ Result<plan::Fp32Options> plan_options(const comm::Communicator& comm, const ToF
 
 // What the HDF5 file records about where it came from (attributes on "/").
 std::vector<plan::Hdf5Attribute> source_attributes(const ToFp32Options& o, const format::ZeroCheckpoint& ckpt,
-                                                   const plan::Fp32Options& p) {
+                                                   const plan::PlanOptions& p) {
   std::error_code ec;
   const std::string source = std::filesystem::absolute(ckpt.files.tag_dir, ec).lexically_normal().string();
   return {
@@ -106,7 +106,7 @@ Status add_universal_files(const format::ZeroCheckpoint& ckpt, plan::Hdf5Optimiz
 }
 
 Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const format::ZeroCheckpoint& ckpt,
-                   const plan::Fp32Options& popts, exec::PhaseTimer& timer) {
+                   const plan::PlanOptions& popts, exec::PhaseTimer& timer) {
   std::vector<plan::Hdf5Attribute> attributes = source_attributes(o, ckpt, popts);
   if (o.with_optimizer) {
     // Collective: rank 0 reads the step counters, every rank gets them (attributes must agree).
@@ -123,7 +123,7 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
   }
   Result<plan::Hdf5Plan> plan = base::internal_error("no plan");
   {
-    auto layout = plan::layout_fp32(ckpt, o.exclude_frozen);
+    auto layout = plan::layout_model_tensors(ckpt, o.exclude_frozen);
     std::optional<plan::Hdf5OptimizerStates> states;
     Status status = layout.status();
     if (status.ok() && o.with_optimizer) {
@@ -144,39 +144,52 @@ Status run_to_hdf5(comm::Communicator& comm, const ToFp32Options& o, const forma
     else
       plan = status;
   }
-  UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->digest(); }, timer));
-
-  if (o.dry_run) {
-    if (comm.rank() == 0)
-      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->plan.describe() << std::flush;
-    return {};
+  Result<exec::PlannedConversion> planned = plan.status();
+  if (plan.ok()) {
+    const std::size_t objects = plan->plan.tensors.size();
+    planned = exec::PlannedConversion{std::move(*plan), exec::describe_checkpoint(ckpt), {}};
+    planned->done_message = [objects, out = o.out](std::uint64_t written) {
+      return "wrote " + std::to_string(objects) + " datasets/links to " + out + "/" + format::kHdf5FileName + ", " +
+             base::format_bytes(written) + " of tensor data (" + exec::hdf5_output_description() + ")";
+    };
   }
-
-  UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
-  timer.mark("prepare");
-  exec::ExecuteOptions eopts;
-  eopts.progress = o.progress;
-  UCP_RETURN_IF_ERROR(exec::execute_hdf5_plan(comm, *plan, out, eopts, timer));
-
-  std::uint64_t written = 0;
-  for (const auto& t : plan->plan.tensors)
-    if (t.shares_storage_with < 0) written += t.nbytes;
-  print_timings_if_asked(comm, o, timer, written);
-  if (comm.rank() == 0)
-    std::cerr << "ucp-reshard to-fp32: wrote " << plan->plan.tensors.size() << " datasets/links to "
-              << o.out << "/" << format::kHdf5FileName << ", " << base::format_bytes(written) << " of tensor data ("
-              << exec::hdf5_output_description() << ")" << std::endl;
-  return {};
+  return exec::run_conversion(comm, run_options(o, "to-fp32", o.out), planned, timer);
 }
 
 // Lightning keeps its trainer state in the model-state file it reads (rank 0's at ZeRO-3): every
 // rank parses that one small pickle and plans the same file.
-Result<plan::Fp32Plan> plan_lightning_file(const format::ZeroCheckpoint& ckpt, const plan::Fp32Layout& layout,
-                                           const plan::Fp32Options& options) {
+Result<plan::FilePlan> plan_lightning_file(const format::ZeroCheckpoint& ckpt, const plan::SourceLayout& layout,
+                                           const plan::PlanOptions& options) {
   UCP_ASSIGN_OR_RETURN(format::TorchFile model_state, format::TorchFile::open(ckpt.paths.at(0)));
   exec::MappedFiles mapped;
   mapped.add(0, model_state);
   return plan::plan_lightning(layout, model_state.root(), mapped.locator(), ckpt.paths, options);
+}
+
+// The consolidated model (HF shards or Lightning's one file) and, for HF outputs, the model folder's
+// config and tokenizer files from beside the checkpoint (or --hf-config).
+Result<exec::PlannedConversion> plan_model_files(const ToFp32Options& o, const format::ZeroCheckpoint& ckpt,
+                                                 const plan::PlanOptions& options) {
+  UCP_ASSIGN_OR_RETURN(plan::SourceLayout layout, plan::layout_model_tensors(ckpt, o.exclude_frozen));
+  const bool lightning = o.format == "lightning";
+  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, lightning ? plan_lightning_file(ckpt, layout, options)
+                                                      : plan::plan_consolidated(layout, ckpt.paths, options));
+  exec::HfModelFiles hf;
+  if (!lightning) {
+    UCP_ASSIGN_OR_RETURN(hf, exec::find_hf_model_files(ckpt.files.save_dir, o.hf_config));
+    UCP_ASSIGN_OR_RETURN(std::vector<plan::SmallFile> small, exec::hf_model_small_files(hf, options.float_dtype));
+    for (auto& f : small) plan.small_files.push_back(std::move(f));
+  }
+  const std::size_t tensors = plan.tensors.size(), files = plan.files.size();
+  exec::PlannedConversion p{std::move(plan), exec::describe_checkpoint(ckpt), {}};
+  p.done_message = [=, out = o.out](std::uint64_t written) {
+    std::string line = "wrote " + std::to_string(tensors) + " tensors in " + std::to_string(files) + " file(s), " +
+                       base::format_bytes(written) + " to " + out;
+    if (!hf.names.empty())
+      line += " (+ " + std::to_string(hf.names.size()) + " HF model files from " + hf.source_dir + ")";
+    return line;
+  };
+  return p;
 }
 
 }  // namespace
@@ -194,48 +207,8 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
   UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, exec::read_zero_checkpoint(comm, o.checkpoint, o.tag, timer));
   if (o.format == "hdf5") return run_to_hdf5(comm, o, ckpt, *popts, timer);
 
-  Result<plan::Fp32Plan> plan = base::internal_error("no plan");
-  {
-    auto layout = plan::layout_fp32(ckpt, o.exclude_frozen);
-    if (!layout.ok()) plan = layout.status();
-    else if (o.format == "lightning") plan = plan_lightning_file(ckpt, *layout, *popts);
-    else plan = plan::plan_fp32(*layout, ckpt.paths, *popts);
-  }
-  UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->digest(); }, timer));
-
-  if (o.dry_run) {
-    if (comm.rank() == 0)
-      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->describe() << std::flush;
-    return {};
-  }
-
-  // An HF model folder, not a bare weights file: config and tokenizer files from beside the
-  // checkpoint (or --hf-config), written by rank 0 before the output is committed.
-  Result<exec::HfModelFiles> hf_files = o.format == "lightning" ? exec::HfModelFiles{}
-                                                                : exec::find_hf_model_files(ckpt.files.save_dir, o.hf_config);
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "source", hf_files.status()).status);
-
-  UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
-  timer.mark("prepare");
-  exec::ExecuteOptions eopts;
-  eopts.progress = o.progress;
-  eopts.before_commit = [&]() -> Status {
-    if (comm.rank() != 0) return {};
-    return exec::write_hf_model_files(*hf_files, out.temp_path(), popts->float_dtype);
-  };
-  UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, *plan, out, eopts, timer));
-
-  std::uint64_t written = 0;
-  for (const auto& f : plan->files) written += f.size;
-  print_timings_if_asked(comm, o, timer, written);
-  if (comm.rank() == 0) {
-    std::cerr << "ucp-reshard to-fp32: wrote " << plan->tensors.size() << " tensors in " << plan->files.size()
-              << " file(s), " << base::format_bytes(written) << " to " << o.out;
-    if (!hf_files->names.empty())
-      std::cerr << " (+ " << hf_files->names.size() << " HF model files from " << hf_files->source_dir << ")";
-    std::cerr << std::endl;
-  }
-  return {};
+  Result<exec::PlannedConversion> planned = plan_model_files(o, ckpt, *popts);
+  return exec::run_conversion(comm, run_options(o, "to-fp32", o.out), planned, timer);
 }
 
 }  // namespace ucp::cli

@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "ucp/base/size.h"
-#include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/pipeline.h"
 #include "ucp/exec/universal_extras.h"
 #include "ucp/exec/zero_source.h"
 #include "ucp/plan/universal_plan.h"
@@ -39,40 +39,21 @@ Status run_to_universal(comm::Communicator& comm, const ToUniversalOptions& o) {
 
   // Every rank builds the same plan: the optimizer_state.pt / step.pt trees come from rank 0's
   // optimizer pickle (its tensor data stays mapped, unread, until the rank that copies it).
-  Result<plan::UniversalPlan> plan = [&]() -> Result<plan::UniversalPlan> {
+  Result<exec::PlannedConversion> planned = [&]() -> Result<exec::PlannedConversion> {
     UCP_ASSIGN_OR_RETURN(std::vector<plan::UniversalParam> params, plan::universal_params(ckpt));
     UCP_ASSIGN_OR_RETURN(plan::UniversalCarried carried, exec::universal_carried_files(ckpt, params));
-    return plan::plan_universal(ckpt, *popts, carried);
+    UCP_ASSIGN_OR_RETURN(plan::UniversalPlan universal, plan::plan_universal(ckpt, *popts, carried));
+    universal.plan.small_files.push_back(exec::latest_universal_file(o.out));
+    const std::size_t files = universal.plan.files.size(), params_count = universal.params.size();
+    const std::size_t copies = ckpt.files.model_state_files.size();
+    exec::PlannedConversion p{std::move(universal.plan), exec::describe_checkpoint(ckpt), {}};
+    p.done_message = [=, out = o.out](std::uint64_t written) {
+      return "wrote " + std::to_string(params_count) + " parameters (" + std::to_string(files) + " files with " +
+             std::to_string(copies) + " model-state copies, " + base::format_bytes(written) + ") to " + out;
+    };
+    return p;
   }();
-  UCP_RETURN_IF_ERROR(agree_on_plan(comm, plan.status(), [&] { return plan->plan.digest(); }, timer));
-
-  if (o.dry_run) {
-    if (comm.rank() == 0)
-      std::cout << exec::describe_checkpoint(ckpt) << "\n" << plan->plan.describe() << "  plus latest_universal\n" << std::flush;
-    return {};
-  }
-
-  UCP_ASSIGN_OR_RETURN(exec::OutputDir out, exec::OutputDir::prepare(comm, o.out, o.overwrite));
-  timer.mark("prepare");
-  exec::ExecuteOptions eopts;
-  eopts.progress = o.progress;
-  UCP_RETURN_IF_ERROR(exec::execute_fp32_plan(comm, plan->plan, out, eopts, timer));
-  {
-    Status local;
-    if (comm.rank() == 0) local = exec::write_latest_universal(o.out);
-    UCP_RETURN_IF_ERROR(comm::agree(comm, "commit", local).status);
-    timer.mark("commit");
-  }
-
-  std::uint64_t written = 0;
-  for (const auto& f : plan->plan.files) written += f.size;
-  print_timings_if_asked(comm, o, timer, written);
-  if (comm.rank() == 0)
-    std::cerr << "ucp-reshard to-universal: wrote " << plan->params.size() << " parameters (" << plan->plan.files.size()
-              << " files with " << ckpt.files.model_state_files.size() << " model-state copies, "
-              << base::format_bytes(written) << ") to "
-              << o.out << std::endl;
-  return {};
+  return exec::run_conversion(comm, run_options(o, "to-universal", o.out), planned, timer);
 }
 
 }  // namespace ucp::cli

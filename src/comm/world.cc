@@ -41,6 +41,27 @@ base::Status initialize_mpi_alone() {
   return {};
 }
 
+base::Result<const void*> world_mpi_comm_handle(int size, int rank) {
+  if (size == 1) UCP_RETURN_IF_ERROR(initialize_mpi_alone());
+  int initialized = 0, world = 0, me = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) return base::failed_precondition("MPI is not initialised");
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  if (world != size || me != rank) return base::internal_error("the communicator is not MPI_COMM_WORLD");
+  static const MPI_Comm kWorld = MPI_COMM_WORLD;
+  return static_cast<const void*>(&kWorld);
+}
+
+std::string mpi_library_version() {
+  char version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(version, &len);
+  std::string line(version, static_cast<std::size_t>(len));
+  if (auto nl = line.find_first_of(",\n"); nl != std::string::npos) line.resize(nl);
+  return line;
+}
+
 void finalize_world() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);

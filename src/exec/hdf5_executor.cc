@@ -10,7 +10,6 @@
 #include "ucp/exec/source_reader.h"
 
 #if defined(UCP_HAVE_HDF5)
-#include <mpi.h>
 
 #include "ucp/format/hdf5_writer.h"
 #endif
@@ -23,9 +22,7 @@ using base::Status;
 bool hdf5_output_available() { return false; }
 std::string hdf5_output_description() { return "parallel HDF5 not built"; }
 
-Status execute_hdf5_plan(comm::Communicator& comm, const plan::Hdf5Plan&, OutputDir& out, const ExecuteOptions&,
-                         PhaseTimer&) {
-  out.abandon(comm);
+Status execute_hdf5_plan(comm::Communicator&, const plan::Hdf5Plan&, OutputDir&, const ExecuteOptions&, PhaseTimer&) {
   return base::unimplemented(
       "--format hdf5: this ucp-reshard was built without parallel HDF5 (install libhdf5-openmpi-dev and rebuild)");
 }
@@ -57,7 +54,7 @@ class Hdf5Run {
   }
 
   const plan::Hdf5Plan& hp_;
-  const plan::Fp32Plan& plan_;
+  const plan::FilePlan& plan_;
   OutputDir& out_;
   const int me_;
   std::unique_ptr<format::Hdf5Writer> writer_;
@@ -69,18 +66,10 @@ class Hdf5Run {
 };
 
 Status Hdf5Run::open_file() {
-  // Parallel HDF5 takes an MPI communicator; ours is the world (checked, so a future
-  // sub-communicator cannot silently write with the wrong group of ranks).
-  // A one-rank run started without a launcher has not initialised MPI (comm/communicator.h).
-  if (plan_.totals.size() == 1) UCP_RETURN_IF_ERROR(comm::initialize_mpi_alone());
-  int initialized = 0, world = 0, rank = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized) return base::failed_precondition("--format hdf5 needs MPI, which is not initialised");
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (world != static_cast<int>(plan_.totals.size()) || rank != me_)
-    return base::internal_error("--format hdf5: the communicator is not MPI_COMM_WORLD");
-  UCP_ASSIGN_OR_RETURN(writer_, format::Hdf5Writer::create(out_.temp_file(format::kHdf5FileName), MPI_COMM_WORLD));
+  // Parallel HDF5 takes an MPI communicator; ours is the world (comm/ checks and hands it over).
+  UCP_ASSIGN_OR_RETURN(const void* world, comm::world_mpi_comm_handle(static_cast<int>(plan_.totals.size()), me_)
+                                              .annotate("--format hdf5"));
+  UCP_ASSIGN_OR_RETURN(writer_, format::Hdf5Writer::create(out_.temp_file(format::kHdf5FileName), world));
   return {};
 }
 
@@ -202,7 +191,7 @@ Status execute_hdf5_plan(comm::Communicator& comm, const plan::Hdf5Plan& plan, O
     }
     timer.mark("finalize");
   }
-  return commit_or_abandon(comm, status, options, out, timer);
+  return status;
 }
 
 #endif

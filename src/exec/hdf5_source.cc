@@ -1,10 +1,10 @@
 // `reshard` from the HDF5 file of to-fp32 --with-optimizer: the file seen as a universal
-// checkpoint (exec/native_source.h UniversalFiles), its small files embedded as byte datasets
+// checkpoint (exec/param_states.h UniversalFiles), its small files embedded as byte datasets
 // under /universal and its parameter states read in place from /optimizer.
 #include <filesystem>
 #include <fstream>
 
-#include "ucp/exec/native_source.h"
+#include "ucp/exec/param_states.h"
 #include "ucp/plan/hdf5_plan.h"
 
 #if defined(UCP_HAVE_HDF5)
@@ -39,7 +39,7 @@ std::string find_hdf5_universal(const std::string& path) {
 
 #if !defined(UCP_HAVE_HDF5)
 
-Result<plan::NativeSource> native_source_from_hdf5(const std::string& path) {
+Result<plan::ParamStates> param_states_from_hdf5(const std::string& path) {
   return base::unimplemented("'" + path + "': reading HDF5 needs a ucp-reshard built with HDF5 (install "
                              "libhdf5-openmpi-dev and rebuild)");
 }
@@ -112,9 +112,9 @@ class Hdf5Files final : public UniversalFiles {
 
 }  // namespace
 
-Result<plan::NativeSource> native_source_from_hdf5(const std::string& path) {
+Result<plan::ParamStates> param_states_from_hdf5(const std::string& path) {
   UCP_ASSIGN_OR_RETURN(std::unique_ptr<Hdf5Files> files, Hdf5Files::create(path));
-  return native_source_from_universal(*files);
+  return param_states_from_universal(*files);
 }
 
 #endif

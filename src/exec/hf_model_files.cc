@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "ucp/exec/file_io.h"
 
 namespace ucp::exec {
 using base::Result;
@@ -41,11 +40,12 @@ Result<HfModelFiles> find_hf_model_files(const std::string& save_dir, const std:
   return found;
 }
 
-Status write_hf_model_files(const HfModelFiles& files, const std::string& out_dir, base::DType weights_dtype) {
+Result<std::vector<plan::SmallFile>> hf_model_small_files(const HfModelFiles& files, base::DType weights_dtype) {
+  std::vector<plan::SmallFile> out;
   for (const std::string& name : files.names) {
     const std::string from = (fs::path(files.source_dir) / name).string();
     if (name != "config.json") {
-      UCP_RETURN_IF_ERROR(copy_file(from, out_dir + "/" + name));
+      out.push_back({name, {}, from, plan::SmallFile::Place::kInOutput});
       continue;
     }
     std::ifstream in(from);
@@ -57,9 +57,9 @@ Status write_hf_model_files(const HfModelFiles& files, const std::string& out_di
     const std::string dtype(base::torch_dtype_attr(weights_dtype));
     config["dtype"] = dtype;
     if (config.contains("torch_dtype")) config["torch_dtype"] = dtype;
-    UCP_RETURN_IF_ERROR(write_small_file(out_dir + "/config.json", config.dump(2) + "\n"));
+    out.push_back({"config.json", config.dump(2) + "\n", {}, plan::SmallFile::Place::kInOutput});
   }
-  return Status();
+  return out;
 }
 
 }  // namespace ucp::exec

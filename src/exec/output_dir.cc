@@ -53,7 +53,7 @@ Result<OutputDir> OutputDir::prepare(comm::Communicator& comm, const std::string
   return dir;
 }
 
-Status OutputDir::commit(comm::Communicator& comm) {
+Status OutputDir::commit(comm::Communicator& comm, const std::function<Status()>& after_rename) {
   Status local;
   if (comm.rank() == 0) {
     std::error_code ec;
@@ -73,6 +73,7 @@ Status OutputDir::commit(comm::Communicator& comm) {
         fs::remove_all(aside, ec);
       }
     }
+    if (local.ok() && after_rename) local = after_rename();
   }
   return comm::agree(comm, "commit", local).status;
 }

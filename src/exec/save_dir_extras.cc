@@ -5,16 +5,13 @@
 #include <map>
 #include <regex>
 
-#include "ucp/exec/file_io.h"
-
 namespace ucp::exec {
 using base::Result;
-using base::Status;
 namespace fs = std::filesystem;
 
-Result<std::vector<SaveDirCopy>> plan_save_dir_extras(const std::string& source_dir, int target_dp,
-                                                      std::vector<std::string>& warnings) {
-  std::vector<SaveDirCopy> out;
+Result<std::vector<plan::SmallFile>> save_dir_small_files(const std::string& source_dir, int target_dp,
+                                                           std::vector<std::string>& warnings) {
+  std::vector<plan::SmallFile> out;
   std::error_code ec;
   if (!fs::is_directory(source_dir, ec)) return out;
   static const std::regex rng_name(R"(rng_state(?:_(\d+))?\.pth)");
@@ -28,7 +25,7 @@ Result<std::vector<SaveDirCopy>> plan_save_dir_extras(const std::string& source_
       rng[m[1].matched ? std::stoi(m[1].str()) : 0] = e.path().string();
       continue;
     }
-    out.push_back({e.path().string(), name});
+    out.push_back({name, {}, e.path().string(), plan::SmallFile::Place::kInOutput});
   }
   if (ec) return base::unavailable("listing '" + source_dir + "' failed: " + ec.message());
   if (!rng.empty()) {
@@ -38,18 +35,14 @@ Result<std::vector<SaveDirCopy>> plan_save_dir_extras(const std::string& source_
         return base::not_found("'" + source_dir + "': rng_state_" + std::to_string(r) + ".pth is missing (found " +
                                std::to_string(n) + " per-rank RNG files)");
     for (int r = 0; r < target_dp; ++r)
-      out.push_back({rng[r % n], target_dp == 1 ? "rng_state.pth" : "rng_state_" + std::to_string(r) + ".pth"});
+      out.push_back({target_dp == 1 ? "rng_state.pth" : "rng_state_" + std::to_string(r) + ".pth", {}, rng[r % n],
+                     plan::SmallFile::Place::kInOutput});
     if (target_dp != n)
       warnings.push_back("per-rank RNG states: new rank r gets the RNG state of source rank r mod " + std::to_string(n) +
                          (target_dp > n ? " (RNG streams repeat across ranks)" : " (extra source RNG states dropped)"));
   }
-  std::sort(out.begin(), out.end(), [](const SaveDirCopy& a, const SaveDirCopy& b) { return a.to < b.to; });
+  std::sort(out.begin(), out.end(), [](const plan::SmallFile& a, const plan::SmallFile& b) { return a.name < b.name; });
   return out;
-}
-
-Status copy_save_dir_extras(const std::vector<SaveDirCopy>& copies, const std::string& out_dir) {
-  for (const auto& c : copies) UCP_RETURN_IF_ERROR(copy_file(c.from, out_dir + "/" + c.to));
-  return {};
 }
 
 }  // namespace ucp::exec

@@ -16,7 +16,7 @@ SourceReader::~SourceReader() {
   for (auto& [f, fd] : fds_) ::close(fd);
 }
 
-base::Result<std::uint64_t> SourceReader::open_for(const plan::Fp32Plan& plan, int rank, Buffered buffered, int lanes) {
+base::Result<std::uint64_t> SourceReader::open_for(const plan::FilePlan& plan, int rank, Buffered buffered, int lanes) {
   std::uint64_t max_round = 0;
   bool converts = false, streams = false;
   for (const auto& round : plan.rounds) {

@@ -108,11 +108,10 @@ format::TorchWriteOptions universal_tree_file_options(const plan::UniversalTreeF
   return {format::torch_archive_name(file.path), 2};
 }
 
-Status write_latest_universal(const std::string& out) {
+plan::SmallFile latest_universal_file(const std::string& out) {
   fs::path p = fs::absolute(out).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();  // "OUT/" names OUT, not an empty tag
-  const fs::path latest = p.parent_path() / "latest_universal";
-  return write_small_file(latest.string(), p.filename().string());
+  return {"latest_universal", p.filename().string(), {}, plan::SmallFile::Place::kBesideOutput};
 }
 
 }  // namespace ucp::exec

@@ -38,16 +38,16 @@ void fnv_str(std::uint64_t& h, const std::string& s) {
 
 }  // namespace
 
-Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* optimizer,
-                           const std::vector<std::string>& source_paths, const Fp32Options& options,
+Result<Hdf5Plan> plan_hdf5(const SourceLayout& model, const Hdf5OptimizerStates* optimizer,
+                           const std::vector<std::string>& source_paths, const PlanOptions& options,
                            std::vector<Hdf5Attribute> attributes) {
   Hdf5Plan out;
-  Fp32Plan& plan = out.plan;
+  FilePlan& plan = out.plan;
   out.groups.push_back(format::kHdf5ModelGroup);
 
   // finish_plan resolves every output tensor through one layout: the model's tensors first (so
   // alias_of indices stay valid), then the optimizer states.
-  Fp32Layout layout = model;
+  SourceLayout layout = model;
   std::uint64_t offset = 0;  // in the virtual file
   auto add = [&](const LogicalTensor& lt, std::string path, base::DType dtype) -> Status {
     OutputTensor t;

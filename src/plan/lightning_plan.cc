@@ -25,12 +25,12 @@ std::string without_wrapper_prefix(const std::string& name) {
 
 }  // namespace
 
-Result<Fp32Plan> plan_lightning(const Fp32Layout& source_layout, const ValuePtr& model_state, const StorageLocator& locate,
-                                const std::vector<std::string>& source_paths, const Fp32Options& options) {
+Result<FilePlan> plan_lightning(const SourceLayout& source_layout, const ValuePtr& model_state, const StorageLocator& locate,
+                                const std::vector<std::string>& source_paths, const PlanOptions& options) {
   if (!model_state || !model_state->is_dict())
     return base::data_loss("model-state file: expected a dict at the top level");
-  Fp32Plan plan;
-  Fp32Layout layout = source_layout;
+  FilePlan plan;
+  SourceLayout layout = source_layout;
   std::map<const format::Storage*, PlannedStorage> planned;
 
   // state_dict: a plain dict (Lightning builds it with a comprehension), one planned storage per

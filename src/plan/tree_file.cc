@@ -10,7 +10,7 @@ using base::Status;
 
 Status build_tree_file(const std::string& name, const format::ValuePtr& root,
                        const std::map<const format::Storage*, PlannedStorage>& planned, const StorageLocator& locate,
-                       Fp32Plan& plan, Fp32Layout& layout) {
+                       FilePlan& plan, SourceLayout& layout) {
   const int file_index = static_cast<int>(plan.files.size());
 
   // Keys in first-pickled order; the writer asks once per reference.

@@ -45,7 +45,7 @@ Result<std::vector<UniversalParam>> universal_params(const format::ZeroCheckpoin
   return params;
 }
 
-Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const Fp32Options& options,
+Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const PlanOptions& options,
                                      const UniversalCarried& carried) {
   if (options.float_dtype != base::DType::kF32) return base::internal_error("plan_universal: output dtype must be fp32");
   const bool zero3 = ckpt.kind == format::DeepSpeedOptimizerKind::kZero3;
@@ -59,8 +59,8 @@ Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const F
     if (tensors.size() != out.params.size()) return base::internal_error("plan_universal: parameter count mismatch");
     per_state.push_back(std::move(tensors));
   }
-  Fp32Layout layout;
-  Fp32Plan& plan = out.plan;
+  SourceLayout layout;
+  FilePlan& plan = out.plan;
   for (std::size_t i = 0; i < out.params.size(); ++i) {
     for (std::size_t k = 0; k < per_state.size(); ++k) {
       LogicalTensor t = std::move(per_state[k][i]);

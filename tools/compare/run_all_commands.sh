@@ -3,6 +3,7 @@
 # Run it with the previous build and with the new one, then `diff -r` the two roots: a refactor that
 # changes no behaviour leaves every output byte-identical (and every refusal's message the same).
 #   tools/compare/run_all_commands.sh BINARY OUTROOT [MPIRUN_NP]
+# ONLY=REGEX limits the fixtures (their folder names) to those matching it.
 set -uo pipefail
 bin=$(realpath "$1"); root=$2; np=${3:-1}
 golden=$(cd "$(dirname "$0")/../../tests/golden" && pwd)
@@ -20,6 +21,7 @@ run() {  # run CASE_DIR ARGS...: output folder CASE_DIR/out, messages in CASE_DI
 for set in deepspeed deepspeed-0.19; do
   for fx in "$golden/$set"/*/; do
     fx=${fx%/}; name=$(basename "$fx"); [ -d "$fx/checkpoint" ] || continue
+    [[ "$name" =~ ${ONLY:-.} ]] || continue
     d=$root/$set/$name; ck=$fx/checkpoint
     run "$d/fp32-safetensors" to-fp32 "$ck" "$d/fp32-safetensors/out"
     run "$d/fp32-torch" to-fp32 "$ck" "$d/fp32-torch/out" --format torch --max-shard-size 200KB
@@ -34,6 +36,7 @@ for set in deepspeed deepspeed-0.19; do
 done
 for fx in "$golden"/frameworks/*/; do
   fx=${fx%/}; name=$(basename "$fx"); d=$root/frameworks/$name
+  [[ "$name" =~ ${ONLY:-.} ]] || continue
   src=$(ls -d "$fx"/checkpoint-* "$fx"/*.ckpt 2>/dev/null | head -1)
   run "$d/fp32" to-fp32 "$src" "$d/fp32/out"
   run "$d/lightning" to-fp32 "$src" "$d/lightning/out" --format lightning

@@ -3,13 +3,12 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
-#include "ucp/exec/phases.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/exec/pipeline.h"
+#include "ucp/plan/file_plan.h"
 
 namespace CLI {
 class App;
@@ -32,16 +31,9 @@ void add_conversion_flags(CLI::App* cmd, ConversionOptions& options);
 
 /// The plan options every conversion shares: --max-memory parsed, the world size of `comm`. Not
 /// collective (callers agree on the result, with their own checks).
-base::Result<plan::Fp32Options> shared_plan_options(const comm::Communicator& comm, const ConversionOptions& options);
+base::Result<plan::PlanOptions> shared_plan_options(const comm::Communicator& comm, const ConversionOptions& options);
 
-/// Collective. Ends the "plan" phase: every rank agrees that its plan was built (`built`), then
-/// on the plan's digest (`digest` is called only when every rank built one).
-base::Status agree_on_plan(comm::Communicator& comm, const base::Status& built,
-                           const std::function<std::uint64_t()>& digest, exec::PhaseTimer& timer);
-
-/// Collective when --timings was given (every rank has the same options): rank 0 prints the
-/// per-phase report.
-void print_timings_if_asked(comm::Communicator& comm, const ConversionOptions& options, const exec::PhaseTimer& timer,
-                            std::uint64_t bytes_written);
+/// What the pipeline needs of the shared flags, for `command` writing `out`.
+exec::RunOptions run_options(const ConversionOptions& options, std::string command, std::string out);
 
 }  // namespace ucp::cli

@@ -1,4 +1,4 @@
-// `ucp-reshard reshard SRC OUT --target-dp M`: a native DeepSpeed checkpoint re-partitioned for M
+// `ucp-reshard reshard SRC OUT --target-dp M`: a DeepSpeed ZeRO checkpoint re-partitioned for M
 // data-parallel ranks, which a plain `engine.load_checkpoint` on M ranks resumes from.
 #pragma once
 

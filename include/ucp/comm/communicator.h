@@ -97,6 +97,16 @@ std::unique_ptr<Communicator> make_world_communicator(int* argc, char*** argv);
 /// then needs MPI_COMM_WORLD anyway (parallel HDF5 opens its file through MPI-IO).
 base::Status initialize_mpi_alone();
 
+/// For a library that takes an MPI communicator itself (parallel HDF5): a pointer to an MPI_Comm
+/// naming MPI_COMM_WORLD, opaque so that callers need no mpi.h (MPI stays inside comm/). A run of
+/// one rank started without a launcher initialises MPI first. FailedPrecondition when MPI is not
+/// initialised; Internal when the world is not `size` ranks with this process as `rank` (so a
+/// future sub-communicator cannot silently write with the wrong group of ranks).
+base::Result<const void*> world_mpi_comm_handle(int size, int rank);
+
+/// The MPI library's version, first line ("Open MPI v4.1.4"); callable before MPI_Init.
+std::string mpi_library_version();
+
 /// Finalises MPI if it was initialised. Safe to call always.
 void finalize_world();
 

@@ -11,6 +11,7 @@
 
 #include "ucp/base/dtype.h"
 #include "ucp/base/status.h"
+#include "ucp/plan/file_plan.h"
 
 namespace ucp::exec {
 
@@ -23,7 +24,8 @@ struct HfModelFiles {
 /// Else `save_dir` (the folder holding `latest`), if it holds config.json; else none.
 base::Result<HfModelFiles> find_hf_model_files(const std::string& save_dir, const std::string& hf_config_dir);
 
-/// Writes them into `out_dir`: config.json with its dtype set to `weights_dtype`, the others as they are.
-base::Status write_hf_model_files(const HfModelFiles& files, const std::string& out_dir, base::DType weights_dtype);
+/// The small files of the output folder: config.json (read now) with its dtype set to
+/// `weights_dtype`, the others copied as they are.
+base::Result<std::vector<plan::SmallFile>> hf_model_small_files(const HfModelFiles& files, base::DType weights_dtype);
 
 }  // namespace ucp::exec

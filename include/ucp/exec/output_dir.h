@@ -2,6 +2,7 @@
 // sibling folder, and rank 0 renames it into place after every rank has reported success.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "ucp/base/status.h"
@@ -19,8 +20,9 @@ class OutputDir {
   const std::string& final_path() const { return final_; }
   std::string temp_file(const std::string& name) const { return temp_ + "/" + name; }
 
-  /// Collective. Rank 0 moves the temporary folder to OUT (replacing an empty or overwritten OUT).
-  base::Status commit(comm::Communicator& comm);
+  /// Collective. Rank 0 moves the temporary folder to OUT (replacing an empty or overwritten OUT),
+  /// then runs `after_rename` (files that live beside OUT and name it); one agreement ends both.
+  base::Status commit(comm::Communicator& comm, const std::function<base::Status()>& after_rename = {});
   /// Collective. Rank 0 removes the temporary folder (after a failure); OUT is left untouched.
   void abandon(comm::Communicator& comm);
 

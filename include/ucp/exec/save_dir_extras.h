@@ -10,21 +10,15 @@
 #include <vector>
 
 #include "ucp/base/status.h"
+#include "ucp/plan/file_plan.h"
 
 namespace ucp::exec {
 
-struct SaveDirCopy {
-  std::string from;  ///< Absolute source path.
-  std::string to;    ///< Name relative to the output save dir.
-};
-
-/// What to copy from save dir `source_dir` (top-level regular files other than latest /
-/// latest_universal / zero_to_fp32.py copies are kept as DeepSpeed writes them) for `target_dp`
+/// The files to copy from save dir `source_dir` into the new save dir for `target_dp` ranks, as
+/// small files of the plan (copied by name, sorted by output name): top-level regular files other
+/// than latest / latest_universal are kept as the framework wrote them; RNG files follow the new
 /// ranks. `warnings` receives one line per policy decision the user should know about.
-base::Result<std::vector<SaveDirCopy>> plan_save_dir_extras(const std::string& source_dir, int target_dp,
-                                                            std::vector<std::string>& warnings);
-
-/// Copies them into `out_dir` (bounded memory, errors name the file).
-base::Status copy_save_dir_extras(const std::vector<SaveDirCopy>& copies, const std::string& out_dir);
+base::Result<std::vector<plan::SmallFile>> save_dir_small_files(const std::string& source_dir, int target_dp,
+                                                                std::vector<std::string>& warnings);
 
 }  // namespace ucp::exec

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "ucp/base/status.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/file_plan.h"
 
 namespace ucp::exec {
 
@@ -39,7 +39,7 @@ class SourceReader {
   /// Opens every source `rank` reads in `plan`, with chunk buffers for `lanes` concurrent
   /// streams. Returns the most output bytes one round reads into the caller's buffer: every read,
   /// or (kSentOnly) only those another rank writes, the caller streaming its own.
-  base::Result<std::uint64_t> open_for(const plan::Fp32Plan& plan, int rank, Buffered buffered = Buffered::kEveryRead,
+  base::Result<std::uint64_t> open_for(const plan::FilePlan& plan, int rank, Buffered buffered = Buffered::kEveryRead,
                                        int lanes = 1);
 
   /// Reads transfer `x` (opened by open_for) into `dst`: exactly x.out_bytes() bytes.

@@ -26,7 +26,7 @@ base::Result<plan::UniversalCarried> universal_carried_files(const format::ZeroC
 /// archive folder named after the file's stem.
 format::TorchWriteOptions universal_tree_file_options(const plan::UniversalTreeFile& file);
 
-/// Writes `<parent of out>/latest_universal` holding basename(out) (no newline, as DeepSpeed).
-base::Status write_latest_universal(const std::string& out);
+/// `latest_universal`, planned beside OUT, holding basename(out) (no newline, as DeepSpeed).
+plan::SmallFile latest_universal_file(const std::string& out);
 
 }  // namespace ucp::exec

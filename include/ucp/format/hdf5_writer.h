@@ -20,8 +20,6 @@
 // except write(), where each rank passes its own runs (possibly none).
 #pragma once
 
-#include <mpi.h>
-
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -40,8 +38,10 @@ struct ElementRun {
 
 class Hdf5Writer {
  public:
-  /// Collective. Creates `path` (it must not exist) for writing by every rank of `comm`.
-  static base::Result<std::unique_ptr<Hdf5Writer>> create(const std::string& path, MPI_Comm comm);
+  /// Collective. Creates `path` (it must not exist) for writing by every rank of the MPI
+  /// communicator `mpi_comm` points at (an MPI_Comm, from comm::world_mpi_comm_handle: opaque here
+  /// so that readers and writers of formats never see MPI).
+  static base::Result<std::unique_ptr<Hdf5Writer>> create(const std::string& path, const void* mpi_comm);
   /// Closes whatever is still open (collective, like close(); errors are lost: call close()).
   ~Hdf5Writer();
   Hdf5Writer(const Hdf5Writer&) = delete;

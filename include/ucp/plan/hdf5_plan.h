@@ -29,8 +29,8 @@
 
 #include "ucp/base/status.h"
 #include "ucp/format/hdf5_layout.h"
-#include "ucp/plan/fp32_layout.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/source_layout.h"
+#include "ucp/plan/file_plan.h"
 
 namespace ucp::plan {
 
@@ -57,7 +57,7 @@ struct Hdf5OptimizerStates {
 };
 
 struct Hdf5Plan {
-  Fp32Plan plan;                   ///< One file, format::kHdf5FileName, every_rank_writes.
+  FilePlan plan;                   ///< One file, format::kHdf5FileName, every_rank_writes.
   std::vector<std::string> paths;  ///< Per plan.tensors: its dataset path (an alias: its link's path).
   std::vector<std::string> groups; ///< Groups to create, parents first.
   std::vector<Hdf5Attribute> attributes;  ///< Written after every dataset and link exists.
@@ -72,8 +72,8 @@ struct Hdf5Plan {
 /// plan adds itself ("/model" tied_aliases). Floating model tensors get options.float_dtype;
 /// optimizer states stay fp32. Tensor and parameter names must be usable as one HDF5 link name
 /// (non-empty, no '/', not "." or "..": FailedPrecondition naming the tensor otherwise).
-base::Result<Hdf5Plan> plan_hdf5(const Fp32Layout& model, const Hdf5OptimizerStates* optimizer,
-                                 const std::vector<std::string>& source_paths, const Fp32Options& options,
+base::Result<Hdf5Plan> plan_hdf5(const SourceLayout& model, const Hdf5OptimizerStates* optimizer,
+                                 const std::vector<std::string>& source_paths, const PlanOptions& options,
                                  std::vector<Hdf5Attribute> attributes);
 
 }  // namespace ucp::plan

@@ -10,7 +10,7 @@
 
 #include "ucp/base/status.h"
 #include "ucp/format/value.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/file_plan.h"
 #include "ucp/plan/tree_file.h"
 
 namespace ucp::plan {
@@ -22,8 +22,8 @@ inline constexpr const char* kLightningFileName = "lightning_model.pt";
 /// zero_pp_rank_0_mp_rank_00_model_states.pt at ZeRO-3); `locate` resolves its storages in
 /// `source_paths`. Tensors follow `layout` (floating ones in options.float_dtype); tied names
 /// reference their source's storage, as zero_to_fp32's state dict does.
-base::Result<Fp32Plan> plan_lightning(const Fp32Layout& layout, const format::ValuePtr& model_state,
+base::Result<FilePlan> plan_lightning(const SourceLayout& layout, const format::ValuePtr& model_state,
                                       const StorageLocator& locate, const std::vector<std::string>& source_paths,
-                                      const Fp32Options& options);
+                                      const PlanOptions& options);
 
 }  // namespace ucp::plan

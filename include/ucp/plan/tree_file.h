@@ -1,5 +1,5 @@
 // A torch.save file whose pickled root is a whole Value tree (not just a flat state dict): the
-// native DeepSpeed files reshard writes are the source files' trees with some tensors replaced.
+// DeepSpeed ZeRO files reshard writes are the source files' trees with some tensors replaced.
 // Every storage in the tree becomes a record whose bytes the plan moves: either a *planned*
 // storage (a new tensor assembled from source pieces plus zero padding), a *template* storage
 // carried over byte for byte from the source file it was read from, or an *inline* storage built
@@ -14,7 +14,7 @@
 
 #include "ucp/base/status.h"
 #include "ucp/format/value.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/file_plan.h"
 
 namespace ucp::plan {
 
@@ -36,6 +36,6 @@ struct PlannedStorage {
 /// Records are keyed "0", "1", ... in pickling order, as torch.save does. Appends to plan.files.
 base::Status build_tree_file(const std::string& name, const format::ValuePtr& root,
                              const std::map<const format::Storage*, PlannedStorage>& planned,
-                             const StorageLocator& locate, Fp32Plan& plan, Fp32Layout& layout);
+                             const StorageLocator& locate, FilePlan& plan, SourceLayout& layout);
 
 }  // namespace ucp::plan

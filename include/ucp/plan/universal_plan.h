@@ -11,8 +11,8 @@
 
 #include "ucp/base/status.h"
 #include "ucp/format/zero_checkpoint.h"
-#include "ucp/plan/fp32_layout.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/source_layout.h"
+#include "ucp/plan/file_plan.h"
 #include "ucp/plan/tree_file.h"
 
 namespace ucp::plan {
@@ -38,7 +38,7 @@ struct UniversalCarried {
 };
 
 struct UniversalPlan {
-  Fp32Plan plan;                        ///< Tensors named "<param>/<state>"; files "zero/<param>/<state>.pt".
+  FilePlan plan;                        ///< Tensors named "<param>/<state>"; files "zero/<param>/<state>.pt".
   std::vector<UniversalParam> params;   ///< Trainable parameters, param_shapes order.
 };
 
@@ -51,7 +51,7 @@ base::Result<std::vector<UniversalParam>> universal_params(const format::ZeroChe
 /// requires_grad=True, the moments without, as DeepSpeed does. Uses options.max_memory,
 /// max_transfer_bytes and world_size; float_dtype must be fp32. The `carried` files join the plan
 /// after the state files.
-base::Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const Fp32Options& options,
+base::Result<UniversalPlan> plan_universal(const format::ZeroCheckpoint& ckpt, const PlanOptions& options,
                                            const UniversalCarried& carried = {});
 
 }  // namespace ucp::plan

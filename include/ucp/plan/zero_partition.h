@@ -1,6 +1,6 @@
 // DeepSpeed's partition math for a data-parallel size, as pure functions: which elements of which
 // parameter a DP rank holds in its flat partition, where, and where the padding DeepSpeed adds
-// sits. Used to lay out native checkpoint files for a new world size (reshard).
+// sits. Used to lay out DeepSpeed ZeRO files for a new world size (reshard).
 //
 // ZeRO-1/2 and BF16_Optimizer: the trainable parameters of a group are flattened (group order),
 // padded to a multiple of 2*dp and cut into dp equal partitions. ZeRO-3: every parameter is cut on

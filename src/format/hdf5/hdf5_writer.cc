@@ -1,5 +1,7 @@
 #include "ucp/format/hdf5_writer.h"
 
+#include <mpi.h>
+
 #include <hdf5.h>
 
 #include <string>
@@ -87,7 +89,8 @@ std::string hdf5_library_version() {
   return "HDF5 " + std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release);
 }
 
-Result<std::unique_ptr<Hdf5Writer>> Hdf5Writer::create(const std::string& path, MPI_Comm comm) {
+Result<std::unique_ptr<Hdf5Writer>> Hdf5Writer::create(const std::string& path, const void* mpi_comm) {
+  const MPI_Comm comm = *static_cast<const MPI_Comm*>(mpi_comm);
   // Errors come back as Status with the stack's text; HDF5 must not print its own stack traces.
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   std::unique_ptr<Hdf5Writer> w(new Hdf5Writer(path));

@@ -1,7 +1,7 @@
 // How many local runs a rank streams at once: its share of the CPUs it may use, within the cap.
 #include <gtest/gtest.h>
 
-#include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/file_plan_executor.h"
 #include "ucp/exec/source_reader.h"
 
 namespace ucp::exec {

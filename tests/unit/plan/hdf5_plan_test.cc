@@ -17,15 +17,15 @@ using base::StatusCode;
 using testutil::StatusIs;
 using ::testing::HasSubstr;
 
-Fp32Options options(int world) {
-  Fp32Options o;
+PlanOptions options(int world) {
+  PlanOptions o;
   o.world_size = world;
   return o;
 }
 
 TEST(Hdf5Plan, ModelDatasetsAreWrittenByTheirReaders) {
   const auto ck = testutil::zero12_worked_example(false);
-  auto layout = layout_fp32(ck, false);
+  auto layout = layout_model_tensors(ck, false);
   ASSERT_TRUE(layout.ok()) << layout.status().to_string();
   for (int world : {1, 2, 3, 4}) {
     auto p = plan_hdf5(*layout, nullptr, ck.paths, options(world), {{"/", "tag", std::string("t")}});
@@ -64,12 +64,12 @@ TEST(Hdf5Plan, ModelDatasetsAreWrittenByTheirReaders) {
 }
 
 TEST(Hdf5Plan, TiedNameIsALinkWithoutBytesAndBf16AppliesToFloatsOnly) {
-  Fp32Layout layout;
+  SourceLayout layout;
   LogicalTensor w{"w.weight", {2, 3}, DType::kF32, TensorRole::kTrainable, -1, {{{0, 0, 6, DType::kF32}, 0}}};
   LogicalTensor n{"n", {}, DType::kI64, TensorRole::kBuffer, -1, {{{0, 64, 1, DType::kI64}, 0}}};
   LogicalTensor tied{"head.weight", {2, 3}, DType::kF32, TensorRole::kAlias, 0, {}};
   layout.tensors = {w, n, tied};
-  Fp32Options o = options(2);
+  PlanOptions o = options(2);
   o.float_dtype = DType::kBF16;
   auto p = plan_hdf5(layout, nullptr, {"src"}, o, {});
   ASSERT_TRUE(p.ok()) << p.status().to_string();
@@ -84,7 +84,7 @@ TEST(Hdf5Plan, TiedNameIsALinkWithoutBytesAndBf16AppliesToFloatsOnly) {
 
 TEST(Hdf5Plan, OptimizerStatesGetTheirOwnGroups) {
   const auto ck = testutil::zero12_worked_example(false);
-  auto layout = layout_fp32(ck, false);
+  auto layout = layout_model_tensors(ck, false);
   ASSERT_TRUE(layout.ok());
   Hdf5OptimizerStates states;
   auto fp32 = layout_optimizer_state(ck, OptimizerState::kFp32);
@@ -107,7 +107,7 @@ TEST(Hdf5Plan, OptimizerStatesGetTheirOwnGroups) {
 
 TEST(Hdf5Plan, NamesThatAreNotOneLinkAreRefused) {
   for (const char* bad : {"a/b", ".", ".."}) {
-    Fp32Layout layout;
+    SourceLayout layout;
     layout.tensors.push_back({bad, {1}, DType::kF32, TensorRole::kBuffer, -1, {{{0, 0, 1, DType::kF32}, 0}}});
     EXPECT_THAT(plan_hdf5(layout, nullptr, {"src"}, options(1), {}),
                 StatusIs(StatusCode::kFailedPrecondition, HasSubstr("'" + std::string(bad) + "'")));
@@ -116,7 +116,7 @@ TEST(Hdf5Plan, NamesThatAreNotOneLinkAreRefused) {
 
 TEST(Hdf5Plan, DigestCoversAttributes) {
   const auto ck = testutil::zero12_worked_example(false);
-  auto layout = layout_fp32(ck, false);
+  auto layout = layout_model_tensors(ck, false);
   ASSERT_TRUE(layout.ok());
   auto a = plan_hdf5(*layout, nullptr, ck.paths, options(2), {{"/", "tag", std::string("x")}});
   auto b = plan_hdf5(*layout, nullptr, ck.paths, options(2), {{"/", "tag", std::string("y")}});

@@ -95,7 +95,7 @@ TEST(OptimizerStateLayout, Zero3MomentsMirrorTheFlatGroups) {
 }
 
 TEST(UniversalPlan, OneTorchFilePerParamAndState) {
-  Fp32Options opt;
+  PlanOptions opt;
   opt.format = OutputFormat::kTorch;
   opt.world_size = 3;
   for (bool zero3 : {false, true}) {
@@ -145,7 +145,7 @@ TEST(UniversalPlan, TreeFilesCopyLocatedStoragesAndInlineTheRest) {
   UniversalCarried carried;
   carried.trees = {{"zero/optimizer_state.pt", root}};
   carried.locate = locate;
-  Fp32Options opt;
+  PlanOptions opt;
   opt.format = OutputFormat::kTorch;
   opt.world_size = 2;
   auto plan = plan_universal(zero3_example(), opt, carried);
@@ -193,7 +193,7 @@ TEST(UniversalPlan, TreeFilesCopyLocatedStoragesAndInlineTheRest) {
 TEST(UniversalPlan, ModelStateFilesAreCopiedByteForByte) {
   UniversalCarried carried;
   carried.copies = {{"mp_rank_00_model_states.pt", 0, 5000}, {"empty.pt", 1, 0}};
-  Fp32Options opt;
+  PlanOptions opt;
   opt.format = OutputFormat::kTorch;
   opt.world_size = 3;
   opt.max_transfer_bytes = 1024;  // the copy is cut into several transfers
@@ -224,12 +224,12 @@ TEST(UniversalPlan, ModelStateFilesAreCopiedByteForByte) {
 TEST(UniversalPlan, ParameterNamesMustBeFolderNames) {
   auto ck = testutil::zero12_worked_example(false);
   ck.models[0].param_shapes[0][1].name = "../b";
-  Fp32Options opt;
+  PlanOptions opt;
   EXPECT_THAT(plan_universal(ck, opt), StatusIs(StatusCode::kFailedPrecondition, HasSubstr("'../b'")));
 }
 
 TEST(UniversalPlan, EveryFixturePlans) {
-  Fp32Options opt;
+  PlanOptions opt;
   opt.format = OutputFormat::kTorch;
   opt.world_size = 2;
   const auto names = testutil::deepspeed_fixture_names();

@@ -12,7 +12,7 @@
 #include <random>
 
 #include "testutil/golden.h"
-#include "ucp/exec/native_source.h"
+#include "ucp/exec/param_states.h"
 #include "ucp/format/zero_checkpoint.h"
 
 namespace ucp::plan {
@@ -152,7 +152,7 @@ TEST(ZeroPartition, MatchesWhatDeepSpeedWroteInEveryFixture) {
     // ZeRO-3 sub-groups: the source's split must follow from its sub_group_size (the reshard source
     // refuses otherwise), which checks zero3_sub_groups against DeepSpeed's split.
     if (zero3 && !muon) {
-      auto source = exec::native_source_from_zero(*ckpt);
+      auto source = exec::param_states_from_zero(*ckpt);
       EXPECT_TRUE(source.ok()) << source.status().to_string();
     }
     ++checked;

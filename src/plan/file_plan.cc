@@ -1,4 +1,4 @@
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/file_plan.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -154,7 +154,7 @@ LogicalTensor verbatim_tensor(std::string name, const format::TensorLocation& sr
   return lt;
 }
 
-int add_verbatim_tensor(std::string name, const format::TensorLocation& src, Fp32Plan& plan, Fp32Layout& layout) {
+int add_verbatim_tensor(std::string name, const format::TensorLocation& src, FilePlan& plan, SourceLayout& layout) {
   OutputTensor t;
   t.name = name;
   t.logical = static_cast<int>(layout.tensors.size());
@@ -206,15 +206,15 @@ Result<OutputTensor> output_tensor_of(const LogicalTensor& lt, int logical, base
   return t;
 }
 
-Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::string>& source_paths,
-                           const Fp32Options& opt) {
-  if (opt.world_size < 1) return base::internal_error("plan_fp32: world size < 1");
+Result<FilePlan> plan_consolidated(const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                           const PlanOptions& opt) {
+  if (opt.world_size < 1) return base::internal_error("plan_consolidated: world size < 1");
   if (opt.max_memory < kMinMemory)
     return base::invalid_argument("--max-memory " + base::format_bytes(opt.max_memory) + " is too small: at least " +
                                   base::format_bytes(kMinMemory) + " is needed for buffers");
   if (opt.max_shard_bytes == 0) return base::invalid_argument("--max-shard-size must be positive");
   const bool torch = opt.format == OutputFormat::kTorch;
-  Fp32Plan plan;
+  FilePlan plan;
 
   // 1. Output tensors, in layout order.
   std::vector<int> follows(layout.tensors.size(), -1);
@@ -254,7 +254,6 @@ Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::stri
 
   // 8. Index, when sharded: keys sorted, indent 2, trailing newline (as zero_to_fp32 / HF write it).
   if (plan.files.size() > 1) {
-    plan.index_name = torch ? "pytorch_model.bin.index.json" : "model.safetensors.index.json";
     std::uint64_t total = 0;
     nlohmann::json weight_map = nlohmann::json::object();
     for (const auto& t : plan.tensors) {
@@ -262,13 +261,14 @@ Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::stri
       if (t.shares_storage_with < 0) total += t.nbytes;
     }
     nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    plan.index_json = index.dump(2) + "\n";
+    plan.small_files.push_back(
+        {torch ? "pytorch_model.bin.index.json" : "model.safetensors.index.json", index.dump(2) + "\n", {}, {}});
   }
   return plan;
 }
 
-Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<std::string>& source_paths,
-                   const Fp32Options& opt) {
+Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                   const PlanOptions& opt) {
   if (opt.world_size < 1) return base::internal_error("plan: world size < 1");
   if (opt.max_memory < kMinMemory)
     return base::invalid_argument("--max-memory " + base::format_bytes(opt.max_memory) + " is too small: at least " +
@@ -432,7 +432,7 @@ Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<s
   return check_file_coverage(plan);
 }
 
-Status check_file_coverage(const Fp32Plan& plan) {
+Status check_file_coverage(const FilePlan& plan) {
   std::vector<std::vector<std::pair<std::uint64_t, std::uint64_t>>> spans(plan.files.size());
   for (std::size_t f = 0; f < plan.files.size(); ++f) {
     const OutputFile& file = plan.files[f];
@@ -467,7 +467,7 @@ Status check_file_coverage(const Fp32Plan& plan) {
   return {};
 }
 
-std::uint64_t Fp32Plan::digest() const {
+std::uint64_t FilePlan::digest() const {
   std::uint64_t h = 1469598103934665603ull;
   for (const auto& t : tensors) {
     fnv_str(h, t.name);
@@ -497,11 +497,16 @@ std::uint64_t Fp32Plan::digest() const {
       fnv_value(h, x.file_offset);
     }
   }
-  fnv_str(h, index_json);
+  for (const SmallFile& f : small_files) {
+    fnv_str(h, f.name);
+    fnv_str(h, f.bytes);
+    fnv_str(h, f.copy_from);
+    fnv_value(h, f.place);
+  }
   return h;
 }
 
-std::string Fp32Plan::describe() const {
+std::string FilePlan::describe() const {
   std::ostringstream os;
   std::uint64_t out_bytes = 0;
   for (const auto& f : files) out_bytes += f.size;
@@ -518,7 +523,9 @@ std::string Fp32Plan::describe() const {
     for (std::size_t i = kListed; i < files.size(); ++i) rest += files[i].size;
     os << "  ... and " << files.size() - kListed << " more file(s), " << base::format_bytes(rest) << "\n";
   }
-  if (!index_name.empty()) os << "  " << index_name << "  written by rank 0 last\n";
+  for (const SmallFile& f : small_files)
+    os << (f.place == SmallFile::Place::kInOutput ? "  " + f.name + "  written by rank 0 last\n"
+                                                   : "  plus " + f.name + " beside the output, written by rank 0 after the commit\n");
   os << "  rank   read        sent        received    written     peak buffers\n";
   for (std::size_t r = 0; r < totals.size(); ++r) {
     const auto& t = totals[r];

@@ -1,4 +1,4 @@
-// The plan of `reshard`: a native DeepSpeed checkpoint (the files DeepSpeed itself writes, a
+// The plan of `reshard`: a DeepSpeed ZeRO checkpoint (the files DeepSpeed itself writes, a
 // `load_checkpoint` on M ranks reads with no special flag) re-partitioned for a new data-parallel
 // size M, from the per-parameter states of a source checkpoint (ZeRO files of any DP size, or a
 // universal checkpoint).
@@ -9,7 +9,7 @@
 // carried over as they were. What changes: the fp32 master partitions, the Adam moments, ZeRO-3
 // frozen fragments (re-cut for M, zero padded), group_paddings, partition_count,
 // param_slice_mappings, ZeRO-3 sub-groups (param_shapes, state keys, param_groups' params) and
-// dp_world_size. Pure: metadata in, Fp32Plan out (the executor of to-fp32 moves the bytes).
+// dp_world_size. Pure: metadata in, FilePlan out (the executor of to-fp32 moves the bytes).
 #pragma once
 
 #include <array>
@@ -21,14 +21,14 @@
 #include "ucp/format/deepspeed_checkpoint.h"
 #include "ucp/format/zero_checkpoint.h"
 #include "ucp/format/value.h"
-#include "ucp/plan/fp32_layout.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/source_layout.h"
+#include "ucp/plan/file_plan.h"
 #include "ucp/plan/tree_file.h"
 
 namespace ucp::plan {
 
 /// A checkpoint described per parameter, whatever files it came from.
-struct NativeSource {
+struct ParamStates {
   format::DeepSpeedOptimizerKind kind = format::DeepSpeedOptimizerKind::kZero12;
   int zero_stage = 0;  ///< 1, 2, 3; 0 for BF16_Optimizer.
   int dp = 0;          ///< DP size the source was written for.
@@ -60,10 +60,10 @@ struct NativeSource {
 
 /// Builds the plan writing `<tag>/...` files for `target_dp` ranks (options.world_size = ranks
 /// running the conversion). The caller writes `latest`.
-base::Result<Fp32Plan> plan_native(const NativeSource& source, int target_dp, const Fp32Options& options);
+base::Result<FilePlan> plan_zero_files(const ParamStates& source, int target_dp, const PlanOptions& options);
 
 /// File names DeepSpeed uses for rank `rank` (relative to the tag folder).
-std::string native_optimizer_file_name(const std::string& prefix, int rank);
-std::string native_model_file_name(bool zero3, int rank);
+std::string zero_optimizer_file_name(const std::string& prefix, int rank);
+std::string zero_model_file_name(bool zero3, int rank);
 
 }  // namespace ucp::plan

@@ -1,4 +1,4 @@
-#include "ucp/plan/native_plan.h"
+#include "ucp/plan/zero_files_plan.h"
 
 #include <algorithm>
 #include <map>
@@ -11,11 +11,11 @@ using base::Status;
 using format::Value;
 using format::ValuePtr;
 
-std::string native_optimizer_file_name(const std::string& prefix, int rank) {
+std::string zero_optimizer_file_name(const std::string& prefix, int rank) {
   return prefix + "zero_pp_rank_" + std::to_string(rank) + "_mp_rank_00_optim_states.pt";
 }
 
-std::string native_model_file_name(bool zero3, int rank) {
+std::string zero_model_file_name(bool zero3, int rank) {
   return zero3 ? "zero_pp_rank_" + std::to_string(rank) + "_mp_rank_00_model_states.pt" : "mp_rank_00_model_states.pt";
 }
 
@@ -53,11 +53,11 @@ Status check_partition(const std::string& name, const std::vector<Piece>& pieces
   return {};
 }
 
-class NativePlanner {
+class ZeroFilesPlanner {
  public:
-  NativePlanner(const NativeSource& src, int target) : src_(src), target_(target) {}
+  ZeroFilesPlanner(const ParamStates& src, int target) : src_(src), target_(target) {}
 
-  Result<Fp32Plan> run(const Fp32Options& options) {
+  Result<FilePlan> run(const PlanOptions& options) {
     UCP_RETURN_IF_ERROR(check_source());
     const bool zero3 = src_.kind == format::DeepSpeedOptimizerKind::kZero3;
     for (int r = 0; r < target_; ++r) {
@@ -67,7 +67,7 @@ class NativePlanner {
     if (!zero3) {
       ValuePtr model = shallow_copy(src_.models.at(0));
       model->set("dp_world_size", Value::integer(target_));
-      UCP_RETURN_IF_ERROR(add_file(native_model_file_name(false, 0), model));
+      UCP_RETURN_IF_ERROR(add_file(zero_model_file_name(false, 0), model));
     }
     UCP_RETURN_IF_ERROR(finish_plan(plan_, layout_, src_.paths, options));
     return std::move(plan_);
@@ -218,7 +218,7 @@ class NativePlanner {
     ValuePtr address_template = first_fragment_address(mapping_template);
 
     std::vector<ValuePtr> fp32s, paddings, counts, mappings;
-    const std::string prefix = src_.tag + "/" + native_optimizer_file_name(src_.optimizer_prefix, r);
+    const std::string prefix = src_.tag + "/" + zero_optimizer_file_name(src_.optimizer_prefix, r);
     for (std::size_t g = 0; g < src_.groups.size(); ++g) {
       const std::vector<int> params = group_params(g);
       const std::vector<std::uint64_t> numels = numels_of(params);
@@ -261,7 +261,7 @@ class NativePlanner {
     if (osd->get("partition_count")) osd->set("partition_count", Value::list(std::move(counts)));
     if (mapping_template) osd->set("param_slice_mappings", Value::list(std::move(mappings)));
     top->set("optimizer_state_dict", osd);
-    return add_file(native_optimizer_file_name(src_.optimizer_prefix, r), top);
+    return add_file(zero_optimizer_file_name(src_.optimizer_prefix, r), top);
   }
 
   static ValuePtr first_fragment_address(const ValuePtr& mappings) {
@@ -287,7 +287,7 @@ class NativePlanner {
       return base::data_loss("optimizer template: " + std::to_string(groups_template->items.size()) + " param groups, expected " +
                              std::to_string(src_.groups.size()));
 
-    const std::string prefix = src_.tag + "/" + native_optimizer_file_name(src_.optimizer_prefix, r);
+    const std::string prefix = src_.tag + "/" + zero_optimizer_file_name(src_.optimizer_prefix, r);
     ValuePtr state = Value::dict();
     std::vector<ValuePtr> flats, param_groups, shapes;
     int k = 0;
@@ -331,7 +331,7 @@ class NativePlanner {
     osd->set("fp32_flat_groups", Value::list(std::move(flats)));
     osd->set("partition_count", Value::integer(target_));
     top->set("optimizer_state_dict", osd);
-    UCP_RETURN_IF_ERROR(add_file(native_optimizer_file_name(src_.optimizer_prefix, r), top));
+    UCP_RETURN_IF_ERROR(add_file(zero_optimizer_file_name(src_.optimizer_prefix, r), top));
 
     // Model-state file: the source rank r mod N's file (its client state), re-cut frozen fragments.
     const ValuePtr& model_template = src_.models[static_cast<std::size_t>(r) % src_.models.size()];
@@ -343,7 +343,7 @@ class NativePlanner {
     if (ValuePtr fragments_template = model->get("frozen_param_fragments"); fragments_template && fragments_template->is_dict()) {
       ValuePtr fragments = shallow_copy(fragments_template);
       fragments->entries.clear();
-      const std::string model_prefix = src_.tag + "/" + native_model_file_name(true, r);
+      const std::string model_prefix = src_.tag + "/" + zero_model_file_name(true, r);
       for (std::size_t f = 0; f < src_.frozen.size(); ++f) {
         const LogicalTensor& frozen = src_.frozen[f];
         const PartitionLayout layout = zero3_partition({frozen.numel()}, target_, r);
@@ -354,20 +354,20 @@ class NativePlanner {
       }
       model->set("frozen_param_fragments", fragments);
     }
-    return add_file(native_model_file_name(true, r), model);
+    return add_file(zero_model_file_name(true, r), model);
   }
 
-  const NativeSource& src_;
+  const ParamStates& src_;
   const int target_;
-  Fp32Plan plan_;
-  Fp32Layout layout_;
+  FilePlan plan_;
+  SourceLayout layout_;
   std::map<const format::Storage*, PlannedStorage> pending_;  // planned storages of the file being built
 };
 
 }  // namespace
 
-Result<Fp32Plan> plan_native(const NativeSource& source, int target_dp, const Fp32Options& options) {
-  NativePlanner planner(source, target_dp);
+Result<FilePlan> plan_zero_files(const ParamStates& source, int target_dp, const PlanOptions& options) {
+  ZeroFilesPlanner planner(source, target_dp);
   return planner.run(options);
 }
 

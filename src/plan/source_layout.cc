@@ -1,4 +1,4 @@
-#include "ucp/plan/fp32_layout.h"
+#include "ucp/plan/source_layout.h"
 
 #include <algorithm>
 #include <limits>
@@ -220,8 +220,8 @@ Status add_frozen(const ZeroCheckpoint& ck, const std::set<std::string>& trainab
 
 }  // namespace
 
-Result<Fp32Layout> layout_fp32(const ZeroCheckpoint& ck, bool exclude_frozen) {
-  Fp32Layout layout;
+Result<SourceLayout> layout_model_tensors(const ZeroCheckpoint& ck, bool exclude_frozen) {
+  SourceLayout layout;
   auto& out = layout.tensors;
   const format::ModelFileMeta& m0 = ck.models[0];
 

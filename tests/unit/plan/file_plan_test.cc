@@ -1,6 +1,6 @@
 // to-fp32 planning without any file: HF sharding rules, memory-bounded rounds, ownership,
 // byte-exact coverage of every output file, determinism.
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/file_plan.h"
 
 #include <gtest/gtest.h>
 
@@ -27,12 +27,12 @@ std::vector<std::string> sources(int n) {
   return v;
 }
 
-TEST(Fp32Plan, HuggingFaceShardingRules) {
-  Fp32Layout layout;
+TEST(FilePlan, HuggingFaceShardingRules) {
+  SourceLayout layout;
   layout.tensors = {tensor("t0", 3, 0, 0), tensor("t1", 3, 0, 12), tensor("big", 10, 1, 0), tensor("t3", 2, 1, 40)};
-  Fp32Options opt;
+  PlanOptions opt;
   opt.max_shard_bytes = 5 * 4;  // five fp32 elements
-  auto plan = plan_fp32(layout, sources(2), opt);
+  auto plan = plan_consolidated(layout, sources(2), opt);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   // t0 alone (t1 would overflow it), t1 + t3, and "big" in a shard of its own created in between.
   ASSERT_EQ(plan->files.size(), 3u);
@@ -41,35 +41,39 @@ TEST(Fp32Plan, HuggingFaceShardingRules) {
   EXPECT_EQ(plan->tensors[1].file, 1);
   EXPECT_EQ(plan->tensors[2].file, 2);
   EXPECT_EQ(plan->tensors[3].file, 1);
-  EXPECT_EQ(plan->index_name, "model.safetensors.index.json");
-  EXPECT_NE(plan->index_json.find("\"total_size\": 72"), std::string::npos) << plan->index_json;
-  EXPECT_NE(plan->index_json.find("\"t3\": \"model-00002-of-00003.safetensors\""), std::string::npos);
-  EXPECT_EQ(plan->index_json.back(), '\n');
+  // The index is the plan's one small file, written by rank 0.
+  ASSERT_EQ(plan->small_files.size(), 1u);
+  const std::string& index_name = plan->small_files[0].name;
+  const std::string& index_json = plan->small_files[0].bytes;
+  EXPECT_EQ(index_name, "model.safetensors.index.json");
+  EXPECT_NE(index_json.find("\"total_size\": 72"), std::string::npos) << index_json;
+  EXPECT_NE(index_json.find("\"t3\": \"model-00002-of-00003.safetensors\""), std::string::npos);
+  EXPECT_EQ(index_json.back(), '\n');
   EXPECT_EQ(hf_shard_name(OutputFormat::kTorch, 0, 1), "pytorch_model.bin");
   EXPECT_EQ(hf_shard_name(OutputFormat::kTorch, 1, 12), "pytorch_model-00002-of-00012.bin");
 }
 
-TEST(Fp32Plan, SingleFileHasNoIndex) {
-  Fp32Layout layout;
+TEST(FilePlan, SingleFileHasNoIndex) {
+  SourceLayout layout;
   layout.tensors = {tensor("w", 100, 0, 64)};
-  auto plan = plan_fp32(layout, sources(1), {});
+  auto plan = plan_consolidated(layout, sources(1), {});
   ASSERT_TRUE(plan.ok());
   ASSERT_EQ(plan->files.size(), 1u);
   EXPECT_EQ(plan->files[0].name, "model.safetensors");
-  EXPECT_TRUE(plan->index_name.empty());
+  EXPECT_TRUE(plan->small_files.empty());
 }
 
-TEST(Fp32Plan, RoundsRespectTheMemoryBound) {
-  Fp32Layout layout;
+TEST(FilePlan, RoundsRespectTheMemoryBound) {
+  SourceLayout layout;
   constexpr std::uint64_t kElems = 2u << 20;  // 8 MiB each
   for (std::uint32_t i = 0; i < 24; ++i) layout.tensors.push_back(tensor("p" + std::to_string(i), kElems, i % 6, 0));
   for (int world : {1, 2, 3, 4}) {
     SCOPED_TRACE(world);
-    Fp32Options opt;
+    PlanOptions opt;
     opt.world_size = world;
     opt.max_memory = 48ull << 20;
     opt.max_shard_bytes = 40ull << 20;
-    auto plan = plan_fp32(layout, sources(6), opt);
+    auto plan = plan_consolidated(layout, sources(6), opt);
     ASSERT_TRUE(plan.ok()) << plan.status().to_string();
     EXPECT_GT(plan->rounds.size(), 1u);
     std::uint64_t written = 0;
@@ -95,19 +99,19 @@ TEST(Fp32Plan, RoundsRespectTheMemoryBound) {
   }
 }
 
-TEST(Fp32Plan, FilesGoToTheRankThatReadsThemWithinAFairShare) {
+TEST(FilePlan, FilesGoToTheRankThatReadsThemWithinAFairShare) {
   // Four sources of equal size, each holding whole tensors of four shards: at 2 and 4 ranks
   // every shard is owned by the reader of its bytes, so nothing crosses ranks; at 3 ranks the
   // loads stay within 10 % over the even share.
-  Fp32Layout layout;
+  SourceLayout layout;
   constexpr std::uint64_t kElems = 1u << 20;
   for (std::uint32_t i = 0; i < 16; ++i) layout.tensors.push_back(tensor("p" + std::to_string(i), kElems, i / 4, (i % 4) * kElems * 4));
   for (int world : {2, 3, 4}) {
     SCOPED_TRACE(world);
-    Fp32Options opt;
+    PlanOptions opt;
     opt.world_size = world;
     opt.max_shard_bytes = 4 * kElems * 4;  // one source's worth per shard
-    auto plan = plan_fp32(layout, sources(4), opt);
+    auto plan = plan_consolidated(layout, sources(4), opt);
     ASSERT_TRUE(plan.ok()) << plan.status().to_string();
     ASSERT_EQ(plan->files.size(), 4u);
     std::uint64_t sent = 0, most = 0;
@@ -122,12 +126,12 @@ TEST(Fp32Plan, FilesGoToTheRankThatReadsThemWithinAFairShare) {
   }
 }
 
-TEST(Fp32Plan, DtypeCastAppliesToFloatsOnly) {
-  Fp32Layout layout;
+TEST(FilePlan, DtypeCastAppliesToFloatsOnly) {
+  SourceLayout layout;
   layout.tensors = {tensor("w", 10, 0, 0), tensor("steps", 1, 0, 100, DType::kI64), tensor("h", 4, 0, 200, DType::kF16)};
-  Fp32Options opt;
+  PlanOptions opt;
   opt.float_dtype = DType::kBF16;
-  auto plan = plan_fp32(layout, sources(1), opt);
+  auto plan = plan_consolidated(layout, sources(1), opt);
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(plan->tensors[0].dtype, DType::kBF16);
   EXPECT_EQ(plan->tensors[0].nbytes, 20u);
@@ -135,14 +139,14 @@ TEST(Fp32Plan, DtypeCastAppliesToFloatsOnly) {
   EXPECT_EQ(plan->tensors[2].dtype, DType::kBF16);
 }
 
-TEST(Fp32Plan, TorchAliasesShareOneStorage) {
-  Fp32Layout layout;
+TEST(FilePlan, TorchAliasesShareOneStorage) {
+  SourceLayout layout;
   layout.tensors = {tensor("emb", 6, 0, 0), tensor("b", 2, 0, 64)};
   LogicalTensor alias{"head", {6}, DType::kF32, TensorRole::kAlias, 0, {}};
   layout.tensors.push_back(alias);
-  Fp32Options opt;
+  PlanOptions opt;
   opt.format = OutputFormat::kTorch;
-  auto plan = plan_fp32(layout, sources(1), opt);
+  auto plan = plan_consolidated(layout, sources(1), opt);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   ASSERT_EQ(plan->files.size(), 1u);
   EXPECT_EQ(plan->files[0].name, "pytorch_model.bin");
@@ -174,33 +178,33 @@ TEST(Fp32Plan, TorchAliasesShareOneStorage) {
   EXPECT_EQ((*root)->get("head")->tensor.storage.get(), (*root)->get("emb")->tensor.storage.get());
   // Safetensors cannot share: the alias becomes a copy read from the same source.
   opt.format = OutputFormat::kSafetensors;
-  auto st = plan_fp32(layout, sources(1), opt);
+  auto st = plan_consolidated(layout, sources(1), opt);
   ASSERT_TRUE(st.ok());
   EXPECT_NE(st->tensors[2].file_offset, st->tensors[0].file_offset);
   EXPECT_EQ(st->tensors[2].nbytes, 24u);
 }
 
-TEST(Fp32Plan, DeterministicDigest) {
-  Fp32Layout layout;
+TEST(FilePlan, DeterministicDigest) {
+  SourceLayout layout;
   for (std::uint32_t i = 0; i < 10; ++i) layout.tensors.push_back(tensor("p" + std::to_string(i), 1000 + i, i % 3, 0));
-  Fp32Options opt;
+  PlanOptions opt;
   opt.world_size = 3;
-  auto a = plan_fp32(layout, sources(3), opt);
-  auto b = plan_fp32(layout, sources(3), opt);
+  auto a = plan_consolidated(layout, sources(3), opt);
+  auto b = plan_consolidated(layout, sources(3), opt);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->digest(), b->digest());
   opt.world_size = 2;
-  auto c = plan_fp32(layout, sources(3), opt);
+  auto c = plan_consolidated(layout, sources(3), opt);
   ASSERT_TRUE(c.ok());
   EXPECT_NE(a->digest(), c->digest());
 }
 
-TEST(Fp32Plan, TooLittleMemoryIsAnArgumentError) {
-  Fp32Layout layout;
+TEST(FilePlan, TooLittleMemoryIsAnArgumentError) {
+  SourceLayout layout;
   layout.tensors = {tensor("w", 10, 0, 0)};
-  Fp32Options opt;
+  PlanOptions opt;
   opt.max_memory = 1 << 20;
-  EXPECT_THAT(plan_fp32(layout, sources(1), opt),
+  EXPECT_THAT(plan_consolidated(layout, sources(1), opt),
               testutil::StatusIs(base::StatusCode::kInvalidArgument, ::testing::HasSubstr("--max-memory")));
 }
 

@@ -1,9 +1,12 @@
-// The global plan of `to-fp32`: output files (HF sharding and naming), where every output byte
-// lands, which rank reads each source range and which rank writes it, grouped in rounds so that
-// no rank holds more than the memory bound. Pure and deterministic: every rank computes the same
-// plan from the same layout and options, and the ranks compare digests before moving a byte.
+// The plan every conversion executes: the output files (their names, sizes and the bytes known at
+// plan time), where every tensor byte lands, which rank reads each source range and which rank
+// writes it, grouped in rounds so that no rank holds more than the memory bound, and the small
+// files (HF index, `latest`, config files) written whole by rank 0. Pure and deterministic: every
+// rank computes the same plan from the same source and options, and the ranks compare digests
+// before moving a byte. Each target fills one (plan_consolidated here: HF safetensors or torch
+// shards; plan/universal_plan, plan/zero_files_plan, plan/lightning_plan, plan/hdf5_plan).
 //
-// Data path of one round (see exec/fp32_executor): reader ranks read their source runs and
+// Data path of one round (see exec/file_plan_executor): reader ranks read their source runs and
 // convert them to the output dtype straight into a send buffer -> all-to-all-v -> the rank that
 // owns the output file pwrites each received run at its planned offset.
 #pragma once
@@ -16,7 +19,7 @@
 
 #include "ucp/base/status.h"
 #include "ucp/format/zip_writer.h"
-#include "ucp/plan/fp32_layout.h"
+#include "ucp/plan/source_layout.h"
 
 namespace ucp::plan {
 
@@ -26,7 +29,7 @@ inline constexpr std::uint64_t kConvertBounceBytes = 8ull << 20;
 
 enum class OutputFormat : std::uint8_t { kSafetensors, kTorch };
 
-struct Fp32Options {
+struct PlanOptions {
   OutputFormat format = OutputFormat::kSafetensors;
   std::uint64_t max_shard_bytes = 5'000'000'000;  ///< HF default "5GB" (decimal).
   base::DType float_dtype = base::DType::kF32;    ///< Floating tensors are written in this dtype.
@@ -41,7 +44,7 @@ struct Fp32Options {
 
 struct OutputTensor {
   std::string name;
-  int logical = -1;            ///< Index into Fp32Layout::tensors.
+  int logical = -1;            ///< Index into SourceLayout::tensors.
   base::DType dtype = base::DType::kF32;  ///< Output dtype.
   std::vector<std::int64_t> shape;
   std::uint64_t nbytes = 0;
@@ -75,6 +78,18 @@ struct OutputFile {
   std::optional<format::ZipLayout> zip;
 };
 
+/// A file that is not tensor data, written whole by rank 0 after the tensor data and before the
+/// output becomes visible: the one route to disk for the HF index, `latest`, HF model files,
+/// framework files beside the DeepSpeed folders, and `latest_universal` (which lives beside OUT and
+/// is written right after OUT is renamed into place, so it never names a folder that is not there).
+struct SmallFile {
+  enum class Place : std::uint8_t { kInOutput, kBesideOutput };
+  std::string name;       ///< Relative to OUT (kInOutput) or to the folder holding OUT (kBesideOutput).
+  std::string bytes;      ///< The content, unless copy_from is set.
+  std::string copy_from;  ///< A file copied as it is (read at write time, in bounded memory).
+  Place place = Place::kInOutput;
+};
+
 /// One run of source elements, converted and written to one place.
 struct Transfer {
   format::TensorLocation src;  ///< Source run (source dtype).
@@ -96,12 +111,11 @@ struct RankTotals {
   int files_owned = 0;
 };
 
-struct Fp32Plan {
+struct FilePlan {
   std::vector<OutputTensor> tensors;
   std::vector<OutputFile> files;
   std::vector<std::vector<Transfer>> rounds;  ///< Each round sorted by (reader, writer, file, offset).
-  std::string index_name;   ///< "model.safetensors.index.json" etc.; empty when there is one file.
-  std::string index_json;
+  std::vector<SmallFile> small_files;  ///< In the order rank 0 writes them.
   std::vector<std::string> source_paths;
   std::vector<int> source_reader;  ///< Rank that reads each source file.
   std::vector<RankTotals> totals;  ///< Per rank.
@@ -132,7 +146,7 @@ base::Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tenso
 LogicalTensor verbatim_tensor(std::string name, const format::TensorLocation& src);
 /// Appends the output tensor (and its logical tensor) that copies `src` byte for byte; returns its
 /// index in plan.tensors. Its file and offset are the caller's to set.
-int add_verbatim_tensor(std::string name, const format::TensorLocation& src, Fp32Plan& plan, Fp32Layout& layout);
+int add_verbatim_tensor(std::string name, const format::TensorLocation& src, FilePlan& plan, SourceLayout& layout);
 
 /// Lays out `file` as a torch.save zip (archive folder = the stem of file.name) holding `pickle`
 /// as data.pkl and records data/0, data/1, ... of `record_bytes` bytes; the pickle, version and
@@ -144,16 +158,16 @@ std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::
 /// The shared back half of every plan: given plan.tensors (with .logical into `layout`) and
 /// plan.files laid out, assigns file owners and source readers, cuts the source pieces into
 /// transfers, groups them in memory-bounded rounds, fills the totals and proves file coverage.
-base::Status finish_plan(Fp32Plan& plan, const Fp32Layout& layout, const std::vector<std::string>& source_paths,
-                         const Fp32Options& options);
+base::Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                         const PlanOptions& options);
 
 /// Builds the plan. `source_paths[i]` is the file TensorLocation::file == i refers to.
-base::Result<Fp32Plan> plan_fp32(const Fp32Layout& layout, const std::vector<std::string>& source_paths,
-                                 const Fp32Options& options);
+base::Result<FilePlan> plan_consolidated(const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                                 const PlanOptions& options);
 
 /// Checks that the plan writes every byte of every output file exactly once (fixed bytes, tensor
 /// runs, and for torch files the zip headers and directory written at finalize).
-base::Status check_file_coverage(const Fp32Plan& plan);
+base::Status check_file_coverage(const FilePlan& plan);
 
 /// HF shard file names: "model.safetensors" or "model-00001-of-00003.safetensors" (torch:
 /// "pytorch_model.bin" / "pytorch_model-00001-of-00003.bin").

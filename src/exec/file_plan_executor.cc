@@ -1,4 +1,4 @@
-#include "ucp/exec/fp32_executor.h"
+#include "ucp/exec/file_plan_executor.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -26,7 +26,7 @@
 namespace ucp::exec {
 using base::Result;
 using base::Status;
-using plan::Fp32Plan;
+using plan::FilePlan;
 using plan::Transfer;
 
 namespace {
@@ -62,11 +62,11 @@ class Buffer {
 };
 
 // Per-rank state of one execution.
-class Fp32Run {
+class FilePlanRun {
  public:
-  Fp32Run(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, int lanes)
+  FilePlanRun(comm::Communicator& comm, const FilePlan& plan, OutputDir& out, int lanes)
       : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), lanes_(lanes), sources_(plan.source_paths) {}
-  ~Fp32Run() {
+  ~FilePlanRun() {
     for (auto& [f, fd] : out_fds_) ::close(fd);
   }
 
@@ -86,7 +86,7 @@ class Fp32Run {
                          LaneResult& result);
 
   comm::Communicator& comm_;
-  const Fp32Plan& plan_;
+  const FilePlan& plan_;
   OutputDir& out_;
   const int me_;
   const int lanes_;              // threads for creating files and streaming local runs (stream_lanes)
@@ -126,7 +126,7 @@ std::pair<int, Status> create_output_file(const OutputDir& out, const plan::Outp
   return {fd, Status()};
 }
 
-Status Fp32Run::create() {
+Status FilePlanRun::create() {
   std::vector<int> mine;
   for (std::size_t f = 0; f < plan_.files.size(); ++f)
     if (plan_.files[f].owner == me_) mine.push_back(static_cast<int>(f));
@@ -161,7 +161,7 @@ Status Fp32Run::create() {
   return {};
 }
 
-Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
+Status FilePlanRun::transfer_round(const std::vector<Transfer>& round) {
   const auto world = static_cast<std::size_t>(comm_.size());
   std::vector<std::uint64_t> send_counts(world, 0), send_offsets(world, 0), recv_counts(world, 0), recv_offsets(world, 0);
   // The round is sorted by (reader, writer, file, offset): my sends are grouped by destination.
@@ -236,7 +236,7 @@ Status Fp32Run::transfer_round(const std::vector<Transfer>& round) {
   return first ? first->status : Status();
 }
 
-void Fp32Run::stream_local_runs(const std::vector<Transfer>& round, const std::vector<std::size_t>& runs, int lane,
+void FilePlanRun::stream_local_runs(const std::vector<Transfer>& round, const std::vector<std::size_t>& runs, int lane,
                                 LaneResult& result) {
   for (std::size_t i : runs) {
     const Transfer& x = round[i];
@@ -261,7 +261,7 @@ void Fp32Run::stream_local_runs(const std::vector<Transfer>& round, const std::v
   }
 }
 
-Status Fp32Run::finalize() {
+Status FilePlanRun::finalize() {
   for (auto& [f, fd] : out_fds_) {
     const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
     const std::string path = out_.temp_file(file.name);
@@ -292,15 +292,12 @@ Status Fp32Run::finalize() {
     fd = -1;
   }
   out_fds_.clear();
-  if (me_ == 0 && !plan_.index_name.empty()) {
-    UCP_RETURN_IF_ERROR(write_small_file(out_.temp_file(plan_.index_name), plan_.index_json));
-  }
   return {};
 }
 
 }  // namespace
 
-Status run_transfer_rounds(comm::Communicator& comm, const Fp32Plan& plan, const ExecuteOptions& options,
+Status run_transfer_rounds(comm::Communicator& comm, const FilePlan& plan, const ExecuteOptions& options,
                            const std::function<Status(const std::vector<Transfer>&)>& transfer) {
   std::uint64_t total = 0, done = 0;
   for (const auto& round : plan.rounds)
@@ -322,32 +319,19 @@ Status run_transfer_rounds(comm::Communicator& comm, const Fp32Plan& plan, const
   return {};
 }
 
-Status commit_or_abandon(comm::Communicator& comm, Status status, const ExecuteOptions& options, OutputDir& out,
-                         PhaseTimer& timer) {
-  if (status.ok() && options.before_commit) {
-    status = comm::agree(comm, "extras", options.before_commit()).status;
-    timer.mark("extras");
-  }
-  if (status.ok()) status = out.commit(comm);
-  if (!status.ok()) out.abandon(comm);
-  timer.mark("commit");
-  return status;
-}
-
 int stream_lanes(int cpus_available, int ranks_on_host) {
   return std::clamp(cpus_available / std::max(ranks_on_host, 1), 1, kMaxStreamLanes);
 }
 
-Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputDir& out, const ExecuteOptions& options,
+Status execute_file_plan(comm::Communicator& comm, const FilePlan& plan, OutputDir& out, const ExecuteOptions& options,
                          PhaseTimer& timer) {
-  // Collective (the same result on every rank): the ranks on this host share its CPUs. A failure
-  // still goes through commit_or_abandon, which removes the temporary folder.
+  // Collective (the same result on every rank): the ranks on this host share its CPUs.
   const Result<comm::NodePlacement> placement = comm::node_placement(comm);
   Status status = placement.status();
   if (status.ok()) {
     cpu_set_t cpus;
     const int available = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-    Fp32Run run(comm, plan, out, stream_lanes(available, placement->local_size));
+    FilePlanRun run(comm, plan, out, stream_lanes(available, placement->local_size));
     status = comm::agree(comm, "create", run.create()).status;
     timer.mark("create");
     if (status.ok())
@@ -356,7 +340,7 @@ Status execute_fp32_plan(comm::Communicator& comm, const Fp32Plan& plan, OutputD
     if (status.ok()) status = comm::agree(comm, "finalize", run.finalize()).status;
     timer.mark("finalize");
   }
-  return commit_or_abandon(comm, status, options, out, timer);
+  return status;
 }
 
 }  // namespace ucp::exec

@@ -1,6 +1,6 @@
 // The partition math of fp32 consolidation, on the worked examples of the DeepSpeed format spec
 // (section 3) built as metadata by hand, then on every real fixture (coverage must hold).
-#include "ucp/plan/fp32_layout.h"
+#include "ucp/plan/source_layout.h"
 
 #include <gtest/gtest.h>
 
@@ -19,9 +19,9 @@ using testutil::StatusIs;
 using ::testing::HasSubstr;
 
 
-TEST(Fp32Layout, Zero12WorkedExample) {
+TEST(SourceLayout, Zero12WorkedExample) {
   for (bool bf16 : {false, true}) {
-    auto layout = layout_fp32(testutil::zero12_worked_example(bf16), false);
+    auto layout = layout_model_tensors(testutil::zero12_worked_example(bf16), false);
     ASSERT_TRUE(layout.ok()) << layout.status().to_string();
     ASSERT_EQ(layout->tensors.size(), 3u);
     const auto& a = layout->tensors[0];
@@ -47,17 +47,17 @@ TEST(Fp32Layout, Zero12WorkedExample) {
   }
 }
 
-TEST(Fp32Layout, Zero12PartitionsThatDisagreeWithShapesFail) {
+TEST(SourceLayout, Zero12PartitionsThatDisagreeWithShapesFail) {
   auto ck = testutil::zero12_worked_example(false);
   ck.optims[3].fp32[0].numel = 1;  // one element short
-  EXPECT_THAT(layout_fp32(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("'c'")));
+  EXPECT_THAT(layout_model_tensors(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("'c'")));
   ck = testutil::zero12_worked_example(false);
   ck.models[0].param_shapes[0].push_back({"d", {9}});  // more than padding beyond the partitions
-  EXPECT_THAT(layout_fp32(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("'d'")));
+  EXPECT_THAT(layout_model_tensors(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("'d'")));
 }
 
 // Same params at ZeRO-3, dp=4: slices of ceil(n/4) = 3, 2, 1; every rank holds 6 elements.
-TEST(Fp32Layout, Zero3WorkedExample) {
+TEST(SourceLayout, Zero3WorkedExample) {
   format::ZeroCheckpoint ck;
   ck.kind = format::DeepSpeedOptimizerKind::kZero3;
   ck.zero_stage = 3;
@@ -74,7 +74,7 @@ TEST(Fp32Layout, Zero3WorkedExample) {
     o.fp32.push_back({r, 400, 1, DType::kF32});  // c_r(1)
     ck.optims.push_back(o);
   }
-  auto layout = layout_fp32(ck, false);
+  auto layout = layout_model_tensors(ck, false);
   ASSERT_TRUE(layout.ok()) << layout.status().to_string();
   const auto& a = layout->tensors[0];
   ASSERT_EQ(a.pieces.size(), 4u);  // 3 + 3 + 3 + 1
@@ -89,15 +89,15 @@ TEST(Fp32Layout, Zero3WorkedExample) {
   EXPECT_EQ(c.pieces[2].src.offset, 400u);
 
   ck.optims[2].fp32[1].numel = 2;  // rank 2 holds more than the shapes explain
-  EXPECT_THAT(layout_fp32(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("rank 2")));
+  EXPECT_THAT(layout_model_tensors(ck, false), StatusIs(StatusCode::kDataLoss, HasSubstr("rank 2")));
 }
 
-TEST(Fp32Layout, EveryFixtureIsFullyCovered) {
+TEST(SourceLayout, EveryFixtureIsFullyCovered) {
   for (const auto& name : testutil::deepspeed_fixture_names()) {
     SCOPED_TRACE(name);
     auto ck = format::read_zero_checkpoint(testutil::deepspeed_fixture(name) + "/checkpoint");
     ASSERT_TRUE(ck.ok()) << ck.status().to_string();
-    auto layout = layout_fp32(*ck, false);
+    auto layout = layout_model_tensors(*ck, false);
     ASSERT_TRUE(layout.ok()) << layout.status().to_string();
     // Every tensor has the right element count (coverage is checked inside), every name once.
     std::set<std::string> names;
@@ -105,7 +105,7 @@ TEST(Fp32Layout, EveryFixtureIsFullyCovered) {
     const bool mlp = name.rfind("mlp", 0) == 0;
     EXPECT_EQ(names.count(mlp ? "frozen.weight" : "wte.weight"), 1u);
     EXPECT_EQ(names.count(mlp ? "head.weight" : "lm_head.weight"), 1u);
-    auto excluded = layout_fp32(*ck, true);
+    auto excluded = layout_model_tensors(*ck, true);
     ASSERT_TRUE(excluded.ok());
     for (const auto& t : excluded->tensors) EXPECT_NE(t.role, TensorRole::kFrozen) << t.name;
   }

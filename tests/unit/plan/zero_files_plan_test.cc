@@ -1,10 +1,10 @@
-// The reshard planner (plan/native_plan.h) run for N -> M in one process, with no MPI: for every
+// The reshard planner (plan/zero_files_plan.h) run for N -> M in one process, with no MPI: for every
 // fixture we can re-partition, every target DP size 1..5 and every conversion world size 1..3.
 // Oracles: DeepSpeed's own file set for M ranks (where a fixture of the same config exists at
 // DP M), and properties every plan must have whatever its world size (the bytes of the output do
 // not depend on how many ranks produce them; no rank exceeds its memory bound; readers and writers
 // are the ranks that own the files).
-#include "ucp/plan/native_plan.h"
+#include "ucp/plan/zero_files_plan.h"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include <set>
 
 #include "testutil/golden.h"
-#include "ucp/exec/native_source.h"
+#include "ucp/exec/param_states.h"
 #include "ucp/format/zero_checkpoint.h"
 
 namespace ucp::plan {
@@ -27,7 +27,7 @@ struct PlannedFile {
   bool operator==(const PlannedFile&) const = default;
 };
 
-std::vector<PlannedFile> file_contents(const Fp32Plan& plan) {
+std::vector<PlannedFile> file_contents(const FilePlan& plan) {
   std::vector<PlannedFile> out;
   for (const OutputFile& f : plan.files) out.push_back({f.name, f.size, f.fixed});
   return out;
@@ -46,7 +46,7 @@ std::set<std::string> files_in(const std::string& folder) {
   return names;
 }
 
-void check_plan_properties(const Fp32Plan& plan, const Fp32Options& options) {
+void check_plan_properties(const FilePlan& plan, const PlanOptions& options) {
   ASSERT_EQ(plan.totals.size(), static_cast<std::size_t>(options.world_size));
   for (std::size_t r = 0; r < plan.totals.size(); ++r)
     EXPECT_LE(plan.totals[r].peak_round_bytes + kConvertBounceBytes, options.max_memory) << "rank " << r;
@@ -64,22 +64,22 @@ TEST(ReshardPlan, EveryFixtureToEveryTargetAtEveryWorldSize) {
   for (const std::string& id : testutil::all_fixture_ids()) {
     auto ckpt = format::read_zero_checkpoint(testutil::fixture_path(id) + "/checkpoint");
     if (!ckpt.ok()) continue;  // refused by design (MoE, legacy format): pinned elsewhere
-    auto source = exec::native_source_from_zero(*ckpt);
+    auto source = exec::param_states_from_zero(*ckpt);
     if (!source.ok()) continue;  // not re-partitionable (Muon ZeRO-1/2): pinned elsewhere
     for (int target = 1; target <= 5; ++target) {
       SCOPED_TRACE(id + " -> dp " + std::to_string(target));
       std::vector<PlannedFile> first;
       for (int world = 1; world <= 3; ++world) {
-        Fp32Options options;
+        PlanOptions options;
         options.format = OutputFormat::kTorch;
         options.world_size = world;
         options.max_memory = 33 << 20;  // the smallest bound the planner takes
         options.max_transfer_bytes = 1 << 14;  // source runs cut small: many transfers per file
-        auto plan = plan_native(*source, target, options);
+        auto plan = plan_zero_files(*source, target, options);
         ASSERT_TRUE(plan.ok()) << plan.status().to_string();
         check_plan_properties(*plan, options);
         // Deterministic: the same inputs give the same plan (ranks compare digests before moving a byte).
-        EXPECT_EQ(plan->digest(), plan_native(*source, target, options)->digest());
+        EXPECT_EQ(plan->digest(), plan_zero_files(*source, target, options)->digest());
         if (world == 1) first = file_contents(*plan);
         else EXPECT_EQ(file_contents(*plan), first) << "the output depends on the world size " << world;
         ++planned;
@@ -100,9 +100,9 @@ TEST(ReshardPlan, EveryFixtureToEveryTargetAtEveryWorldSize) {
 TEST(ReshardPlan, RefusesATargetBelowOne) {
   auto ckpt = format::read_zero_checkpoint(testutil::fixture_path("deepspeed/mlp_z2_fp32_ws2") + "/checkpoint");
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().to_string();
-  auto source = exec::native_source_from_zero(*ckpt);
+  auto source = exec::param_states_from_zero(*ckpt);
   ASSERT_TRUE(source.ok()) << source.status().to_string();
-  auto plan = plan_native(*source, 0, Fp32Options{});
+  auto plan = plan_zero_files(*source, 0, PlanOptions{});
   EXPECT_EQ(plan.status().code(), base::StatusCode::kInvalidArgument);
 }
 

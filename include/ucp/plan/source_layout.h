@@ -43,12 +43,12 @@ struct LogicalTensor {
   std::uint64_t numel() const;
 };
 
-struct Fp32Layout {
+struct SourceLayout {
   std::vector<LogicalTensor> tensors;  ///< In output order.
 };
 
 /// Builds the layout. `exclude_frozen` drops frozen parameters (and aliases of them).
-base::Result<Fp32Layout> layout_fp32(const format::ZeroCheckpoint& ckpt, bool exclude_frozen);
+base::Result<SourceLayout> layout_model_tensors(const format::ZeroCheckpoint& ckpt, bool exclude_frozen);
 
 /// The per-parameter optimizer states a universal checkpoint holds.
 enum class OptimizerState : std::uint8_t { kFp32, kExpAvg, kExpAvgSq };

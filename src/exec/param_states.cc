@@ -1,4 +1,4 @@
-#include "ucp/exec/native_source.h"
+#include "ucp/exec/param_states.h"
 
 #include <algorithm>
 #include <array>
@@ -39,7 +39,7 @@ Status check_flattening_order(const ValuePtr& model_root, const std::string& pat
 // param_groups[g]['params'] lists the sub-groups of param group g, which follow each other in
 // order. Sets src.groups, and src.sub_group_size from ds_config, checked to reproduce the source's
 // own sub-groups at its DP size (the new ones are computed from it).
-Status set_zero3_groups(plan::NativeSource& src, const std::vector<std::vector<format::NamedShape>>& shapes,
+Status set_zero3_groups(plan::ParamStates& src, const std::vector<std::vector<format::NamedShape>>& shapes,
                         const ValuePtr& model_root, const std::string& optim_path, const std::string& model_path) {
   ValuePtr osd = src.optimizer->get("optimizer_state_dict");
   ValuePtr inner = osd && osd->is_dict() ? osd->get("optimizer_state_dict") : nullptr;
@@ -94,8 +94,8 @@ Status set_zero3_groups(plan::NativeSource& src, const std::vector<std::vector<f
 
 }  // namespace
 
-Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint& ck) {
-  plan::NativeSource src;
+Result<plan::ParamStates> param_states_from_zero(const format::ZeroCheckpoint& ck) {
+  plan::ParamStates src;
   src.kind = ck.kind;
   src.zero_stage = ck.zero_stage;
   src.dp = ck.dp;
@@ -145,7 +145,7 @@ Result<plan::NativeSource> native_source_from_zero(const format::ZeroCheckpoint&
   UCP_RETURN_IF_ERROR(set_zero3_groups(src, shapes, src.models[0], optim_path, ck.paths[0]));
 
   // Frozen parameters, whole, from every rank's fragments.
-  UCP_ASSIGN_OR_RETURN(plan::Fp32Layout layout, plan::layout_fp32(ck, /*exclude_frozen=*/false));
+  UCP_ASSIGN_OR_RETURN(plan::SourceLayout layout, plan::layout_model_tensors(ck, /*exclude_frozen=*/false));
   for (auto& t : layout.tensors)
     if (t.role == plan::TensorRole::kFrozen) src.frozen.push_back(std::move(t));
   return src;
@@ -253,12 +253,12 @@ class FolderFiles final : public UniversalFiles {
 
 }  // namespace
 
-Result<plan::NativeSource> native_source_from_universal(const std::string& folder) {
-  return native_source_from_universal(FolderFiles(folder));
+Result<plan::ParamStates> param_states_from_universal(const std::string& folder) {
+  return param_states_from_universal(FolderFiles(folder));
 }
 
-Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& files) {
-  plan::NativeSource src;
+Result<plan::ParamStates> param_states_from_universal(const UniversalFiles& files) {
+  plan::ParamStates src;
   const std::string& folder = files.name();
   src.tag = files.tag();
   MappedFiles mapped;
@@ -293,7 +293,7 @@ Result<plan::NativeSource> native_source_from_universal(const UniversalFiles& fi
     return std::stoi(a.substr(13)) < std::stoi(b.substr(13));
   });
   for (std::size_t r = 0; r < model_files.size(); ++r)
-    if (model_files[r] != plan::native_model_file_name(true, static_cast<int>(r)))
+    if (model_files[r] != plan::zero_model_file_name(true, static_cast<int>(r)))
       return base::not_found("'" + folder + "': model-state files of ZeRO-3 ranks are not numbered 0.." +
                              std::to_string(model_files.size() - 1) + " (found '" + model_files[r] + "')");
   if (flat_model == !model_files.empty())

@@ -1,4 +1,5 @@
-// Runs a to-fp32 plan. Collective over `comm`: every rank calls with the same plan.
+// Runs a file plan (plan/file_plan.h) into a prepared output folder. Collective over `comm`: every
+// rank calls with the same plan. The pipeline (exec/pipeline.h) calls it and commits.
 //
 // Phases (each ends in comm::agree, so a failure anywhere is reported by all ranks):
 //   create    file owners create and pre-allocate their output files in the temporary folder
@@ -6,7 +7,6 @@
 //             readers open their source files
 //   transfer  per round: readers pread + convert into a send buffer, all-to-all-v, owners pwrite
 //   finalize  torch files: CRCs combined per record, zip headers and directory written
-//   commit    rank 0 writes the HF index, then moves the folder into place
 #pragma once
 
 #include <functional>
@@ -16,15 +16,12 @@
 #include "ucp/comm/communicator.h"
 #include "ucp/exec/output_dir.h"
 #include "ucp/exec/phases.h"
-#include "ucp/plan/fp32_plan.h"
+#include "ucp/plan/file_plan.h"
 
 namespace ucp::exec {
 
 struct ExecuteOptions {
   bool progress = false;  ///< Rank 0 prints bytes done, rate and ETA to stderr after each round.
-  /// Called on every rank after finalize, before the commit, to write files outside the plan into
-  /// the temporary folder; its result is agreed on (phase "extras").
-  std::function<base::Status()> before_commit;
 };
 
 /// Pure. How many threads one rank creates its files and streams its local runs on: its share of
@@ -35,17 +32,12 @@ int stream_lanes(int cpus_available, int ranks_on_host);
 /// Shared by the executors: runs plan.rounds in order, `transfer` on every rank for each, every
 /// round ending in the agreement "transfer"; rank 0 prints bytes done, rate and ETA when
 /// options.progress. Stops at the first failed round.
-base::Status run_transfer_rounds(comm::Communicator& comm, const plan::Fp32Plan& plan, const ExecuteOptions& options,
+base::Status run_transfer_rounds(comm::Communicator& comm, const plan::FilePlan& plan, const ExecuteOptions& options,
                                  const std::function<base::Status(const std::vector<plan::Transfer>&)>& transfer);
 
-/// Shared by the executors, after their outputs are closed: the before_commit extras (agreed as
-/// "extras"), then the commit of `out` when everything succeeded, else its removal.
-base::Status commit_or_abandon(comm::Communicator& comm, base::Status status, const ExecuteOptions& options,
-                               OutputDir& out, PhaseTimer& timer);
-
-/// Executes `plan` into `out` (already prepared) and commits it. On failure the temporary folder
-/// is removed and OUT is left untouched.
-base::Status execute_fp32_plan(comm::Communicator& comm, const plan::Fp32Plan& plan, OutputDir& out,
+/// Writes the tensor data files of `plan` into `out` (already prepared): create, transfer rounds,
+/// finalize. The same status on every rank; the caller commits or abandons `out`.
+base::Status execute_file_plan(comm::Communicator& comm, const plan::FilePlan& plan, OutputDir& out,
                                const ExecuteOptions& options, PhaseTimer& timer);
 
 }  // namespace ucp::exec

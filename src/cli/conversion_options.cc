@@ -8,6 +8,7 @@
 #include "ucp/base/size.h"
 
 #include "ucp/cli/config_file.h"
+#include "ucp/comm/transport.h"
 
 namespace ucp::cli {
 
@@ -23,13 +24,22 @@ void add_conversion_flags(CLI::App* cmd, ConversionOptions& o) {
                   "auto (NCCL when built in and every rank has a GPU of its own, else MPI), mpi or nccl")
       ->check(CLI::IsMember({"auto", "mpi", "nccl"}))
       ->capture_default_str();
+  cmd->add_option("--shared-output", o.shared_output,
+                  "yes: every rank sees OUT (one host, or a shared filesystem such as Lustre, GPFS, NFS), so each "
+                  "rank writes the data it reads straight into the output files; no: data travels to the rank "
+                  "that owns each file (node-local output); auto: yes when every rank runs on one host")
+      ->check(CLI::IsMember({"auto", "yes", "no"}))
+      ->capture_default_str();
   o.progress = ::isatty(STDERR_FILENO) != 0;
 }
 
-base::Result<plan::PlanOptions> shared_plan_options(const comm::Communicator& comm, const ConversionOptions& o) {
+base::Result<plan::PlanOptions> shared_plan_options(comm::Communicator& comm, const ConversionOptions& o) {
   plan::PlanOptions p;
+  // Collective, so before anything that can fail on one rank only.
+  UCP_ASSIGN_OR_RETURN(const comm::NodePlacement placement, comm::node_placement(comm));
   UCP_ASSIGN_OR_RETURN(p.max_memory, base::parse_size(o.max_memory).annotate("--max-memory"));
   p.world_size = comm.size();
+  p.direct_writes = o.shared_output == "yes" || (o.shared_output == "auto" && placement.local_size == comm.size());
   return p;
 }
 

@@ -226,6 +226,109 @@ Json render_json(const Difference& d) {
 
 }  // namespace
 
+namespace {
+
+// Every difference between A and B, in report order, with counts.
+struct Comparison {
+  std::vector<Difference> diffs;
+  std::size_t common = 0, only_a = 0, only_b = 0, dtype_n = 0, shape_n = 0, values_n = 0, differing_tensors = 0;
+  bool equal() const { return diffs.empty(); }
+};
+
+Comparison compare_state_dicts(const StateDict& a, const StateDict& b, const Tolerance& tol) {
+  Comparison c;
+  for (const StateDictTensor& ta : a.tensors()) {
+    const StateDictTensor* tb = b.find(ta.name);
+    if (!tb) {
+      c.diffs.push_back({Difference::Kind::kOnlyInA, &ta, nullptr, {}});
+      ++c.only_a;
+      continue;
+    }
+    ++c.common;
+    bool differs = false;
+    bool compare = true;
+    if (ta.dtype != tb->dtype) {
+      c.diffs.push_back({Difference::Kind::kDType, &ta, tb, {}});
+      ++c.dtype_n;
+      differs = true;
+      // Bitwise equality across dtypes is meaningless; with a tolerance, two real float types are
+      // still compared by value so the report says how far apart they are.
+      compare = !tol.exact() && is_real_float(ta.dtype) && is_real_float(tb->dtype);
+    }
+    if (ta.shape != tb->shape) {
+      c.diffs.push_back({Difference::Kind::kShape, &ta, tb, {}});
+      ++c.shape_n;
+      differs = true;
+      compare = false;
+    }
+    if (compare) {
+      ValueStats st = compare_values(ta, *tb, tol);
+      if (st.differing != 0) {
+        c.diffs.push_back({Difference::Kind::kValues, &ta, tb, st});
+        ++c.values_n;
+        differs = true;
+      }
+    }
+    if (differs) ++c.differing_tensors;
+  }
+  for (const StateDictTensor& tb : b.tensors()) {
+    if (!a.find(tb.name)) {
+      c.diffs.push_back({Difference::Kind::kOnlyInB, nullptr, &tb, {}});
+      ++c.only_b;
+    }
+  }
+  return c;
+}
+
+void report_json(const DiffOptions& options, const StateDict& a, const StateDict& b, const Tolerance& tol,
+                 const Comparison& c, std::ostream& out) {
+  Json j;
+  j["equal"] = c.equal();
+  j["a"] = options.a;
+  j["b"] = options.b;
+  j["mode"] = tol.exact() ? "bitwise" : "tolerance";
+  j["rtol"] = tol.rtol;
+  j["atol"] = tol.atol;
+  j["a_format"] = a.format();
+  j["b_format"] = b.format();
+  j["a_tensors"] = a.size();
+  j["b_tensors"] = b.size();
+  j["common_tensors"] = c.common;
+  j["differing_tensors"] = c.differing_tensors;
+  j["only_in_a"] = c.only_a;
+  j["only_in_b"] = c.only_b;
+  j["dtype_mismatches"] = c.dtype_n;
+  j["shape_mismatches"] = c.shape_n;
+  j["value_mismatches"] = c.values_n;
+  j["a_skipped_non_tensors"] = a.skipped_non_tensors();
+  j["b_skipped_non_tensors"] = b.skipped_non_tensors();
+  j["notes"] = {{"a", a.notes()}, {"b", b.notes()}};
+  Json list = Json::array();
+  for (const Difference& d : c.diffs) list.push_back(render_json(d));
+  j["differences"] = std::move(list);
+  out << j.dump(2) << "\n";
+}
+
+void report_text(const DiffOptions& options, const StateDict& a, const StateDict& b, const Tolerance& tol,
+                 const Comparison& c, std::ostream& out) {
+  const std::string mode = tol.exact() ? "bitwise" : "rtol=" + number(tol.rtol) + ", atol=" + number(tol.atol);
+  for (const std::string& n : a.notes()) out << "note: A: " << n << "\n";
+  for (const std::string& n : b.notes()) out << "note: B: " << n << "\n";
+  const std::size_t limit =
+      options.max_report < 0 ? c.diffs.size() : std::min(c.diffs.size(), static_cast<std::size_t>(options.max_report));
+  for (std::size_t i = 0; i < limit; ++i) out << render_line(c.diffs[i]) << "\n";
+  if (limit < c.diffs.size()) out << "... and " << c.diffs.size() - limit << " more differences (--max-report)\n";
+  if (c.equal()) {
+    out << "equal: " << c.common << " tensors (" << mode << ")\n";
+  } else {
+    out << "DIFFERENT: " << c.differing_tensors << " of " << c.common << " tensors differ (" << c.dtype_n << " dtype, "
+        << c.shape_n << " shape, " << c.values_n << " values; " << mode << "), " << c.only_a + c.only_b << " missing ("
+        << c.only_a << " only in A, " << c.only_b << " only in B)\n";
+  }
+}
+
+}  // namespace
+
 base::Result<bool> run_diff(const DiffOptions& options, std::ostream& out) {
   if (!(options.rtol >= 0) || !(options.atol >= 0) || !std::isfinite(options.rtol) || !std::isfinite(options.atol))
     return base::invalid_argument("--rtol and --atol must be finite and non-negative, got " + number(options.rtol) +
@@ -233,95 +336,10 @@ base::Result<bool> run_diff(const DiffOptions& options, std::ostream& out) {
   const Tolerance tol{options.rtol, options.atol};
   UCP_ASSIGN_OR_RETURN(StateDict a, StateDict::open(options.a).annotate("A"));
   UCP_ASSIGN_OR_RETURN(StateDict b, StateDict::open(options.b).annotate("B"));
-
-  std::vector<Difference> diffs;
-  std::size_t common = 0, only_a = 0, only_b = 0, dtype_n = 0, shape_n = 0, values_n = 0, differing_tensors = 0;
-  for (const StateDictTensor& ta : a.tensors()) {
-    const StateDictTensor* tb = b.find(ta.name);
-    if (!tb) {
-      diffs.push_back({Difference::Kind::kOnlyInA, &ta, nullptr, {}});
-      ++only_a;
-      continue;
-    }
-    ++common;
-    bool differs = false;
-    bool compare = true;
-    if (ta.dtype != tb->dtype) {
-      diffs.push_back({Difference::Kind::kDType, &ta, tb, {}});
-      ++dtype_n;
-      differs = true;
-      // Bitwise equality across dtypes is meaningless; with a tolerance, two real float types are
-      // still compared by value so the report says how far apart they are.
-      compare = !tol.exact() && is_real_float(ta.dtype) && is_real_float(tb->dtype);
-    }
-    if (ta.shape != tb->shape) {
-      diffs.push_back({Difference::Kind::kShape, &ta, tb, {}});
-      ++shape_n;
-      differs = true;
-      compare = false;
-    }
-    if (compare) {
-      ValueStats st = compare_values(ta, *tb, tol);
-      if (st.differing != 0) {
-        diffs.push_back({Difference::Kind::kValues, &ta, tb, st});
-        ++values_n;
-        differs = true;
-      }
-    }
-    if (differs) ++differing_tensors;
-  }
-  for (const StateDictTensor& tb : b.tensors()) {
-    if (!a.find(tb.name)) {
-      diffs.push_back({Difference::Kind::kOnlyInB, nullptr, &tb, {}});
-      ++only_b;
-    }
-  }
-  const bool equal = diffs.empty();
-
-  const std::string mode = tol.exact() ? "bitwise" : "rtol=" + number(tol.rtol) + ", atol=" + number(tol.atol);
-  if (options.json) {
-    Json j;
-    j["equal"] = equal;
-    j["a"] = options.a;
-    j["b"] = options.b;
-    j["mode"] = tol.exact() ? "bitwise" : "tolerance";
-    j["rtol"] = tol.rtol;
-    j["atol"] = tol.atol;
-    j["a_format"] = a.format();
-    j["b_format"] = b.format();
-    j["a_tensors"] = a.size();
-    j["b_tensors"] = b.size();
-    j["common_tensors"] = common;
-    j["differing_tensors"] = differing_tensors;
-    j["only_in_a"] = only_a;
-    j["only_in_b"] = only_b;
-    j["dtype_mismatches"] = dtype_n;
-    j["shape_mismatches"] = shape_n;
-    j["value_mismatches"] = values_n;
-    j["a_skipped_non_tensors"] = a.skipped_non_tensors();
-    j["b_skipped_non_tensors"] = b.skipped_non_tensors();
-    j["notes"] = {{"a", a.notes()}, {"b", b.notes()}};
-    Json list = Json::array();
-    for (const Difference& d : diffs) list.push_back(render_json(d));
-    j["differences"] = std::move(list);
-    out << j.dump(2) << "\n";
-    return equal;
-  }
-
-  for (const std::string& n : a.notes()) out << "note: A: " << n << "\n";
-  for (const std::string& n : b.notes()) out << "note: B: " << n << "\n";
-  const std::size_t limit =
-      options.max_report < 0 ? diffs.size() : std::min(diffs.size(), static_cast<std::size_t>(options.max_report));
-  for (std::size_t i = 0; i < limit; ++i) out << render_line(diffs[i]) << "\n";
-  if (limit < diffs.size()) out << "... and " << diffs.size() - limit << " more differences (--max-report)\n";
-  if (equal) {
-    out << "equal: " << common << " tensors (" << mode << ")\n";
-  } else {
-    out << "DIFFERENT: " << differing_tensors << " of " << common << " tensors differ (" << dtype_n << " dtype, "
-        << shape_n << " shape, " << values_n << " values; " << mode << "), " << only_a + only_b << " missing ("
-        << only_a << " only in A, " << only_b << " only in B)\n";
-  }
-  return equal;
+  const Comparison c = compare_state_dicts(a, b, tol);
+  if (options.json) report_json(options, a, b, tol, c, out);
+  else report_text(options, a, b, tol, c, out);
+  return c.equal();
 }
 
 }  // namespace ucp::cli

@@ -49,7 +49,7 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
 
 namespace {
 
-Result<plan::PlanOptions> plan_options(const comm::Communicator& comm, const ToFp32Options& o) {
+Result<plan::PlanOptions> plan_options(comm::Communicator& comm, const ToFp32Options& o) {
   UCP_ASSIGN_OR_RETURN(plan::PlanOptions p, shared_plan_options(comm, o));
   p.format = o.format == "torch" ? plan::OutputFormat::kTorch : plan::OutputFormat::kSafetensors;
   if (o.format == "hdf5") {

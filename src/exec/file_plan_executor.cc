@@ -68,9 +68,13 @@ class FilePlanRun {
       : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), lanes_(lanes), sources_(plan.source_paths) {}
   ~FilePlanRun() {
     for (auto& [f, fd] : out_fds_) ::close(fd);
+    for (auto& [f, fd] : shared_fds_) ::close(fd);
   }
 
   Status create();
+  /// After every owner created its files: opens the files this rank writes runs into but does not
+  /// own (direct writes).
+  Status open_shared();
   Status transfer_round(const std::vector<Transfer>& round);
   Status finalize();
 
@@ -84,6 +88,14 @@ class FilePlanRun {
   };
   void stream_local_runs(const std::vector<Transfer>& round, const std::vector<std::size_t>& runs, int lane,
                          LaneResult& result);
+  // The fd this rank writes output file `file` through (owned or shared).
+  int fd_of(int file) const {
+    const auto it = out_fds_.find(file);
+    return it != out_fds_.end() ? it->second : shared_fds_.at(file);
+  }
+  // Collective when the plan has zip records written by ranks other than their file's owner: hands
+  // those CRC pieces to the owners (all-gather), who combine them at finalize.
+  Status hand_over_crc_pieces();
 
   comm::Communicator& comm_;
   const FilePlan& plan_;
@@ -91,6 +103,7 @@ class FilePlanRun {
   const int me_;
   const int lanes_;              // threads for creating files and streaming local runs (stream_lanes)
   std::map<int, int> out_fds_;   // output file index -> fd (files I own)
+  std::map<int, int> shared_fds_;  // output file index -> fd (files others own that I write runs into)
   SourceReader sources_;         // the source files I read
   // Sized once for the largest round and reused; never zero-filled (every byte is written before
   // it is read), so only pages a round actually uses are ever touched.
@@ -161,6 +174,57 @@ Status FilePlanRun::create() {
   return {};
 }
 
+Status FilePlanRun::open_shared() {
+  std::vector<int> files;
+  for (const auto& round : plan_.rounds)
+    for (const Transfer& x : round)
+      if (x.writer == me_ && plan_.files[static_cast<std::size_t>(x.file)].owner != me_) files.push_back(x.file);
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  for (int f : files) {
+    const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return io_error("opening (written by every rank that reads its data)", path, errno);
+    shared_fds_[f] = fd;
+  }
+  return {};
+}
+
+// A CRC piece on the wire: file, zip entry, offset, length, crc.
+struct WireCrcPiece {
+  std::int32_t file;
+  std::int32_t entry;
+  std::uint64_t offset;
+  std::uint64_t len;
+  std::uint32_t crc;
+};
+
+Status FilePlanRun::hand_over_crc_pieces() {
+  bool needed = false;  // from the agreed plan, so every rank takes the same branch
+  for (const auto& round : plan_.rounds)
+    for (const Transfer& x : round)
+      needed = needed || (x.zip_entry >= 0 && x.writer != plan_.files[static_cast<std::size_t>(x.file)].owner);
+  if (!needed) return {};
+  std::vector<WireCrcPiece> mine;
+  for (auto it = crcs_.begin(); it != crcs_.end();) {
+    const auto [file, entry] = it->first;
+    if (plan_.files[static_cast<std::size_t>(file)].owner == me_) {
+      ++it;
+      continue;
+    }
+    for (const CrcPiece& p : it->second) mine.push_back({file, entry, p.offset, p.len, p.crc});
+    it = crcs_.erase(it);
+  }
+  UCP_ASSIGN_OR_RETURN(auto gathered, comm_.all_gather(std::as_bytes(std::span(mine))));
+  for (const auto& bytes : gathered) {
+    std::vector<WireCrcPiece> pieces(bytes.size() / sizeof(WireCrcPiece));
+    std::memcpy(pieces.data(), bytes.data(), pieces.size() * sizeof(WireCrcPiece));
+    for (const WireCrcPiece& p : pieces)
+      if (plan_.files[static_cast<std::size_t>(p.file)].owner == me_) crcs_[{p.file, p.entry}].push_back({p.offset, p.len, p.crc});
+  }
+  return {};
+}
+
 Status FilePlanRun::transfer_round(const std::vector<Transfer>& round) {
   const auto world = static_cast<std::size_t>(comm_.size());
   std::vector<std::uint64_t> send_counts(world, 0), send_offsets(world, 0), recv_counts(world, 0), recv_offsets(world, 0);
@@ -210,7 +274,7 @@ Status FilePlanRun::transfer_round(const std::vector<Transfer>& round) {
     cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
     if (!received.status.ok()) continue;
     const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name);
-    received.status = pwrite_full(out_fds_.at(x.file), data, x.out_bytes(), x.file_offset, path);
+    received.status = pwrite_full(fd_of(x.file), data, x.out_bytes(), x.file_offset, path);
     if (!received.status.ok()) received.failed_at = i;
     if (x.zip_entry >= 0)
       received.crcs.push_back({{x.file, x.zip_entry},
@@ -240,7 +304,7 @@ void FilePlanRun::stream_local_runs(const std::vector<Transfer>& round, const st
                                 LaneResult& result) {
   for (std::size_t i : runs) {
     const Transfer& x = round[i];
-    const int fd = out_fds_.at(x.file);
+    const int fd = fd_of(x.file);
     const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name);
     std::uint32_t crc = 0;
     std::uint64_t written = 0;
@@ -262,6 +326,14 @@ void FilePlanRun::stream_local_runs(const std::vector<Transfer>& round, const st
 }
 
 Status FilePlanRun::finalize() {
+  // Collective first (every rank reaches finalize after the same rounds), errors after.
+  Status handed = hand_over_crc_pieces();
+  for (auto& [f, fd] : shared_fds_) {
+    const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name);
+    if (::close(fd) != 0 && handed.ok()) handed = io_error("closing", path, errno);
+  }
+  shared_fds_.clear();
+  UCP_RETURN_IF_ERROR(handed);
   for (auto& [f, fd] : out_fds_) {
     const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
     const std::string path = out_.temp_file(file.name);
@@ -333,6 +405,7 @@ Status execute_file_plan(comm::Communicator& comm, const FilePlan& plan, OutputD
     const int available = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
     FilePlanRun run(comm, plan, out, stream_lanes(available, placement->local_size));
     status = comm::agree(comm, "create", run.create()).status;
+    if (status.ok()) status = comm::agree(comm, "create", run.open_shared()).status;  // owners created theirs
     timer.mark("create");
     if (status.ok())
       status = run_transfer_rounds(comm, plan, options, [&](const std::vector<Transfer>& r) { return run.transfer_round(r); });

@@ -257,217 +257,271 @@ Result<plan::ParamStates> param_states_from_universal(const std::string& folder)
   return param_states_from_universal(FolderFiles(folder));
 }
 
-Result<plan::ParamStates> param_states_from_universal(const UniversalFiles& files) {
-  plan::ParamStates src;
-  const std::string& folder = files.name();
-  src.tag = files.tag();
-  MappedFiles mapped;
-  src.locate = mapped.locator();
-  // Every file (or container of embedded files) gets one index in src.paths.
-  std::unordered_map<std::string, std::uint32_t> indices;
-  auto index_of = [&](const std::string& path) {
-    auto [it, added] = indices.try_emplace(path, static_cast<std::uint32_t>(src.paths.size()));
-    if (added) src.paths.push_back(path);
+namespace {
+
+// Reads a universal checkpoint into per-parameter states, one job per step, in call order.
+class UniversalReader {
+ public:
+  explicit UniversalReader(const UniversalFiles& files) : files_(files), folder_(files.name()) {
+    src_.tag = files.tag();
+    src_.locate = mapped_.locator();
+  }
+
+  Result<plan::ParamStates> read() {
+    UCP_RETURN_IF_ERROR(read_model_files());
+    UCP_RETURN_IF_ERROR(read_optimizer_file());
+    UCP_RETURN_IF_ERROR(read_parameter_states());
+    rebuild_optimizer_template();
+    if (zero3_) {
+      UCP_RETURN_IF_ERROR(set_zero3_groups(src_, meta_.param_shapes, src_.models[0], opt_path_, model_path_));
+      UCP_RETURN_IF_ERROR(read_zero3_frozen());
+    }
+    return std::move(src_);
+  }
+
+ private:
+  // Every file (or container of embedded files) gets one index in src_.paths.
+  std::uint32_t index_of(const std::string& path) {
+    auto [it, added] = indices_.try_emplace(path, static_cast<std::uint32_t>(src_.paths.size()));
+    if (added) src_.paths.push_back(path);
     return it->second;
-  };
-  auto add = [&](const format::TorchFile& file) {
+  }
+  void add(const format::TorchFile& file) {
     const auto& m = file.zip().file();
-    mapped.add(index_of(m->parent() ? m->parent()->path() : m->path()), file);
-  };
-  auto open = [&](const std::string& relative) -> Result<format::TorchFile> {
-    auto file = files.open(relative);
+    mapped_.add(index_of(m->parent() ? m->parent()->path() : m->path()), file);
+  }
+  Result<format::TorchFile> open(const std::string& relative) {
+    auto file = files_.open(relative);
     if (file.ok()) add(*file);
     return file;
-  };
-
-  // Model-state copies: one mp_rank_00 file, or one ZeRO-3 file per source rank.
-  std::vector<std::string> model_files;
-  bool flat_model = false;
-  UCP_ASSIGN_OR_RETURN(std::vector<std::string> top_level, files.top_level_files());
-  for (const std::string& name : top_level) {
-    if (name == "mp_rank_00_model_states.pt") flat_model = true;
-    if (name.rfind("zero_pp_rank_", 0) == 0 && name.find("_mp_rank_00_model_states.pt") != std::string::npos)
-      model_files.push_back(name);
   }
-  std::sort(model_files.begin(), model_files.end(), [](const std::string& a, const std::string& b) {
-    return std::stoi(a.substr(13)) < std::stoi(b.substr(13));
-  });
-  for (std::size_t r = 0; r < model_files.size(); ++r)
-    if (model_files[r] != plan::zero_model_file_name(true, static_cast<int>(r)))
-      return base::not_found("'" + folder + "': model-state files of ZeRO-3 ranks are not numbered 0.." +
-                             std::to_string(model_files.size() - 1) + " (found '" + model_files[r] + "')");
-  if (flat_model == !model_files.empty())
-    return base::not_found("'" + folder + "': expected the model-state file copies of a universal checkpoint "
-                           "(mp_rank_00_model_states.pt, or zero_pp_rank_<r>_mp_rank_00_model_states.pt for ZeRO-3)");
-  const bool zero3 = !model_files.empty();
-  if (!zero3) model_files = {"mp_rank_00_model_states.pt"};  // else one per source rank, in rank order
-  std::optional<format::TorchFile> first_model;  // rank 0's, parsed once for its metadata too
-  for (const auto& name : model_files) {
-    UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(name));
-    src.models.push_back(f.root());
-    if (!first_model) first_model = std::move(f);
-  }
-  const std::string model_path = first_model->path();
-  const ValuePtr& model = src.models[0];
-  if (!model || !model->is_dict()) return base::data_loss("'" + model_path + "': the root is not a dict");
-  ValuePtr dp = model->get("dp_world_size");
-  if (!dp || !dp->is_int() || dp->i < 1) return base::data_loss("'" + model_path + "': no valid 'dp_world_size'");
-  src.dp = static_cast<int>(dp->i);
-  UCP_RETURN_IF_ERROR(check_flattening_order(model, model_path));
-  UCP_ASSIGN_OR_RETURN(format::ModelFileMeta meta, format::extract_model_meta(*first_model, 0));
-  if (zero3 && src.models.size() != static_cast<std::size_t>(src.dp))
-    return base::not_found("'" + folder + "': " + std::to_string(src.models.size()) + " ZeRO-3 model-state files, but dp_world_size is " +
-                           std::to_string(src.dp));
 
-  UCP_ASSIGN_OR_RETURN(format::TorchFile opt_file, open("zero/optimizer_state.pt"));
-  const std::string opt_path = opt_file.path();
-  ValuePtr saved = opt_file.root();
-  if (!saved || !saved->is_dict()) return base::data_loss("'" + opt_path + "': the root is not a dict");
-  ValuePtr param_groups = saved->get("param_groups");
-  if (!param_groups || param_groups->kind != format::Value::Kind::kList)
-    return base::data_loss("'" + opt_path + "': no 'param_groups' list");
-  auto osd = std::make_shared<format::Value>(*saved);
-  osd->entries.clear();
-  for (const auto& e : saved->entries)
-    if (!(e.first && e.first->is_str() && e.first->str == "param_groups")) osd->entries.push_back(e);
-
-  if (zero3) {
-    src.kind = format::DeepSpeedOptimizerKind::kZero3;
-    src.zero_stage = 3;
-  } else if (ValuePtr stage = osd->get("zero_stage")) {
-    src.kind = format::DeepSpeedOptimizerKind::kZero12;
-    src.zero_stage = format::decode_zero_stage(stage);
-    if (src.zero_stage != 1 && src.zero_stage != 2)
-      return base::data_loss("'" + opt_path + "': zero_stage " + std::to_string(src.zero_stage) + " with a stage <= 2 layout");
-  } else {
-    src.kind = format::DeepSpeedOptimizerKind::kBf16;
-    src.zero_stage = 0;
+  // The model-state copies: one mp_rank_00 file, or one ZeRO-3 file per source rank (sets zero3_).
+  Result<std::vector<std::string>> model_file_names() {
+    std::vector<std::string> zero3_files;
+    bool flat_model = false;
+    UCP_ASSIGN_OR_RETURN(std::vector<std::string> top_level, files_.top_level_files());
+    for (const std::string& name : top_level) {
+      if (name == "mp_rank_00_model_states.pt") flat_model = true;
+      if (name.rfind("zero_pp_rank_", 0) == 0 && name.find("_mp_rank_00_model_states.pt") != std::string::npos)
+        zero3_files.push_back(name);
+    }
+    std::sort(zero3_files.begin(), zero3_files.end(), [](const std::string& a, const std::string& b) {
+      return std::stoi(a.substr(13)) < std::stoi(b.substr(13));
+    });
+    for (std::size_t r = 0; r < zero3_files.size(); ++r)
+      if (zero3_files[r] != plan::zero_model_file_name(true, static_cast<int>(r)))
+        return base::not_found("'" + folder_ + "': model-state files of ZeRO-3 ranks are not numbered 0.." +
+                               std::to_string(zero3_files.size() - 1) + " (found '" + zero3_files[r] + "')");
+    if (flat_model == !zero3_files.empty())
+      return base::not_found("'" + folder_ + "': expected the model-state file copies of a universal checkpoint "
+                             "(mp_rank_00_model_states.pt, or zero_pp_rank_<r>_mp_rank_00_model_states.pt for ZeRO-3)");
+    zero3_ = !zero3_files.empty();
+    if (!zero3_) return std::vector<std::string>{"mp_rank_00_model_states.pt"};
+    return zero3_files;  // one per source rank, in rank order
   }
-  {
+
+  Status read_model_files() {
+    UCP_ASSIGN_OR_RETURN(const std::vector<std::string> names, model_file_names());
+    std::optional<format::TorchFile> first_model;  // rank 0's, parsed once for its metadata too
+    for (const auto& name : names) {
+      UCP_ASSIGN_OR_RETURN(format::TorchFile f, open(name));
+      src_.models.push_back(f.root());
+      if (!first_model) first_model = std::move(f);
+    }
+    model_path_ = first_model->path();
+    const ValuePtr& model = src_.models[0];
+    if (!model || !model->is_dict()) return base::data_loss("'" + model_path_ + "': the root is not a dict");
+    ValuePtr dp = model->get("dp_world_size");
+    if (!dp || !dp->is_int() || dp->i < 1) return base::data_loss("'" + model_path_ + "': no valid 'dp_world_size'");
+    src_.dp = static_cast<int>(dp->i);
+    UCP_RETURN_IF_ERROR(check_flattening_order(model, model_path_));
+    UCP_ASSIGN_OR_RETURN(meta_, format::extract_model_meta(*first_model, 0));
+    if (zero3_ && src_.models.size() != static_cast<std::size_t>(src_.dp))
+      return base::not_found("'" + folder_ + "': " + std::to_string(src_.models.size()) +
+                             " ZeRO-3 model-state files, but dp_world_size is " + std::to_string(src_.dp));
     // The optimizer-file prefix follows bf16.enabled in the run's config.
     ValuePtr bf16 = config_entry(model, "bf16", "enabled");
-    src.optimizer_prefix = bf16 && bf16->kind == format::Value::Kind::kBool && bf16->b ? "bf16_" : "";
+    src_.optimizer_prefix = bf16 && bf16->kind == format::Value::Kind::kBool && bf16->b ? "bf16_" : "";
+    return {};
   }
 
-  // Per-parameter state files.
-  const char* state_names[] = {"fp32", "exp_avg", "exp_avg_sq"};
-  std::array<std::vector<plan::LogicalTensor>, 3> states;  // in param_shapes order
-  std::vector<std::vector<ValuePtr>> steps(meta.param_shapes.size());
-  bool any_moments = false, all_moments = true;
-  for (std::size_t g = 0; g < meta.param_shapes.size(); ++g) {
-    for (const auto& p : meta.param_shapes[g]) {
-      for (int s = 0; s < 3; ++s) {
-        UCP_ASSIGN_OR_RETURN(std::optional<UniversalFiles::State> state, files.state(p.name, state_names[s]));
-        if (s > 0 && !state) {
-          all_moments = false;
-          continue;
-        }
-        const std::string what = "'" + folder + "': state " + state_names[s] + " of parameter '" + p.name + "'";
-        if (!state) return base::not_found(what + " is missing");
-        if (s > 0) any_moments = true;
-        format::TensorLocation loc;
-        if (state->file) {
-          add(*state->file);
-          const std::string f = state->file->path();
-          ValuePtr root = state->file->root();
-          ValuePtr t = root && root->is_dict() ? root->get("param") : root;
-          if (!t || !t->is_tensor()) return base::data_loss("'" + f + "': expected a tensor or {'param': tensor}");
-          const format::Tensor& tensor = t->tensor;
-          if (tensor.numel() != p.numel())
-            return base::data_loss("'" + f + "' holds " + std::to_string(tensor.numel()) + " elements, expected " +
-                                   std::to_string(p.numel()) + " for parameter '" + p.name +
-                                   "' (a known ds_to_universal defect at ZeRO-3; convert the ZeRO checkpoint instead)");
-          // fp32, or bf16 where DeepSpeed kept bf16 master weights / optimizer states.
-          if ((tensor.dtype() != base::DType::kF32 && tensor.dtype() != base::DType::kBF16) || !tensor.is_contiguous())
-            return base::unimplemented("'" + f + "': expected a contiguous fp32 (or bf16) tensor");
-          UCP_ASSIGN_OR_RETURN(loc, src.locate(*tensor.storage));
-          loc = loc.slice(static_cast<std::uint64_t>(tensor.storage_offset), tensor.numel());
-        } else {
-          loc = state->raw;
-          loc.file = index_of(state->raw_path);
-          if (loc.numel != p.numel() || (loc.dtype != base::DType::kF32 && loc.dtype != base::DType::kBF16))
-            return base::data_loss(what + " holds " + std::to_string(loc.numel) + " " + std::string(base::dtype_name(loc.dtype)) +
-                                   " elements, expected " + std::to_string(p.numel()) + " fp32 or bf16");
-        }
-        plan::LogicalTensor lt;
-        lt.name = p.name;
-        lt.shape = p.shape;
-        lt.dtype = loc.dtype;
-        if (p.numel() > 0) lt.pieces.push_back({loc, 0});
-        states[static_cast<std::size_t>(s)].push_back(std::move(lt));
-      }
-      if (!zero3) {
-        const std::string step = "zero/" + p.name + "/step.pt";
-        if (files.exists(step)) {
-          UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(step));
-          steps[g].push_back(file.root());
-        }
-      }
+  // zero/optimizer_state.pt: rank 0's optimizer dict less its partitioned entries; the stage.
+  Status read_optimizer_file() {
+    UCP_ASSIGN_OR_RETURN(format::TorchFile opt_file, open("zero/optimizer_state.pt"));
+    opt_path_ = opt_file.path();
+    ValuePtr saved = opt_file.root();
+    if (!saved || !saved->is_dict()) return base::data_loss("'" + opt_path_ + "': the root is not a dict");
+    param_groups_ = saved->get("param_groups");
+    if (!param_groups_ || param_groups_->kind != format::Value::Kind::kList)
+      return base::data_loss("'" + opt_path_ + "': no 'param_groups' list");
+    osd_ = std::make_shared<format::Value>(*saved);
+    osd_->entries.clear();
+    for (const auto& e : saved->entries)
+      if (!(e.first && e.first->is_str() && e.first->str == "param_groups")) osd_->entries.push_back(e);
+    if (zero3_) {
+      src_.kind = format::DeepSpeedOptimizerKind::kZero3;
+      src_.zero_stage = 3;
+    } else if (ValuePtr stage = osd_->get("zero_stage")) {
+      src_.kind = format::DeepSpeedOptimizerKind::kZero12;
+      src_.zero_stage = format::decode_zero_stage(stage);
+      if (src_.zero_stage != 1 && src_.zero_stage != 2)
+        return base::data_loss("'" + opt_path_ + "': zero_stage " + std::to_string(src_.zero_stage) + " with a stage <= 2 layout");
+    } else {
+      src_.kind = format::DeepSpeedOptimizerKind::kBf16;
+      src_.zero_stage = 0;
     }
-    src.groups.push_back(meta.param_shapes[g]);
+    return {};
   }
-  if (any_moments && !all_moments) return base::not_found("'" + folder + "': some parameters have no exp_avg/exp_avg_sq files");
-  src.fp32 = std::move(states[0]);
-  if (any_moments) src.moments = {{state_names[1], std::move(states[1])}, {state_names[2], std::move(states[2])}};
 
-  ValuePtr ds_config = model->get("ds_config"), ds_version = model->get("ds_version");
-  std::vector<std::pair<format::ValuePtr, format::ValuePtr>> top;
-  if (zero3) {
-    // The whole rank-0 optimizer dict was kept; sub-groups come from its inner param_groups.
-    top.emplace_back(format::Value::string("optimizer_state_dict"), osd);
-  } else {
-    // Rebuild rank 0's dict around the states: base_optimizer_state with one state entry per
-    // group (step from step.pt, as DeepSpeed's universal loader restores it), and placeholders the
-    // plan replaces for every new rank.
+  // Where state `state` of parameter `p` sits: a tensor (or {'param': tensor}) in a torch file, or
+  // raw elements of a container.
+  Result<format::TensorLocation> state_location(const format::NamedShape& p, const UniversalFiles::State& state,
+                                                const std::string& what) {
+    if (!state.file) {
+      format::TensorLocation loc = state.raw;
+      loc.file = index_of(state.raw_path);
+      if (loc.numel != p.numel() || (loc.dtype != base::DType::kF32 && loc.dtype != base::DType::kBF16))
+        return base::data_loss(what + " holds " + std::to_string(loc.numel) + " " + std::string(base::dtype_name(loc.dtype)) +
+                               " elements, expected " + std::to_string(p.numel()) + " fp32 or bf16");
+      return loc;
+    }
+    add(*state.file);
+    const std::string f = state.file->path();
+    ValuePtr root = state.file->root();
+    ValuePtr t = root && root->is_dict() ? root->get("param") : root;
+    if (!t || !t->is_tensor()) return base::data_loss("'" + f + "': expected a tensor or {'param': tensor}");
+    const format::Tensor& tensor = t->tensor;
+    if (tensor.numel() != p.numel())
+      return base::data_loss("'" + f + "' holds " + std::to_string(tensor.numel()) + " elements, expected " +
+                             std::to_string(p.numel()) + " for parameter '" + p.name +
+                             "' (a known ds_to_universal defect at ZeRO-3; convert the ZeRO checkpoint instead)");
+    // fp32, or bf16 where DeepSpeed kept bf16 master weights / optimizer states.
+    if ((tensor.dtype() != base::DType::kF32 && tensor.dtype() != base::DType::kBF16) || !tensor.is_contiguous())
+      return base::unimplemented("'" + f + "': expected a contiguous fp32 (or bf16) tensor");
+    UCP_ASSIGN_OR_RETURN(format::TensorLocation loc, src_.locate(*tensor.storage));
+    return loc.slice(static_cast<std::uint64_t>(tensor.storage_offset), tensor.numel());
+  }
+
+  // zero/<param>/{fp32,exp_avg,exp_avg_sq}.pt (and step.pt below ZeRO-3) of every parameter.
+  Status read_parameter_states() {
+    static constexpr const char* kStates[] = {"fp32", "exp_avg", "exp_avg_sq"};
+    std::array<std::vector<plan::LogicalTensor>, 3> states;  // in param_shapes order
+    steps_.assign(meta_.param_shapes.size(), {});
+    bool all_moments = true;
+    for (std::size_t g = 0; g < meta_.param_shapes.size(); ++g) {
+      for (const auto& p : meta_.param_shapes[g]) {
+        for (std::size_t s = 0; s < 3; ++s) {
+          UCP_ASSIGN_OR_RETURN(std::optional<UniversalFiles::State> state, files_.state(p.name, kStates[s]));
+          if (s > 0 && !state) {
+            all_moments = false;
+            continue;
+          }
+          const std::string what = "'" + folder_ + "': state " + kStates[s] + " of parameter '" + p.name + "'";
+          if (!state) return base::not_found(what + " is missing");
+          if (s > 0) any_moments_ = true;
+          UCP_ASSIGN_OR_RETURN(const format::TensorLocation loc, state_location(p, *state, what));
+          plan::LogicalTensor lt;
+          lt.name = p.name;
+          lt.shape = p.shape;
+          lt.dtype = loc.dtype;
+          if (p.numel() > 0) lt.pieces.push_back({loc, 0});
+          states[s].push_back(std::move(lt));
+        }
+        const std::string step = "zero/" + p.name + "/step.pt";
+        if (!zero3_ && files_.exists(step)) {
+          UCP_ASSIGN_OR_RETURN(format::TorchFile file, open(step));
+          steps_[g].push_back(file.root());
+        }
+      }
+      src_.groups.push_back(meta_.param_shapes[g]);
+    }
+    if (any_moments_ && !all_moments) return base::not_found("'" + folder_ + "': some parameters have no exp_avg/exp_avg_sq files");
+    src_.fp32 = std::move(states[0]);
+    if (any_moments_) src_.moments = {{kStates[1], std::move(states[1])}, {kStates[2], std::move(states[2])}};
+    return {};
+  }
+
+  // Below ZeRO-3, rank 0's dict rebuilt around the states: base_optimizer_state with one state
+  // entry per group (step from step.pt, as DeepSpeed's universal loader restores it), and
+  // placeholders the plan replaces for every new rank.
+  ValuePtr rebuilt_flat_optimizer_dict() const {
     std::vector<std::pair<format::ValuePtr, format::ValuePtr>> state;
     std::vector<ValuePtr> fp32s;
-    for (std::size_t g = 0; g < meta.param_shapes.size(); ++g) {
+    for (std::size_t g = 0; g < meta_.param_shapes.size(); ++g) {
       fp32s.push_back(placeholder_tensor(true));
-      if (!any_moments) continue;
+      if (!any_moments_) continue;
       std::vector<std::pair<format::ValuePtr, format::ValuePtr>> entry;
-      if (!steps[g].empty()) entry.emplace_back(format::Value::string("step"), steps[g].front());
+      if (!steps_[g].empty()) entry.emplace_back(format::Value::string("step"), steps_[g].front());
       entry.emplace_back(format::Value::string("exp_avg"), placeholder_tensor(false));
       entry.emplace_back(format::Value::string("exp_avg_sq"), placeholder_tensor(false));
       state.emplace_back(format::Value::integer(static_cast<std::int64_t>(g)), format::Value::dict(std::move(entry)));
     }
     ValuePtr base = format::Value::dict({{format::Value::string("state"), format::Value::dict(std::move(state))},
-                                         {format::Value::string("param_groups"), param_groups}});
-    ValuePtr rebuilt = with_entry_after(osd, "clip_grad", {{"base_optimizer_state", base},
-                                                            {"single_partition_of_fp32_groups", format::Value::list(std::move(fp32s))}});
-    std::vector<ValuePtr> mappings(meta.param_shapes.size(), format::Value::dict({}, true));
+                                         {format::Value::string("param_groups"), param_groups_}});
+    ValuePtr rebuilt = with_entry_after(osd_, "clip_grad", {{"base_optimizer_state", base},
+                                                             {"single_partition_of_fp32_groups", format::Value::list(std::move(fp32s))}});
+    std::vector<ValuePtr> mappings(meta_.param_shapes.size(), format::Value::dict({}, true));
     mappings.front()->entries.emplace_back(format::Value::string(""), fragment_address_template());
     rebuilt->set("param_slice_mappings", format::Value::list(std::move(mappings)));
-    top.emplace_back(format::Value::string("optimizer_state_dict"), rebuilt);
+    return rebuilt;
   }
-  if (ds_config) top.emplace_back(format::Value::string("ds_config"), ds_config);
-  if (ds_version) top.emplace_back(format::Value::string("ds_version"), ds_version);
-  src.optimizer = format::Value::dict(std::move(top));
 
-  if (zero3) {
-    UCP_RETURN_IF_ERROR(set_zero3_groups(src, meta.param_shapes, model, opt_path, model_path));
-    // Frozen parameters from every source rank's fragments (model dtype).
-    for (const auto& fp : meta.frozen_param_shapes) {
+  // The optimizer-file template: {'optimizer_state_dict', 'ds_config', 'ds_version'}. At ZeRO-3 the
+  // whole rank-0 dict was kept; sub-groups come from its inner param_groups.
+  void rebuild_optimizer_template() {
+    const ValuePtr& model = src_.models[0];
+    ValuePtr ds_config = model->get("ds_config"), ds_version = model->get("ds_version");
+    std::vector<std::pair<format::ValuePtr, format::ValuePtr>> top;
+    top.emplace_back(format::Value::string("optimizer_state_dict"), zero3_ ? osd_ : rebuilt_flat_optimizer_dict());
+    if (ds_config) top.emplace_back(format::Value::string("ds_config"), ds_config);
+    if (ds_version) top.emplace_back(format::Value::string("ds_version"), ds_version);
+    src_.optimizer = format::Value::dict(std::move(top));
+  }
+
+  // ZeRO-3 frozen parameters, from every source rank's fragments (model dtype).
+  Status read_zero3_frozen() {
+    for (const auto& fp : meta_.frozen_param_shapes) {
       plan::LogicalTensor lt;
       lt.name = fp.name;
       lt.shape = fp.shape;
-      const std::uint64_t part = plan::zero3_partition_numel(fp.numel(), src.dp);
-      for (int r = 0; r < src.dp; ++r) {
-        ValuePtr frags = src.models[static_cast<std::size_t>(r)]->get("frozen_param_fragments");
+      const std::uint64_t part = plan::zero3_partition_numel(fp.numel(), src_.dp);
+      for (int r = 0; r < src_.dp; ++r) {
+        ValuePtr frags = src_.models[static_cast<std::size_t>(r)]->get("frozen_param_fragments");
         ValuePtr t = frags && frags->is_dict() ? frags->get(fp.name) : nullptr;
         if (!t || !t->is_tensor() || t->tensor.numel() != part)
-          return base::data_loss("'" + src.paths[static_cast<std::size_t>(r)] + "': frozen_param_fragments['" + fp.name +
+          return base::data_loss("'" + src_.paths[static_cast<std::size_t>(r)] + "': frozen_param_fragments['" + fp.name +
                                  "'] missing or not " + std::to_string(part) + " elements");
         lt.dtype = t->tensor.dtype();
         const std::uint64_t first = static_cast<std::uint64_t>(r) * part;
         const std::uint64_t have = first >= fp.numel() ? 0 : std::min(part, fp.numel() - first);
         if (have == 0) continue;
-        UCP_ASSIGN_OR_RETURN(format::TensorLocation loc, src.locate(*t->tensor.storage));
+        UCP_ASSIGN_OR_RETURN(format::TensorLocation loc, src_.locate(*t->tensor.storage));
         lt.pieces.push_back({loc.slice(static_cast<std::uint64_t>(t->tensor.storage_offset), have), first});
       }
-      src.frozen.push_back(std::move(lt));
+      src_.frozen.push_back(std::move(lt));
     }
+    return {};
   }
-  return src;
+
+  const UniversalFiles& files_;
+  const std::string folder_;
+  plan::ParamStates src_;
+  MappedFiles mapped_;
+  std::unordered_map<std::string, std::uint32_t> indices_;
+  bool zero3_ = false;
+  bool any_moments_ = false;
+  format::ModelFileMeta meta_;  // rank 0's model-state file
+  std::string model_path_, opt_path_;
+  ValuePtr osd_;           // optimizer_state.pt less param_groups
+  ValuePtr param_groups_;
+  std::vector<std::vector<ValuePtr>> steps_;  // per group: the step.pt roots
+};
+
+}  // namespace
+
+Result<plan::ParamStates> param_states_from_universal(const UniversalFiles& files) {
+  return UniversalReader(files).read();
 }
 
 }  // namespace ucp::exec

@@ -85,7 +85,11 @@ bool looks_like_deepspeed_checkpoint(const std::string& path) {
   return has_rank_files(p);
 }
 
-Result<DeepSpeedCheckpointFiles> discover_deepspeed_checkpoint(const std::string& path, const std::string& tag) {
+namespace {
+
+// The save dir, tag and tag folder `path` (with `tag`) names: a save dir with `latest`, a save
+// dir and --tag, or a tag folder itself.
+Result<DeepSpeedCheckpointFiles> locate_tag_folder(const std::string& path, const std::string& tag) {
   std::error_code ec;
   const fs::path root(path);
   if (!fs::exists(root, ec)) return base::not_found("checkpoint '" + path + "' does not exist");
@@ -121,12 +125,22 @@ Result<DeepSpeedCheckpointFiles> discover_deepspeed_checkpoint(const std::string
     return base::not_found("'" + path + "' is not a DeepSpeed checkpoint: no 'latest' file and no "
                            "*_model_states.pt / *_optim_states.pt files");
   }
+  return files;
+}
 
-  // Classify every file of the tag folder.
+// What the tag folder holds, by kind of file: ranks per model-parallel rank.
+struct TagFolderListing {
   std::map<int, std::set<int>> optim_ranks;  // mp -> dp ranks
   std::map<int, std::set<int>> zero3_model_ranks;
   std::set<int> model_mp;
-  std::set<bool> prefixes;
+  std::set<bool> prefixes;  // bf16_ optimizer files or not
+};
+
+// Classifies every file of the tag folder (layer files go straight to `files`); refuses the
+// layouts we do not read (expert-parallel, FastPersist).
+Result<TagFolderListing> list_tag_folder(DeepSpeedCheckpointFiles& files) {
+  TagFolderListing l;
+  std::error_code ec;
   for (const auto& e : fs::directory_iterator(files.tag_dir, ec)) {
     if (!e.is_regular_file()) continue;
     const std::string name = e.path().filename().string();
@@ -139,71 +153,85 @@ Result<DeepSpeedCheckpointFiles> discover_deepspeed_checkpoint(const std::string
                                  "(checkpoint.writer.type: fast); such checkpoints are not supported: save "
                                  "without checkpoint.writer (the default torch writer)");
     if (std::regex_match(name, m, kOptimRe)) {
-      prefixes.insert(m[1].matched);
-      optim_ranks[to_int(m[3])].insert(to_int(m[2]));
+      l.prefixes.insert(m[1].matched);
+      l.optim_ranks[to_int(m[3])].insert(to_int(m[2]));
     } else if (std::regex_match(name, m, kZero3ModelRe)) {
-      zero3_model_ranks[to_int(m[2])].insert(to_int(m[1]));
+      l.zero3_model_ranks[to_int(m[2])].insert(to_int(m[1]));
     } else if (std::regex_match(name, m, kModelRe)) {
-      model_mp.insert(to_int(m[1]));
+      l.model_mp.insert(to_int(m[1]));
     } else if (std::regex_match(name, kLayerRe)) {
       files.layer_files.push_back(e.path().string());
     }
   }
   if (ec) return base::not_found("cannot list '" + files.tag_dir + "': " + ec.message());
   std::sort(files.layer_files.begin(), files.layer_files.end());
+  return l;
+}
 
-  if (optim_ranks.empty())
+std::string mp_str(int mp) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%02d", mp);
+  return std::string(buf);
+}
+
+// Optimizer files: one per DP rank and MP rank, all present, one prefix; sets the sizes.
+Status list_optimizer_files(DeepSpeedCheckpointFiles& files, TagFolderListing& l) {
+  if (l.optim_ranks.empty())
     return base::not_found("'" + files.tag_dir + "' holds no *_optim_states.pt files: not a ZeRO / BF16_Optimizer "
                            "checkpoint (stage-0 fp16/fp32 checkpoints keep the optimizer in the model file)");
-  if (prefixes.size() > 1)
+  if (l.prefixes.size() > 1)
     return base::failed_precondition("'" + files.tag_dir + "' mixes bf16_zero_pp_rank_* and zero_pp_rank_* optimizer "
                                      "files: two different runs were saved into one tag folder");
-  files.bf16_prefix = *prefixes.begin();
-  files.mp_size = optim_ranks.rbegin()->first + 1;
-  files.dp_size = *optim_ranks.begin()->second.rbegin() + 1;
-  for (const auto& [mp, ranks] : optim_ranks) files.dp_size = std::max(files.dp_size, *ranks.rbegin() + 1);
+  files.bf16_prefix = *l.prefixes.begin();
+  files.mp_size = l.optim_ranks.rbegin()->first + 1;
+  files.dp_size = *l.optim_ranks.begin()->second.rbegin() + 1;
+  for (const auto& [mp, ranks] : l.optim_ranks) files.dp_size = std::max(files.dp_size, *ranks.rbegin() + 1);
 
   const std::string prefix = files.bf16_prefix ? "bf16_" : "";
-  auto mp_str = [](int mp) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%02d", mp);
-    return std::string(buf);
-  };
   const fs::path dir(files.tag_dir);
   for (int mp = 0; mp < files.mp_size; ++mp) {
-    UCP_RETURN_IF_ERROR(check_contiguous(optim_ranks[mp], files.dp_size, dir, [&](int d) {
-      return prefix + "zero_pp_rank_" + std::to_string(d) + "_mp_rank_" + mp_str(mp) + "_optim_states.pt";
-    }));
-    for (int d = 0; d < files.dp_size; ++d)
-      files.optim_files.push_back(
-          (dir / (prefix + "zero_pp_rank_" + std::to_string(d) + "_mp_rank_" + mp_str(mp) + "_optim_states.pt")).string());
+    auto name = [&](int d) { return prefix + "zero_pp_rank_" + std::to_string(d) + "_mp_rank_" + mp_str(mp) + "_optim_states.pt"; };
+    UCP_RETURN_IF_ERROR(check_contiguous(l.optim_ranks[mp], files.dp_size, dir, name));
+    for (int d = 0; d < files.dp_size; ++d) files.optim_files.push_back((dir / name(d)).string());
   }
+  return {};
+}
 
-  files.zero3_model_files = !zero3_model_ranks.empty();
+// Model-state files: one per DP and MP rank (ZeRO-3), or one per MP rank.
+Status list_model_files(DeepSpeedCheckpointFiles& files, TagFolderListing& l) {
+  const fs::path dir(files.tag_dir);
+  files.zero3_model_files = !l.zero3_model_ranks.empty();
   if (files.zero3_model_files) {
     for (int mp = 0; mp < files.mp_size; ++mp) {
-      UCP_RETURN_IF_ERROR(check_contiguous(zero3_model_ranks[mp], files.dp_size, dir, [&](int d) {
-        return "zero_pp_rank_" + std::to_string(d) + "_mp_rank_" + mp_str(mp) + "_model_states.pt";
-      }));
-      for (int d = 0; d < files.dp_size; ++d)
-        files.model_state_files.push_back(
-            (dir / ("zero_pp_rank_" + std::to_string(d) + "_mp_rank_" + mp_str(mp) + "_model_states.pt")).string());
+      auto name = [&](int d) { return "zero_pp_rank_" + std::to_string(d) + "_mp_rank_" + mp_str(mp) + "_model_states.pt"; };
+      UCP_RETURN_IF_ERROR(check_contiguous(l.zero3_model_ranks[mp], files.dp_size, dir, name));
+      for (int d = 0; d < files.dp_size; ++d) files.model_state_files.push_back((dir / name(d)).string());
     }
     // More ZeRO-3 model files than optimizer files means two world sizes were saved here.
-    if (*zero3_model_ranks.begin()->second.rbegin() + 1 > files.dp_size)
+    if (*l.zero3_model_ranks.begin()->second.rbegin() + 1 > files.dp_size)
       return base::failed_precondition("'" + files.tag_dir + "' has ZeRO-3 model-state files for ranks " +
-                                       list_ranks(zero3_model_ranks.begin()->second) + " but optimizer files for " +
+                                       list_ranks(l.zero3_model_ranks.begin()->second) + " but optimizer files for " +
                                        std::to_string(files.dp_size) + " ranks: files from two world sizes");
-  } else {
-    if (model_mp.empty() && files.layer_files.empty())
-      return base::not_found("missing '" + (dir / "mp_rank_00_model_states.pt").string() +
-                             "': every ZeRO-1/2 checkpoint has one model-state file per model-parallel rank");
-    for (int mp = 0; mp < files.mp_size && !model_mp.empty(); ++mp) {
-      if (!model_mp.count(mp))
-        return base::not_found("missing '" + (dir / ("mp_rank_" + mp_str(mp) + "_model_states.pt")).string() + "'");
-      files.model_state_files.push_back((dir / ("mp_rank_" + mp_str(mp) + "_model_states.pt")).string());
-    }
+    return {};
   }
+  if (l.model_mp.empty() && files.layer_files.empty())
+    return base::not_found("missing '" + (dir / "mp_rank_00_model_states.pt").string() +
+                           "': every ZeRO-1/2 checkpoint has one model-state file per model-parallel rank");
+  for (int mp = 0; mp < files.mp_size && !l.model_mp.empty(); ++mp) {
+    if (!l.model_mp.count(mp))
+      return base::not_found("missing '" + (dir / ("mp_rank_" + mp_str(mp) + "_model_states.pt")).string() + "'");
+    files.model_state_files.push_back((dir / ("mp_rank_" + mp_str(mp) + "_model_states.pt")).string());
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<DeepSpeedCheckpointFiles> discover_deepspeed_checkpoint(const std::string& path, const std::string& tag) {
+  UCP_ASSIGN_OR_RETURN(DeepSpeedCheckpointFiles files, locate_tag_folder(path, tag));
+  UCP_ASSIGN_OR_RETURN(TagFolderListing listing, list_tag_folder(files));
+  UCP_RETURN_IF_ERROR(list_optimizer_files(files, listing));
+  UCP_RETURN_IF_ERROR(list_model_files(files, listing));
   return files;
 }
 
@@ -270,14 +298,10 @@ Result<std::uint64_t> sum_shapes(const ValuePtr& dict, const std::string& where,
 
 }  // namespace
 
-Result<DeepSpeedSummary> summarize_deepspeed_checkpoint(const DeepSpeedCheckpointFiles& files) {
-  DeepSpeedSummary s;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(files.tag_dir, ec))
-    if (e.is_regular_file()) s.checkpoint_bytes += e.file_size(ec);
+namespace {
 
-  if (files.model_state_files.empty())
-    return base::unimplemented("'" + files.tag_dir + "' is a pipeline-parallel checkpoint (layer_* files): not supported yet");
+// What rank 0's model-state file says: world sizes, step, version, parameter counts, precision.
+Status summarize_model_file(const DeepSpeedCheckpointFiles& files, DeepSpeedSummary& s) {
   const std::string& model_path = files.model_state_files.front();
   UCP_ASSIGN_OR_RETURN(TorchFile model, TorchFile::open(model_path));
   const ValuePtr& m = model.root();
@@ -320,7 +344,27 @@ Result<DeepSpeedSummary> summarize_deepspeed_checkpoint(const DeepSpeedCheckpoin
       }
     }
   }
+  return {};
+}
 
+// The optimizer family from the state keys of the optimizer's groups.
+std::string optimizer_family(const ValuePtr& inner) {
+  std::set<std::string> keys;
+  if (inner && inner->is_dict())
+    if (ValuePtr state = inner->get("state"); state && state->is_dict())
+      for (const auto& [k, v] : state->entries)
+        if (v->is_dict())
+          for (const auto& [sk, sv] : v->entries)
+            if (sk->is_str()) keys.insert(sk->str);
+  if (keys.count("exp_avg") && keys.count("exp_avg_sq")) return "Adam";
+  if (keys.empty()) return "none (empty optimizer state)";
+  std::string family;
+  for (const auto& k : keys) family += (family.empty() ? "" : ",") + k;
+  return family;
+}
+
+// What rank 0's optimizer file says: the wrapper, the stage, the optimizer family.
+Status summarize_optimizer_file(const DeepSpeedCheckpointFiles& files, DeepSpeedSummary& s) {
   const std::string& optim_path = files.optim_files.front();
   UCP_ASSIGN_OR_RETURN(TorchFile optim, TorchFile::open(optim_path));
   ValuePtr osd = optim.root()->is_dict() ? optim.root()->get("optimizer_state_dict") : nullptr;
@@ -345,22 +389,21 @@ Result<DeepSpeedSummary> summarize_deepspeed_checkpoint(const DeepSpeedCheckpoin
   if (files.zero3_model_files != (s.kind == DeepSpeedOptimizerKind::kZero3))
     return base::data_loss("'" + optim_path + "': zero_stage " + std::to_string(s.zero_stage) +
                            " does not match the model-state file layout of '" + files.tag_dir + "'");
+  s.optimizer_family = optimizer_family(inner);
+  return {};
+}
 
-  // Optimizer family from the state keys of the first group.
-  std::set<std::string> keys;
-  if (inner && inner->is_dict())
-    if (ValuePtr state = inner->get("state"); state && state->is_dict())
-      for (const auto& [k, v] : state->entries)
-        if (v->is_dict())
-          for (const auto& [sk, sv] : v->entries)
-            if (sk->is_str()) keys.insert(sk->str);
-  if (keys.count("exp_avg") && keys.count("exp_avg_sq")) {
-    s.optimizer_family = "Adam";
-  } else if (keys.empty()) {
-    s.optimizer_family = "none (empty optimizer state)";
-  } else {
-    for (const auto& k : keys) s.optimizer_family += (s.optimizer_family.empty() ? "" : ",") + k;
-  }
+}  // namespace
+
+Result<DeepSpeedSummary> summarize_deepspeed_checkpoint(const DeepSpeedCheckpointFiles& files) {
+  DeepSpeedSummary s;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(files.tag_dir, ec))
+    if (e.is_regular_file()) s.checkpoint_bytes += e.file_size(ec);
+  if (files.model_state_files.empty())
+    return base::unimplemented("'" + files.tag_dir + "' is a pipeline-parallel checkpoint (layer_* files): not supported yet");
+  UCP_RETURN_IF_ERROR(summarize_model_file(files, s));
+  UCP_RETURN_IF_ERROR(summarize_optimizer_file(files, s));
   return s;
 }
 

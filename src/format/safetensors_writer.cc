@@ -86,8 +86,10 @@ Status pwrite_all(int fd, const std::string& path, const void* data, std::uint64
 
 }  // namespace
 
-Result<SafetensorsLayout> plan_safetensors(std::span<const SafetensorsTensorSpec> tensors,
-                                           const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// Each tensor's byte size, after checking its name, dtype and shape.
+Result<std::vector<std::uint64_t>> checked_tensor_sizes(std::span<const SafetensorsTensorSpec> tensors) {
   std::vector<std::uint64_t> sizes(tensors.size());
   std::set<std::string_view> names;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -110,6 +112,14 @@ Result<SafetensorsLayout> plan_safetensors(std::span<const SafetensorsTensorSpec
     }
     sizes[i] = *nbytes;
   }
+  return sizes;
+}
+
+}  // namespace
+
+Result<SafetensorsLayout> plan_safetensors(std::span<const SafetensorsTensorSpec> tensors,
+                                           const std::map<std::string, std::string>& metadata) {
+  UCP_ASSIGN_OR_RETURN(const std::vector<std::uint64_t> sizes, checked_tensor_sizes(tensors));
 
   std::vector<std::size_t> order(tensors.size());
   std::iota(order.begin(), order.end(), std::size_t{0});

@@ -267,124 +267,123 @@ Result<FilePlan> plan_consolidated(const SourceLayout& layout, const std::vector
   return plan;
 }
 
-Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector<std::string>& source_paths,
-                   const PlanOptions& opt) {
-  if (opt.world_size < 1) return base::internal_error("plan: world size < 1");
-  if (opt.max_memory < kMinMemory)
-    return base::invalid_argument("--max-memory " + base::format_bytes(opt.max_memory) + " is too small: at least " +
-                                  base::format_bytes(kMinMemory) + " is needed for buffers");
-  const int world = opt.world_size;
-  plan.source_paths = source_paths;
+namespace {
 
-  plan.totals.assign(static_cast<std::size_t>(world), RankTotals{});
+// A source run of an output tensor's bytes.
+struct Run {
+  format::TensorLocation src;
+  int tensor;
+  std::uint64_t dst_offset;  // elements into the tensor
+};
 
-  // 3. Source runs for every output tensor's bytes (an alias copy re-reads its source's runs).
-  struct Run {
-    format::TensorLocation src;
-    int tensor;
-    std::uint64_t dst_offset;  // elements into the tensor
-  };
+// Step 3: the source runs of every output tensor's bytes (an alias copy re-reads its source's
+// runs); `need` gets each source file's bytes, plan.min_bytes_read the floor.
+Result<std::vector<Run>> collect_runs(FilePlan& plan, const SourceLayout& layout, std::vector<std::uint64_t>& need) {
   std::vector<Run> runs;
-  std::vector<std::uint64_t> need(source_paths.size(), 0);
   for (std::size_t i = 0; i < plan.tensors.size(); ++i) {
     const OutputTensor& t = plan.tensors[i];
     if (t.shares_storage_with >= 0) continue;
     const LogicalTensor* lt = &layout.tensors[static_cast<std::size_t>(t.logical)];
     if (lt->role == TensorRole::kAlias) lt = &layout.tensors[static_cast<std::size_t>(lt->alias_of)];
     for (const Piece& p : lt->pieces) {
-      if (p.src.file >= source_paths.size()) return base::internal_error("piece refers to an unknown source file");
+      if (p.src.file >= need.size()) return base::internal_error("piece refers to an unknown source file");
       runs.push_back({p.src, static_cast<int>(i), p.dst_offset});
       need[p.src.file] += p.src.nbytes();
       if (layout.tensors[static_cast<std::size_t>(t.logical)].role != TensorRole::kAlias) plan.min_bytes_read += p.src.nbytes();
     }
   }
+  return runs;
+}
 
-  // 4. Source files to reader ranks: most bytes first to the least-loaded rank.
-  plan.source_reader.assign(source_paths.size(), 0);
-  {
-    std::vector<std::size_t> order(source_paths.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return need[a] > need[b]; });
-    std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
-    for (std::size_t k = 0; k < order.size(); ++k) {
-      const std::size_t f = order[k];
-      // Files nobody needs still get a reader (round-robin), so metadata extraction is spread too.
-      const auto r = need[f] == 0 ? k % static_cast<std::size_t>(world)
-                                  : static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-      plan.source_reader[f] = static_cast<int>(r);
-      load[r] += need[f];
-    }
+// Step 4: source files to reader ranks, most bytes first to the least-loaded rank.
+void assign_readers(FilePlan& plan, const std::vector<std::uint64_t>& need, int world) {
+  plan.source_reader.assign(need.size(), 0);
+  std::vector<std::size_t> order(need.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return need[a] > need[b]; });
+  std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const std::size_t f = order[k];
+    // Files nobody needs still get a reader (round-robin), so metadata extraction is spread too.
+    const auto r = need[f] == 0 ? k % static_cast<std::size_t>(world)
+                                : static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    plan.source_reader[f] = static_cast<int>(r);
+    load[r] += need[f];
   }
+}
 
-  // 5. File owners, after the readers so that a file goes to the rank that reads most of its
-  // bytes (they are then streamed, not exchanged) unless that rank would exceed its fair share of
-  // output (10 % over an even split); the others then go to the least-loaded rank. Largest file
-  // first; ties: lowest rank.
-  {
-    std::vector<std::map<int, std::uint64_t>> local(plan.files.size());  // file -> reader -> bytes
-    for (const Run& run : runs) {
-      const OutputTensor& t = plan.tensors[static_cast<std::size_t>(run.tensor)];
-      local[static_cast<std::size_t>(t.file)][plan.source_reader[run.src.file]] += run.src.numel * base::dtype_size(t.dtype);
+// Step 5: file owners, after the readers so that a file goes to the rank that reads most of its
+// bytes (they are then streamed, not exchanged) unless that rank would exceed its fair share of
+// output (10 % over an even split); the others then go to the least-loaded rank. Largest file
+// first; ties: lowest rank.
+void assign_owners(FilePlan& plan, const std::vector<Run>& runs, int world) {
+  std::vector<std::map<int, std::uint64_t>> local(plan.files.size());  // file -> reader -> bytes
+  for (const Run& run : runs) {
+    const OutputTensor& t = plan.tensors[static_cast<std::size_t>(run.tensor)];
+    local[static_cast<std::size_t>(t.file)][plan.source_reader[run.src.file]] += run.src.numel * base::dtype_size(t.dtype);
+  }
+  std::uint64_t total = 0;
+  for (const auto& f : plan.files)
+    if (!f.every_rank_writes) total += f.size;
+  const std::uint64_t fair_share = total / static_cast<std::uint64_t>(world) + total / (10 * static_cast<std::uint64_t>(world));
+  std::vector<int> order(plan.files.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return plan.files[static_cast<std::size_t>(a)].size > plan.files[static_cast<std::size_t>(b)].size;
+  });
+  std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
+  auto assign = [&](OutputFile& file, std::size_t r) {
+    file.owner = static_cast<int>(r);
+    load[r] += file.size;
+    plan.totals[r].files_owned++;
+  };
+  // Two passes, so that a file that cannot go to its reader does not take the place of a later
+  // file that can.
+  std::vector<int> deferred;
+  for (int f : order) {
+    OutputFile& file = plan.files[static_cast<std::size_t>(f)];
+    if (file.every_rank_writes) {
+      file.owner = -1;
+      continue;
     }
-    std::uint64_t total = 0;
-    for (const auto& f : plan.files)
-      if (!f.every_rank_writes) total += f.size;
-    const std::uint64_t fair_share = total / static_cast<std::uint64_t>(world) + total / (10 * static_cast<std::uint64_t>(world));
-    std::vector<int> order(plan.files.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-      return plan.files[static_cast<std::size_t>(a)].size > plan.files[static_cast<std::size_t>(b)].size;
-    });
-    std::vector<std::uint64_t> load(static_cast<std::size_t>(world), 0);
-    auto assign = [&](OutputFile& file, std::size_t r) {
-      file.owner = static_cast<int>(r);
-      load[r] += file.size;
-      plan.totals[r].files_owned++;
-    };
-    // Two passes, so that a file that cannot go to its reader does not take the place of a later
-    // file that can.
-    std::vector<int> deferred;
-    for (int f : order) {
-      OutputFile& file = plan.files[static_cast<std::size_t>(f)];
-      if (file.every_rank_writes) {
-        file.owner = -1;
-        continue;
+    int reader = -1;
+    std::uint64_t best = 0;
+    for (const auto& [r, bytes] : local[static_cast<std::size_t>(f)])
+      if (bytes > best) {
+        best = bytes;
+        reader = r;
       }
-      int reader = -1;
-      std::uint64_t best = 0;
-      for (const auto& [r, bytes] : local[static_cast<std::size_t>(f)])
-        if (bytes > best) {
-          best = bytes;
-          reader = r;
-        }
-      if (reader >= 0 && load[static_cast<std::size_t>(reader)] + file.size <= fair_share) assign(file, static_cast<std::size_t>(reader));
-      else deferred.push_back(f);
-    }
-    for (int f : deferred)
-      assign(plan.files[static_cast<std::size_t>(f)], static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin()));
+    if (reader >= 0 && load[static_cast<std::size_t>(reader)] + file.size <= fair_share) assign(file, static_cast<std::size_t>(reader));
+    else deferred.push_back(f);
   }
+  for (int f : deferred)
+    assign(plan.files[static_cast<std::size_t>(f)], static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin()));
+}
 
-  // 6. Transfers, split so one run never exceeds max_transfer output bytes.
-  const std::uint64_t budget = std::min(opt.max_memory - kBounceBytes, std::max<std::uint64_t>(opt.round_bytes, 1u << 20));
-  const std::uint64_t max_transfer = std::max<std::uint64_t>(1, std::min(opt.max_transfer_bytes, budget / 4));
+// The zip record of `file` whose data starts at `offset`, or -1.
+int zip_entry_at(const OutputFile& file, std::uint64_t offset) {
+  if (!file.zip) return -1;
+  auto it = std::lower_bound(file.zip->entries.begin(), file.zip->entries.end(), offset,
+                             [](const format::ZipLayout::Entry& e, std::uint64_t off) { return e.data_offset < off; });
+  return it != file.zip->entries.end() && it->data_offset == offset ? static_cast<int>(it - file.zip->entries.begin()) : -1;
+}
+
+// Step 6: transfers, split so that one run never exceeds max_transfer output bytes; in file order.
+std::vector<Transfer> cut_transfers(const FilePlan& plan, const std::vector<Run>& runs, std::uint64_t max_transfer,
+                                    bool direct_writes) {
   std::vector<Transfer> transfers;
   for (const Run& run : runs) {
     const OutputTensor& t = plan.tensors[static_cast<std::size_t>(run.tensor)];
     const std::uint64_t out_size = base::dtype_size(t.dtype);
     const std::uint64_t chunk = std::max<std::uint64_t>(1, max_transfer / out_size);
     const OutputFile& file = plan.files[static_cast<std::size_t>(t.file)];
-    int zip_entry = -1;
-    if (file.zip) {
-      auto it = std::lower_bound(file.zip->entries.begin(), file.zip->entries.end(), t.file_offset,
-                                 [](const format::ZipLayout::Entry& e, std::uint64_t off) { return e.data_offset < off; });
-      if (it != file.zip->entries.end() && it->data_offset == t.file_offset) zip_entry = static_cast<int>(it - file.zip->entries.begin());
-    }
+    const int zip_entry = zip_entry_at(file, t.file_offset);
     for (std::uint64_t done = 0; done < run.src.numel; done += chunk) {
       Transfer x;
       x.src = run.src.slice(done, std::min(chunk, run.src.numel - done));
       x.out_dtype = t.dtype;
       x.reader = plan.source_reader[run.src.file];
-      x.writer = file.every_rank_writes ? x.reader : file.owner;
+      x.writer = file.every_rank_writes || direct_writes ? x.reader : file.owner;
       x.file = t.file;
       x.file_offset = t.file_offset + (run.dst_offset + done) * out_size;
       x.zip_entry = zip_entry;
@@ -394,8 +393,11 @@ Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector
   std::stable_sort(transfers.begin(), transfers.end(), [](const Transfer& a, const Transfer& b) {
     return a.file != b.file ? a.file < b.file : a.file_offset < b.file_offset;
   });
+  return transfers;
+}
 
-  // 7. Rounds: greedy in file order; a rank's send + receive bytes stay within the budget.
+// Step 7: rounds, greedy in file order; a rank's send + receive bytes stay within `budget`.
+void group_rounds(FilePlan& plan, const std::vector<Transfer>& transfers, std::uint64_t budget, int world) {
   std::vector<std::uint64_t> mem(static_cast<std::size_t>(world), 0);
   std::vector<Transfer> round;
   auto close_round = [&] {
@@ -429,6 +431,27 @@ Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector
     }
   }
   close_round();
+}
+
+}  // namespace
+
+Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                   const PlanOptions& opt) {
+  if (opt.world_size < 1) return base::internal_error("plan: world size < 1");
+  if (opt.max_memory < kMinMemory)
+    return base::invalid_argument("--max-memory " + base::format_bytes(opt.max_memory) + " is too small: at least " +
+                                  base::format_bytes(kMinMemory) + " is needed for buffers");
+  const int world = opt.world_size;
+  plan.source_paths = source_paths;
+  plan.totals.assign(static_cast<std::size_t>(world), RankTotals{});
+
+  std::vector<std::uint64_t> need(source_paths.size(), 0);
+  UCP_ASSIGN_OR_RETURN(const std::vector<Run> runs, collect_runs(plan, layout, need));
+  assign_readers(plan, need, world);
+  assign_owners(plan, runs, world);
+  const std::uint64_t budget = std::min(opt.max_memory - kBounceBytes, std::max<std::uint64_t>(opt.round_bytes, 1u << 20));
+  const std::uint64_t max_transfer = std::max<std::uint64_t>(1, std::min(opt.max_transfer_bytes, budget / 4));
+  group_rounds(plan, cut_transfers(plan, runs, max_transfer, opt.direct_writes), budget, world);
   return check_file_coverage(plan);
 }
 

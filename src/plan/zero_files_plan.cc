@@ -275,6 +275,12 @@ class ZeroFilesPlanner {
 
   // ZeRO-3: the optimizer file and the model-state file of new rank r.
   Status zero3_files(int r) {
+    UCP_ASSIGN_OR_RETURN(std::vector<ValuePtr> shapes, zero3_optimizer_file(r));
+    return zero3_model_file(r, std::move(shapes));
+  }
+
+  // ZeRO-3: new rank r's optimizer file; returns its sub-groups' param_shapes for the model file.
+  Result<std::vector<ValuePtr>> zero3_optimizer_file(int r) {
     ValuePtr top = shallow_copy(src_.optimizer);
     UCP_ASSIGN_OR_RETURN(ValuePtr osd_template, dict_entry(top, "optimizer_state_dict", "the root"));
     ValuePtr osd = shallow_copy(osd_template);
@@ -332,8 +338,12 @@ class ZeroFilesPlanner {
     osd->set("partition_count", Value::integer(target_));
     top->set("optimizer_state_dict", osd);
     UCP_RETURN_IF_ERROR(add_file(zero_optimizer_file_name(src_.optimizer_prefix, r), top));
+    return shapes;
+  }
 
-    // Model-state file: the source rank r mod N's file (its client state), re-cut frozen fragments.
+  // ZeRO-3: new rank r's model-state file: the source rank r mod N's file (its client state), with
+  // the new sub-groups' param_shapes and re-cut frozen fragments.
+  Status zero3_model_file(int r, std::vector<ValuePtr> shapes) {
     const ValuePtr& model_template = src_.models[static_cast<std::size_t>(r) % src_.models.size()];
     ValuePtr model = shallow_copy(model_template);
     model->set("dp_world_size", Value::integer(target_));

@@ -42,5 +42,5 @@ for fx in "$golden"/frameworks/*/; do
   run "$d/lightning" to-fp32 "$src" "$d/lightning/out" --format lightning
   run "$d/reshard3" reshard "$src" "$d/reshard3/out" --target-dp 3
 done
-# Paths of the temporary folders and of the binary differ between runs; nothing else may.
-find "$root" -name log -exec sed -i -E "s#$root#ROOT#g; s#\\.ucp-tmp-[0-9]+-[0-9a-f]+#.ucp-tmp#g" {} +
+# Paths of the temporary folders and mpirun's job ids differ between runs; nothing else may.
+find "$root" -name log -exec sed -i -E "s#$root#ROOT#g; s#\\.ucp-tmp-[0-9]+-[0-9a-f]+#.ucp-tmp#g; s#\\[\\[[0-9]+,#[[JOB,#g; /Process name: /d" {} +

@@ -23,15 +23,17 @@ struct ConversionOptions {
   bool overwrite = false;
   bool timings = false;
   std::string transport = "auto";  ///< auto | mpi | nccl (cli/transport.h)
+  std::string shared_output = "auto";  ///< auto | yes | no: may every rank write into the output files?
 };
 
 /// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings, --transport and
 /// --config FILE (cli/config_file.h; applied by run_main after parsing) to `cmd`.
 void add_conversion_flags(CLI::App* cmd, ConversionOptions& options);
 
-/// The plan options every conversion shares: --max-memory parsed, the world size of `comm`. Not
-/// collective (callers agree on the result, with their own checks).
-base::Result<plan::PlanOptions> shared_plan_options(const comm::Communicator& comm, const ConversionOptions& options);
+/// The plan options every conversion shares: --max-memory parsed, the world size of `comm`, direct
+/// writes (--shared-output; auto: when every rank runs on one host). Collective (every rank calls
+/// it; callers agree on the result, with their own checks).
+base::Result<plan::PlanOptions> shared_plan_options(comm::Communicator& comm, const ConversionOptions& options);
 
 /// What the pipeline needs of the shared flags, for `command` writing `out`.
 exec::RunOptions run_options(const ConversionOptions& options, std::string command, std::string out);

@@ -40,6 +40,11 @@ struct PlanOptions {
   /// the first pass over new memory runs at a fraction of memcpy speed, see bench/).
   std::uint64_t round_bytes = 256ull << 20;
   int world_size = 1;
+  /// Every rank sees the output folder (one host, or a shared filesystem): each run is written by
+  /// the rank that reads it, straight into the shared file at its planned offset, so nothing is
+  /// exchanged; a file's owner only creates it and writes its fixed bytes, zip headers and
+  /// directory (from CRC pieces the writers hand over). Off: each run travels to the owner.
+  bool direct_writes = false;
 };
 
 struct OutputTensor {
@@ -95,7 +100,7 @@ struct Transfer {
   format::TensorLocation src;  ///< Source run (source dtype).
   base::DType out_dtype = base::DType::kF32;
   int reader = 0;              ///< Rank that reads `src`.
-  int writer = 0;              ///< Rank that writes it (owner of `file`).
+  int writer = 0;              ///< Rank that writes it: the owner of `file`, or the reader (direct writes).
   int file = 0;
   std::uint64_t file_offset = 0;
   int zip_entry = -1;          ///< Torch: the record this run belongs to (for its CRC), else -1.

@@ -1,9 +1,9 @@
 // The reshard planner (plan/zero_files_plan.h) run for N -> M in one process, with no MPI: for every
 // fixture we can re-partition, every target DP size 1..5 and every conversion world size 1..3.
 // Oracles: DeepSpeed's own file set for M ranks (where a fixture of the same config exists at
-// DP M), and properties every plan must have whatever its world size (the bytes of the output do
-// not depend on how many ranks produce them; no rank exceeds its memory bound; readers and writers
-// are the ranks that own the files).
+// DP M), and properties every plan must have whatever its world size and write mode (the bytes of
+// the output do not depend on how many ranks produce them or who writes them; no rank exceeds its
+// memory bound; runs are written by the file's owner, or by their reader with direct writes).
 #include "ucp/plan/zero_files_plan.h"
 
 #include <gtest/gtest.h>
@@ -53,7 +53,8 @@ void check_plan_properties(const FilePlan& plan, const PlanOptions& options) {
   for (const auto& round : plan.rounds)
     for (const Transfer& t : round) {
       EXPECT_EQ(t.reader, plan.source_reader.at(t.src.file));
-      EXPECT_EQ(t.writer, plan.files.at(static_cast<std::size_t>(t.file)).owner);
+      // Direct writes: the reader writes into the shared file; else the run travels to the owner.
+      EXPECT_EQ(t.writer, options.direct_writes ? t.reader : plan.files.at(static_cast<std::size_t>(t.file)).owner);
       EXPECT_LE(t.file_offset + t.out_bytes(), plan.files[static_cast<std::size_t>(t.file)].size);
     }
   EXPECT_TRUE(check_file_coverage(plan).ok());
@@ -69,8 +70,10 @@ TEST(ReshardPlan, EveryFixtureToEveryTargetAtEveryWorldSize) {
     for (int target = 1; target <= 5; ++target) {
       SCOPED_TRACE(id + " -> dp " + std::to_string(target));
       std::vector<PlannedFile> first;
-      for (int world = 1; world <= 3; ++world) {
+      for (int variant = 0; variant < 6; ++variant) {
+        const int world = 1 + variant / 2;
         PlanOptions options;
+        options.direct_writes = variant % 2 == 1;
         options.format = OutputFormat::kTorch;
         options.world_size = world;
         options.max_memory = 33 << 20;  // the smallest bound the planner takes
@@ -80,8 +83,9 @@ TEST(ReshardPlan, EveryFixtureToEveryTargetAtEveryWorldSize) {
         check_plan_properties(*plan, options);
         // Deterministic: the same inputs give the same plan (ranks compare digests before moving a byte).
         EXPECT_EQ(plan->digest(), plan_zero_files(*source, target, options)->digest());
-        if (world == 1) first = file_contents(*plan);
-        else EXPECT_EQ(file_contents(*plan), first) << "the output depends on the world size " << world;
+        if (variant == 0) first = file_contents(*plan);
+        else EXPECT_EQ(file_contents(*plan), first) << "the output depends on the world size " << world
+                                                    << (options.direct_writes ? " with direct writes" : "");
         ++planned;
       }
       if (const std::string sibling = sibling_at_dp(id, target); !sibling.empty()) {
@@ -93,7 +97,7 @@ TEST(ReshardPlan, EveryFixtureToEveryTargetAtEveryWorldSize) {
       }
     }
   }
-  EXPECT_GE(planned, 1500);
+  EXPECT_GE(planned, 3000);
   EXPECT_GE(names_checked, 200);
 }
 

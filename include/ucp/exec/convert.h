@@ -1,0 +1,50 @@
+// What a command asks for: read a source, write a target. A command parses its options, names its
+// target here with them, and calls convert(); exec reads the source through the reader the target
+// takes, plans the target (plan/) and runs the one pipeline (exec/pipeline.h).
+#pragma once
+
+#include <string>
+#include <variant>
+
+#include "ucp/base/status.h"
+#include "ucp/comm/communicator.h"
+#include "ucp/exec/phases.h"
+#include "ucp/exec/pipeline.h"
+#include "ucp/plan/file_plan.h"
+
+namespace ucp::exec {
+
+/// to-fp32: the consolidated model as an HF model folder (safetensors or torch shards, index,
+/// config and tokenizer files; options.format, max_shard_bytes, float_dtype) or as the one file
+/// Lightning's convert_zero_checkpoint_to_fp32_state_dict writes.
+struct ModelFolderTarget {
+  bool lightning = false;
+  bool exclude_frozen = false;
+  std::string hf_config;  ///< HF outputs: the folder whose config/tokenizer files join the output.
+};
+
+/// to-fp32 --format hdf5: one parallel-HDF5 file, optionally with the optimizer states and the
+/// files of a universal checkpoint (plan/hdf5_plan.h).
+struct Hdf5Target {
+  bool exclude_frozen = false;
+  bool with_optimizer = false;
+  std::string producer;  ///< Recorded as the file's "producer" attribute ("ucp-reshard 0.1.0 to-fp32").
+};
+
+/// to-universal: DeepSpeed's universal checkpoint, and latest_universal beside it.
+struct UniversalTarget {};
+
+/// reshard: DeepSpeed's own ZeRO files for `target_dp` data-parallel ranks, with `latest` and the
+/// framework files of the source's save dir.
+struct ZeroFilesTarget {
+  int target_dp = 1;
+};
+
+using Target = std::variant<ModelFolderTarget, Hdf5Target, UniversalTarget, ZeroFilesTarget>;
+
+/// Collective (every rank, same arguments). Reads `source` (`tag`: instead of the one `latest`
+/// names), plans `target` with `options` and runs the pipeline with `run`.
+base::Status convert(comm::Communicator& comm, const std::string& source, const std::string& tag, const Target& target,
+                     const plan::PlanOptions& options, const RunOptions& run, PhaseTimer& timer);
+
+}  // namespace ucp::exec

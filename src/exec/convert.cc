@@ -1,0 +1,36 @@
+#include "ucp/exec/convert.h"
+
+#include <iostream>
+
+#include "targets.h"
+#include "ucp/exec/zero_source.h"
+
+namespace ucp::exec {
+using base::Result;
+using base::Status;
+
+Status convert(comm::Communicator& comm, const std::string& source, const std::string& tag, const Target& target,
+               const plan::PlanOptions& options, const RunOptions& run, PhaseTimer& timer) {
+  if (const auto* zero_files = std::get_if<ZeroFilesTarget>(&target)) {
+    // Per-parameter states from any source of the registry (exec/param_state_sources.cc).
+    UCP_ASSIGN_OR_RETURN(OpenedParamStates states, open_param_states(comm, source, tag, timer));
+    std::vector<std::string> warnings;
+    Result<PlannedConversion> planned = plan_zero_folder(states, *zero_files, options, run.out, warnings);
+    if (comm.rank() == 0)
+      for (const auto& w : warnings) std::cerr << "ucp-reshard " << run.command << ": warning: " << w << std::endl;
+    return run_conversion(comm, run, planned, timer);
+  }
+  UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, read_zero_checkpoint(comm, source, tag, timer));
+  if (const auto* model = std::get_if<ModelFolderTarget>(&target))
+    return run_conversion(comm, run, plan_model_folder(ckpt, *model, options, run.out), timer);
+  if (const auto* hdf5 = std::get_if<Hdf5Target>(&target)) {
+    std::vector<OptimizerStep> steps;  // collective: rank 0 reads them, every rank gets them (agreed)
+    if (hdf5->with_optimizer) {
+      UCP_ASSIGN_OR_RETURN(steps, read_optimizer_steps(comm, ckpt));
+    }
+    return run_conversion(comm, run, plan_hdf5_file(ckpt, *hdf5, steps, options, run.out), timer);
+  }
+  return run_conversion(comm, run, plan_universal_folder(ckpt, options, run.out), timer);
+}
+
+}  // namespace ucp::exec

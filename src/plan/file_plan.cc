@@ -433,6 +433,57 @@ void group_rounds(FilePlan& plan, const std::vector<Transfer>& transfers, std::u
   close_round();
 }
 
+// Direct writes: each run is written by the rank that reads it, so a run may go to any rank. Readers
+// by equal shares of the bytes to read, in source order (file, offset): every rank reads about as
+// much, each a contiguous stretch of the sources, however few and large the source files are (whole
+// files per rank leave a rank idle when a handful of large optimizer files do not divide evenly).
+void balance_readers(std::vector<Transfer>& transfers, int world) {
+  std::vector<std::size_t> order(transfers.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const format::TensorLocation &x = transfers[a].src, &y = transfers[b].src;
+    return x.file != y.file ? x.file < y.file : x.offset < y.offset;
+  });
+  unsigned __int128 total = 0, done = 0;
+  for (const Transfer& x : transfers) total += x.src.nbytes();
+  for (std::size_t i : order) {
+    Transfer& x = transfers[i];
+    const auto share = total == 0 ? 0 : static_cast<int>(done * static_cast<unsigned>(world) / total);
+    x.reader = x.writer = std::min(share, world - 1);
+    done += x.src.nbytes();
+  }
+}
+
+// Step 7 when every run is written by its reader (direct writes) into files only one rank writes
+// at a time: nothing is exchanged, so no rank needs another's runs within a round. Rounds in file
+// order would then give whole stretches of rounds to one reader (a parameter's bytes sit in one
+// source file) while the others wait at each round's agreement; instead each rank's own runs, in
+// file order, are cut into rounds on their own, and round k holds every rank's k-th share.
+void group_rounds_per_rank(FilePlan& plan, const std::vector<Transfer>& transfers, std::uint64_t budget, int world) {
+  std::vector<std::vector<std::vector<Transfer>>> shares(static_cast<std::size_t>(world));
+  std::vector<std::uint64_t> mem(static_cast<std::size_t>(world), 0);
+  for (const Transfer& x : transfers) {
+    const auto r = static_cast<std::size_t>(x.reader);
+    const std::uint64_t b = x.out_bytes();
+    if (shares[r].empty() || mem[r] + 2 * b > budget) {
+      shares[r].emplace_back();
+      mem[r] = 0;
+    }
+    shares[r].back().push_back(x);
+    mem[r] += 2 * b;  // as in group_rounds: a streamed run is counted on both sides
+    plan.totals[r].peak_round_bytes = std::max(plan.totals[r].peak_round_bytes, mem[r]);
+    plan.totals[r].bytes_read += x.src.nbytes();
+    plan.totals[r].bytes_written += b;
+  }
+  for (std::size_t k = 0;; ++k) {
+    std::vector<Transfer> round;
+    for (const auto& rank_shares : shares)  // by reader, then (writer = reader) file and offset
+      if (k < rank_shares.size()) round.insert(round.end(), rank_shares[k].begin(), rank_shares[k].end());
+    if (round.empty()) break;
+    plan.rounds.push_back(std::move(round));
+  }
+}
+
 }  // namespace
 
 Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector<std::string>& source_paths,
@@ -451,7 +502,14 @@ Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector
   assign_owners(plan, runs, world);
   const std::uint64_t budget = std::min(opt.max_memory - kBounceBytes, std::max<std::uint64_t>(opt.round_bytes, 1u << 20));
   const std::uint64_t max_transfer = std::max<std::uint64_t>(1, std::min(opt.max_transfer_bytes, budget / 4));
-  group_rounds(plan, cut_transfers(plan, runs, max_transfer, opt.direct_writes), budget, world);
+  std::vector<Transfer> transfers = cut_transfers(plan, runs, max_transfer, opt.direct_writes);
+  const bool every_rank_writes = std::any_of(plan.files.begin(), plan.files.end(), [](const OutputFile& f) { return f.every_rank_writes; });
+  if (opt.direct_writes && !every_rank_writes) {
+    balance_readers(transfers, world);
+    group_rounds_per_rank(plan, transfers, budget, world);
+  } else {
+    group_rounds(plan, transfers, budget, world);
+  }
   return check_file_coverage(plan);
 }
 

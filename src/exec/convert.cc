@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "targets.h"
-#include "ucp/exec/zero_source.h"
+#include "zero_source.h"
 
 namespace ucp::exec {
 using base::Result;

@@ -31,11 +31,7 @@ using plan::Transfer;
 
 namespace {
 
-struct CrcPiece {
-  std::uint64_t offset;
-  std::uint64_t len;
-  std::uint32_t crc;
-};
+using CrcPiece = format::ZipCrcPiece;
 
 // Runs fn(0) .. fn(n - 1) at once: fn(0) on the calling thread, the others on threads of their own.
 void run_on_threads(std::size_t n, const std::function<void(std::size_t)>& fn) {
@@ -338,27 +334,13 @@ Status FilePlanRun::finalize() {
     const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
     const std::string path = out_.temp_file(file.name);
     if (file.zip) {
-      const format::ZipLayout& zip = *file.zip;
-      std::vector<std::uint32_t> crc(zip.entries.size(), 0);
-      for (std::size_t e = 0; e < zip.entries.size(); ++e) {
-        // A record's CRC combines its fixed runs (pickle, zero padding) and its transferred runs.
-        std::vector<CrcPiece> pieces;
-        if (auto it = crcs_.find({f, static_cast<int>(e)}); it != crcs_.end()) pieces = std::move(it->second);
-        const std::uint64_t begin = zip.entries[e].data_offset, end = begin + zip.entries[e].size;
-        for (const auto& [offset, bytes] : file.fixed)
-          if (offset >= begin && offset + bytes.size() <= end && !bytes.empty())
-            pieces.push_back({offset, bytes.size(), format::crc32_update(0, bytes)});
-        std::sort(pieces.begin(), pieces.end(), [](const CrcPiece& a, const CrcPiece& b) { return a.offset < b.offset; });
-        std::uint32_t c = 0;
-        for (const auto& p : pieces) c = format::crc32_combine(c, p.crc, p.len);
-        crc[e] = c;
-      }
-      for (std::size_t e = 0; e < zip.entries.size(); ++e) {
-        const auto header = format::zip_local_header(zip, e, crc[e]);
-        UCP_RETURN_IF_ERROR(pwrite_full(fd, header.data(), header.size(), zip.entries[e].header_offset, path));
-      }
-      const auto directory = format::zip_central_directory(zip, crc);
-      UCP_RETURN_IF_ERROR(pwrite_full(fd, directory.data(), directory.size(), zip.central_directory_offset, path));
+      // Record i's CRC combines its fixed runs (pickle, zero padding) and its written runs.
+      std::vector<std::vector<CrcPiece>> pieces(file.zip->entries.size());
+      for (std::size_t e = 0; e < pieces.size(); ++e)
+        if (auto it = crcs_.find({f, static_cast<int>(e)}); it != crcs_.end()) pieces[e] = std::move(it->second);
+      const std::vector<std::uint32_t> crc = format::combine_record_crcs(*file.zip, std::move(pieces), file.fixed);
+      for (const auto& [offset, bytes] : format::zip_finish_writes(*file.zip, crc))
+        UCP_RETURN_IF_ERROR(pwrite_full(fd, bytes.data(), bytes.size(), offset, path));
     }
     if (::close(fd) != 0) return io_error("closing", path, errno);
     fd = -1;

@@ -1,4 +1,4 @@
-#include "ucp/exec/hf_model_files.h"
+#include "hf_model_files.h"
 
 #include <filesystem>
 #include <fstream>

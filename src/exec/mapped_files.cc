@@ -1,4 +1,4 @@
-#include "ucp/exec/mapped_files.h"
+#include "mapped_files.h"
 
 namespace ucp::exec {
 

@@ -1,4 +1,4 @@
-#include "ucp/exec/optimizer_steps.h"
+#include "optimizer_steps.h"
 
 #include <cstring>
 

@@ -4,7 +4,7 @@
 #include <functional>
 
 #include "ucp/exec/param_states.h"
-#include "ucp/exec/zero_source.h"
+#include "zero_source.h"
 
 namespace ucp::exec {
 using base::Result;

@@ -8,7 +8,7 @@
 #include <optional>
 #include <unordered_map>
 
-#include "ucp/exec/mapped_files.h"
+#include "mapped_files.h"
 #include "ucp/format/torch_file.h"
 #include "ucp/plan/zero_partition.h"
 

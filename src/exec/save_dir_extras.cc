@@ -1,4 +1,4 @@
-#include "ucp/exec/save_dir_extras.h"
+#include "save_dir_extras.h"
 
 #include <algorithm>
 #include <filesystem>

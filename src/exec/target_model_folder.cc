@@ -2,9 +2,9 @@
 // folder's config and tokenizer files, or Lightning's one file.
 #include "targets.h"
 #include "ucp/base/size.h"
-#include "ucp/exec/hf_model_files.h"
-#include "ucp/exec/mapped_files.h"
-#include "ucp/exec/zero_source.h"
+#include "hf_model_files.h"
+#include "mapped_files.h"
+#include "zero_source.h"
 #include "ucp/plan/lightning_plan.h"
 #include "ucp/plan/source_layout.h"
 

@@ -1,8 +1,8 @@
 // to-universal: DeepSpeed's universal checkpoint from a ZeRO checkpoint, latest_universal beside it.
 #include "targets.h"
 #include "ucp/base/size.h"
-#include "ucp/exec/universal_extras.h"
-#include "ucp/exec/zero_source.h"
+#include "universal_extras.h"
+#include "zero_source.h"
 #include "ucp/plan/universal_plan.h"
 
 namespace ucp::exec {

@@ -2,7 +2,7 @@
 // files of the source's save dir (HF Trainer's checkpoint-K/).
 #include "targets.h"
 #include "ucp/base/size.h"
-#include "ucp/exec/save_dir_extras.h"
+#include "save_dir_extras.h"
 #include "ucp/plan/zero_files_plan.h"
 
 namespace ucp::exec {

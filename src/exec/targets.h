@@ -7,7 +7,7 @@
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
 #include "ucp/exec/convert.h"
-#include "ucp/exec/optimizer_steps.h"
+#include "optimizer_steps.h"
 #include "ucp/exec/param_states.h"
 #include "ucp/exec/pipeline.h"
 #include "ucp/format/zero_checkpoint.h"

@@ -1,10 +1,10 @@
-#include "ucp/exec/universal_extras.h"
+#include "universal_extras.h"
 
 
 #include <filesystem>
 
 #include "ucp/exec/file_io.h"
-#include "ucp/exec/mapped_files.h"
+#include "mapped_files.h"
 #include "ucp/format/torch_file.h"
 #include "ucp/format/value.h"
 

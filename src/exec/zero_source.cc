@@ -1,4 +1,4 @@
-#include "ucp/exec/zero_source.h"
+#include "zero_source.h"
 
 #include <cstring>
 #include <nlohmann/json.hpp>

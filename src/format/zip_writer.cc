@@ -310,4 +310,31 @@ base::Result<std::vector<std::byte>> zip_file_bytes(std::span<const ZipBlob> blo
   return out;
 }
 
+std::vector<std::uint32_t> combine_record_crcs(const ZipLayout& layout, std::vector<std::vector<ZipCrcPiece>> pieces,
+                                               std::span<const std::pair<std::uint64_t, std::vector<std::byte>>> fixed) {
+  std::vector<std::uint32_t> crcs(layout.entries.size(), 0);
+  pieces.resize(layout.entries.size());
+  for (std::size_t e = 0; e < layout.entries.size(); ++e) {
+    std::vector<ZipCrcPiece>& record = pieces[e];
+    const std::uint64_t begin = layout.entries[e].data_offset, end = begin + layout.entries[e].size;
+    for (const auto& [offset, bytes] : fixed)
+      if (offset >= begin && offset + bytes.size() <= end && !bytes.empty())
+        record.push_back({offset, bytes.size(), crc32_update(0, bytes)});
+    std::sort(record.begin(), record.end(), [](const ZipCrcPiece& a, const ZipCrcPiece& b) { return a.offset < b.offset; });
+    std::uint32_t crc = 0;
+    for (const ZipCrcPiece& p : record) crc = crc32_combine(crc, p.crc, p.len);
+    crcs[e] = crc;
+  }
+  return crcs;
+}
+
+std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> zip_finish_writes(const ZipLayout& layout,
+                                                                               std::span<const std::uint32_t> crcs) {
+  std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> writes;
+  for (std::size_t e = 0; e < layout.entries.size(); ++e)
+    writes.emplace_back(layout.entries[e].header_offset, zip_local_header(layout, e, crcs[e]));
+  writes.emplace_back(layout.central_directory_offset, zip_central_directory(layout, crcs));
+  return writes;
+}
+
 }  // namespace ucp::format

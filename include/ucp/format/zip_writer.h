@@ -53,6 +53,25 @@ std::vector<std::byte> zip_local_header(const ZipLayout& layout, std::size_t i, 
 /// (one per entry; missing ones are written as 0).
 std::vector<std::byte> zip_central_directory(const ZipLayout& layout, std::span<const std::uint32_t> crcs);
 
+/// The CRC-32 of `len` bytes of a record's data starting at file offset `offset`, computed where
+/// those bytes were written (by any rank, in any order).
+struct ZipCrcPiece {
+  std::uint64_t offset = 0;
+  std::uint64_t len = 0;
+  std::uint32_t crc = 0;
+};
+
+/// Every record's CRC-32, combined (crc32_combine) in offset order from `pieces[i]` (record i's
+/// written runs) and from the `fixed` bytes that fall inside the record (pickle, version, padding
+/// known at plan time). Together they must cover each record's data exactly once.
+std::vector<std::uint32_t> combine_record_crcs(const ZipLayout& layout, std::vector<std::vector<ZipCrcPiece>> pieces,
+                                               std::span<const std::pair<std::uint64_t, std::vector<std::byte>>> fixed);
+
+/// What finishing a zip laid out by plan_zip_layout writes once every record's CRC is known: each
+/// local header at its offset, then the central directory and end records, as (offset, bytes).
+std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> zip_finish_writes(const ZipLayout& layout,
+                                                                               std::span<const std::uint32_t> crcs);
+
 struct ZipBlob {
   std::string name;
   std::span<const std::byte> data;

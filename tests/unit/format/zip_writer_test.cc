@@ -166,6 +166,41 @@ TEST(ZipLayout, ExactSmallArchiveBytes) {
   }
 }
 
+// A record written in pieces by several ranks, in any order, plus bytes known at plan time: the CRC
+// combined from the pieces is the CRC of the whole record (crc32_update over it, itself checked
+// against zlib in crc32_test), and the finishing writes complete exactly what zip_file_bytes writes.
+TEST(ZipLayout, RecordCrcsCombineFromPiecesInAnyOrder) {
+  const ZipEntrySpec specs[] = {{"a/data.pkl", 7}, {"a/data/0", 1000}, {"a/data/1", 0}};
+  const ZipLayout layout = plan_zip_layout(specs);
+  std::vector<std::byte> data(1000);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::byte>((i * 131 + 7) % 251);
+  const std::vector<std::byte> pickle = {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4},
+                                         std::byte{5}, std::byte{6}, std::byte{7}};
+  const std::uint64_t base = layout.entries[1].data_offset;
+  std::vector<std::vector<ZipCrcPiece>> pieces(3);
+  for (std::uint64_t begin : {600u, 0u, 250u, 900u}) {  // out of order, as ranks finish
+    const std::uint64_t end = begin == 0 ? 250 : begin == 250 ? 600 : begin == 600 ? 900 : 1000;
+    pieces[1].push_back({base + begin, end - begin,
+                         crc32_update(0, std::span<const std::byte>(data.data() + begin, end - begin))});
+  }
+  const std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> fixed = {{layout.entries[0].data_offset, pickle}};
+  const std::vector<std::uint32_t> crcs = combine_record_crcs(layout, pieces, fixed);
+  ASSERT_EQ(crcs.size(), 3u);
+  EXPECT_EQ(crcs[0], crc32_update(0, pickle));
+  EXPECT_EQ(crcs[1], crc32_update(0, data));
+  EXPECT_EQ(crcs[2], 0u);
+
+  // The whole archive from its parts equals the one-shot writer's.
+  std::vector<std::byte> assembled(layout.total_size);
+  std::memcpy(assembled.data() + layout.entries[0].data_offset, pickle.data(), pickle.size());
+  std::memcpy(assembled.data() + base, data.data(), data.size());
+  for (const auto& [offset, bytes] : zip_finish_writes(layout, crcs)) std::memcpy(assembled.data() + offset, bytes.data(), bytes.size());
+  const std::vector<ZipBlob> blobs = {{"a/data.pkl", pickle}, {"a/data/0", data}, {"a/data/1", {}}};
+  auto whole = zip_file_bytes(blobs);
+  ASSERT_TRUE(whole.ok()) << whole.status().to_string();
+  EXPECT_EQ(*whole, assembled);
+}
+
 TEST(ZipLayout, OtherAlignments) {
   const ZipEntrySpec specs[] = {{"x/data.pkl", 10}, {"x/data/0", 4097}, {"x/version", 2}};
   const ZipLayout one = plan_zip_layout(specs, 1);

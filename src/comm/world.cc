@@ -30,6 +30,10 @@ std::unique_ptr<Communicator> make_world_communicator(int* argc, char*** argv) {
   return std::make_unique<SelfComm>();
 }
 
+namespace {
+
+// Initialises MPI as a singleton if nothing has: for the one-rank run that started without it and
+// then needs MPI_COMM_WORLD anyway (parallel HDF5 opens its file through MPI-IO).
 base::Status initialize_mpi_alone() {
   int initialized = 0;
   MPI_Initialized(&initialized);
@@ -40,6 +44,8 @@ base::Status initialize_mpi_alone() {
   }
   return {};
 }
+
+}  // namespace
 
 base::Result<const void*> world_mpi_comm_handle(int size, int rank) {
   if (size == 1) UCP_RETURN_IF_ERROR(initialize_mpi_alone());

@@ -59,8 +59,7 @@ void print_timings(comm::Communicator& comm, const PhaseTimer& timer, std::uint6
   if (comm.rank() == 0) std::cerr << "timings: " << report << std::endl;
 }
 
-}  // namespace
-
+// Rank 0: the small files of `place`, in plan order, into `dir`; errors name the file.
 Status write_small_files(const std::vector<plan::SmallFile>& files, plan::SmallFile::Place place, const std::string& dir) {
   for (const plan::SmallFile& f : files) {
     if (f.place != place) continue;
@@ -70,6 +69,8 @@ Status write_small_files(const std::vector<plan::SmallFile>& files, plan::SmallF
   }
   return {};
 }
+
+}  // namespace
 
 Status run_conversion(comm::Communicator& comm, const RunOptions& o, const Result<PlannedConversion>& planned,
                       PhaseTimer& timer) {

@@ -369,8 +369,7 @@ int zip_entry_at(const OutputFile& file, std::uint64_t offset) {
 }
 
 // Step 6: transfers, split so that one run never exceeds max_transfer output bytes; in file order.
-std::vector<Transfer> cut_transfers(const FilePlan& plan, const std::vector<Run>& runs, std::uint64_t max_transfer,
-                                    bool direct_writes) {
+std::vector<Transfer> cut_transfers(const FilePlan& plan, const std::vector<Run>& runs, std::uint64_t max_transfer) {
   std::vector<Transfer> transfers;
   for (const Run& run : runs) {
     const OutputTensor& t = plan.tensors[static_cast<std::size_t>(run.tensor)];
@@ -383,7 +382,7 @@ std::vector<Transfer> cut_transfers(const FilePlan& plan, const std::vector<Run>
       x.src = run.src.slice(done, std::min(chunk, run.src.numel - done));
       x.out_dtype = t.dtype;
       x.reader = plan.source_reader[run.src.file];
-      x.writer = file.every_rank_writes || direct_writes ? x.reader : file.owner;
+      x.writer = file.every_rank_writes ? x.reader : file.owner;  // direct writes: balance_readers
       x.file = t.file;
       x.file_offset = t.file_offset + (run.dst_offset + done) * out_size;
       x.zip_entry = zip_entry;
@@ -502,7 +501,7 @@ Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector
   assign_owners(plan, runs, world);
   const std::uint64_t budget = std::min(opt.max_memory - kBounceBytes, std::max<std::uint64_t>(opt.round_bytes, 1u << 20));
   const std::uint64_t max_transfer = std::max<std::uint64_t>(1, std::min(opt.max_transfer_bytes, budget / 4));
-  std::vector<Transfer> transfers = cut_transfers(plan, runs, max_transfer, opt.direct_writes);
+  std::vector<Transfer> transfers = cut_transfers(plan, runs, max_transfer);
   const bool every_rank_writes = std::any_of(plan.files.begin(), plan.files.end(), [](const OutputFile& f) { return f.every_rank_writes; });
   if (opt.direct_writes && !every_rank_writes) {
     balance_readers(transfers, world);

@@ -75,5 +75,28 @@ class SharedOutput(unittest.TestCase):
         self.assertNotEqual(sent["no"], ["0 B", "0 B"])
 
 
+class SharedOutputBadValue(uo.BadInputCase):
+    """An unknown --shared-output value, on the command line or in a --config preset: one usage
+    error naming the flag and the values it takes, exit 2 from every rank, no output."""
+
+    def test_command_line(self):
+        out = os.path.join(self.tmp, "out")
+        for ranks in (1, 3):
+            with self.subTest(ranks=ranks):
+                p = uo.run(["to-fp32", self.ckpt, out, "--shared-output", "maybe", "--no-progress"], ranks)
+                self.assertEqual(p.returncode, uo.INVALID_ARGUMENT, p.stderr)
+                lines = [l for l in p.stderr.splitlines() if "--shared-output" in l]
+                self.assertEqual(lines, ["--shared-output: maybe not in {auto,yes,no}"], p.stderr)
+                self.assertFalse(os.path.exists(out))
+
+    def test_config_preset(self):
+        cfg = os.path.join(self.tmp, "c.json")
+        with open(cfg, "w") as f:
+            f.write('{"shared_output": "maybe"}')
+        self.check_failure(["reshard", self.ckpt, os.path.join(self.tmp, "out"), "--target-dp", "2", "--config", cfg],
+                           uo.INVALID_ARGUMENT, ["key 'shared_output'", "not in {auto,yes,no}"], watch_dir=self.tmp,
+                           allowed=("ckpt", "c.json"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -93,10 +93,6 @@ Agreement summarize_agreement(std::string_view step, std::span<const base::Statu
 /// rank and gets SelfComm without initialising MPI, whose singleton start-up costs ~0.5 s.
 std::unique_ptr<Communicator> make_world_communicator(int* argc, char*** argv);
 
-/// Initialises MPI as a singleton if nothing has: for the one-rank run that started without it and
-/// then needs MPI_COMM_WORLD anyway (parallel HDF5 opens its file through MPI-IO).
-base::Status initialize_mpi_alone();
-
 /// For a library that takes an MPI communicator itself (parallel HDF5): a pointer to an MPI_Comm
 /// naming MPI_COMM_WORLD, opaque so that callers need no mpi.h (MPI stays inside comm/). A run of
 /// one rank started without a launcher initialises MPI first. FailedPrecondition when MPI is not

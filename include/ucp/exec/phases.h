@@ -37,9 +37,4 @@ std::uint64_t peak_rss_bytes();
 /// the ranks computed different plans. All ranks must hold the very same plan before a byte moves.
 base::Status agree_on_digest(comm::Communicator& comm, std::uint64_t digest);
 
-/// Collective: agree on `local`; on failure every rank gets the same Status to return.
-inline base::Status agree_or_fail(comm::Communicator& comm, std::string_view step, const base::Status& local) {
-  return comm::agree(comm, step, local).status;
-}
-
 }  // namespace ucp::exec

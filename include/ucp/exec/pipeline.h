@@ -47,8 +47,4 @@ struct PlannedConversion {
 base::Status run_conversion(comm::Communicator& comm, const RunOptions& options,
                             const base::Result<PlannedConversion>& planned, PhaseTimer& timer);
 
-/// Rank 0: writes the small files of `place` (in `dir`), in plan order; errors name the file.
-base::Status write_small_files(const std::vector<plan::SmallFile>& files, plan::SmallFile::Place place,
-                               const std::string& dir);
-
 }  // namespace ucp::exec

@@ -122,7 +122,9 @@ struct FilePlan {
   std::vector<std::vector<Transfer>> rounds;  ///< Each round sorted by (reader, writer, file, offset).
   std::vector<SmallFile> small_files;  ///< In the order rank 0 writes them.
   std::vector<std::string> source_paths;
-  std::vector<int> source_reader;  ///< Rank that reads each source file.
+  /// Rank that reads each source file when runs travel to their file's owner (it also decides the
+  /// owners); with direct writes readers take byte shares instead (Transfer::reader).
+  std::vector<int> source_reader;
   std::vector<RankTotals> totals;  ///< Per rank.
   std::uint64_t min_bytes_read = 0;  ///< Bytes of source data the output needs (the floor).
 

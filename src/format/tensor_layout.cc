@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include <cstring>
+
 #include "ucp/base/checked_math.h"
+#include "ucp/format/mapped_file.h"
 
 namespace ucp::format {
 using base::Result;
@@ -88,6 +91,27 @@ Result<std::vector<Piece>> box_pieces(const std::vector<std::int64_t>& shape, co
     }
   }
   return pieces;
+}
+
+Status read_tensor(const LogicalTensor& t, std::span<const std::shared_ptr<const MappedFile>> files,
+                   std::span<std::byte> out) {
+  const std::uint64_t size = base::dtype_size(t.dtype);
+  if (out.size() != t.numel() * size) return base::internal_error("read_tensor: buffer of the wrong size for '" + t.name + "'");
+  for (const Piece& p : t.pieces) {
+    if (p.src.file >= files.size() || !files[p.src.file]) return base::internal_error("read_tensor: piece of an unknown file");
+    const MappedFile& f = *files[p.src.file];
+    if (p.src.offset > f.size() || p.src.nbytes() > f.size() - p.src.offset)
+      return base::data_loss("'" + f.path() + "': bytes [" + std::to_string(p.src.offset) + ", +" +
+                             std::to_string(p.src.nbytes()) + ") of tensor '" + t.name + "' run past its end (" +
+                             std::to_string(f.size()) + " bytes)");
+    const std::uint64_t row = p.row_numel() * size;
+    for (std::uint64_t r = 0; r < p.rows; ++r) {
+      const std::uint64_t dst = (p.dst_offset + r * p.dst_row_stride) * size;
+      if (dst + row > out.size()) return base::internal_error("read_tensor: piece outside tensor '" + t.name + "'");
+      std::memcpy(out.data() + dst, f.bytes().data() + p.src.offset + r * row, row);
+    }
+  }
+  return {};
 }
 
 }  // namespace ucp::format

@@ -124,6 +124,27 @@ class DcpToFp32(unittest.TestCase):
                         info = meta.storage_data[MetadataIndex(fqn, torch.Size(c["offsets"]))]
                         self.assertEqual((c["file"], c["offset"], c["length"]), (info.relative_path, info.offset, info.length))
 
+    def test_diff_against_what_torch_wrote(self):
+        from safetensors.torch import save_file
+        for name in FIXTURES:
+            ckpt = os.path.join(DCP, name, "checkpoint")
+            with self.subTest(fixture=name), uo.TempDir() as tmp:
+                ref = {k: v.contiguous() for k, v in reference(ckpt, tmp).items()}
+                same = os.path.join(tmp, "same.safetensors")
+                save_file(ref, same)
+                p = uo.run(["diff", ckpt, same], 1)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                name0 = sorted(ref)[0]
+                changed = dict(ref)
+                changed[name0] = ref[name0].clone().reshape(-1)
+                changed[name0][0] += 1
+                changed[name0] = changed[name0].reshape(ref[name0].shape)
+                other = os.path.join(tmp, "other.safetensors")
+                save_file(changed, other)
+                p = uo.run(["diff", ckpt, other], 1)
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                self.assertIn(name0, p.stdout)
+
     def test_dry_run_names_the_source(self):
         ckpt = os.path.join(DCP, "mesh2x2_ws4", "checkpoint")
         with uo.TempDir() as tmp:

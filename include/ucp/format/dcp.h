@@ -8,12 +8,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "ucp/base/dtype.h"
 #include "ucp/base/status.h"
 #include "ucp/format/tensor_layout.h"
+
+namespace ucp::format {
+class MappedFile;
+}
 
 namespace ucp::format::dcp {
 
@@ -62,12 +68,16 @@ bool is_dcp_folder(const std::string& dir);
 /// Errors name the file and what was expected (DataLoss for a malformed Metadata, a chunk without
 /// a stored item; Unimplemented for a dtype or a rank-local `__{r}.metadata` layout we do not read).
 base::Result<Metadata> read_metadata(const std::string& dir);
+/// The same from the bytes of a .metadata file (fuzzers, tests); `dir` only names it in errors.
+base::Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::string& dir);
 
 /// The tensors of `metadata` as a layout (names = flattened keys, source files = `files` under
 /// `dir`): maps every data file, parses each chunk's zip directory and pickle, checks that it
 /// holds a tensor of the chunk's dtype and sizes stored row-major, and places it as pieces. Proves
 /// coverage: chunks that overlap or leave holes are refused naming the tensor and the elements.
-/// Unimplemented for an item stored with a transform (zstd) or non-row-major strides.
-base::Result<SourceLayout> read_layout(const Metadata& metadata);
+/// Unimplemented for an item stored with a transform (zstd) or non-row-major strides. `mapped`,
+/// when given, receives the mapped data files (index = TensorLocation::file).
+base::Result<SourceLayout> read_layout(const Metadata& metadata,
+                                       std::vector<std::shared_ptr<const MappedFile>>* mapped = nullptr);
 
 }  // namespace ucp::format::dcp

@@ -5,7 +5,10 @@
 // every consolidated target (plan/file_plan, plan/hdf5_plan) reads only this.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -76,5 +79,13 @@ struct SourceLayout {
 /// a strided piece on its own; DataLoss naming the tensor and the first elements missed or
 /// covered twice.
 base::Status check_coverage(const LogicalTensor& t);
+
+class MappedFile;
+
+/// Copies the elements of `t` (in its own dtype, row-major) from the mapped source files
+/// (`files[src.file]`) into `out` (t.numel() * element size bytes): the one place that walks a
+/// tensor's pieces to bytes. DataLoss naming the file when a piece runs past its end.
+base::Status read_tensor(const LogicalTensor& t, std::span<const std::shared_ptr<const MappedFile>> files,
+                         std::span<std::byte> out);
 
 }  // namespace ucp::format

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
+#include <span>
 #include <utility>
 
 #include "ucp/format/dcp.h"
@@ -54,7 +56,7 @@ class MetadataParser {
       if (!key || !key->is_str()) return base::data_loss("state_dict_metadata has a key that is not a string");
       UCP_RETURN_IF_ERROR(add_item(key->str, item));
     }
-    for (const auto& [name, index] : file_index_) out_.files.push_back(name);
+    out_.files.assign(files_.begin(), files_.end());
     return {};
   }
 
@@ -93,7 +95,7 @@ class MetadataParser {
     item.length = static_cast<std::uint64_t>(len->i);
     if (const ValuePtr t = f->get("transform_descriptors"); t && (t->kind == Value::Kind::kList || t->kind == Value::Kind::kTuple))
       for (const ValuePtr& d : t->items) item.transforms.push_back(d && d->is_str() ? d->str : "?");
-    file_index_.emplace(item.file, 0);
+    files_.insert(item.file);
     if (!stored_.emplace(std::make_pair(fqn->str, offset), std::move(item)).second)
       return base::data_loss("'" + fqn->str + "' has two stored items at one offset");
     return {};
@@ -110,6 +112,7 @@ class MetadataParser {
   }
 
   Status add_item(const std::string& fqn, const ValuePtr& item) {
+    if (!fqns_.insert(fqn).second) return base::data_loss("item '" + fqn + "' is listed twice");
     const std::string cls = class_name(item);
     if (cls == "BytesStorageMetadata") {
       UCP_ASSIGN_OR_RETURN(StoredItem s, stored_at(fqn, {}));
@@ -132,6 +135,9 @@ class MetadataParser {
       Chunk chunk;
       UCP_ASSIGN_OR_RETURN(chunk.offsets, dims(cf->get("offsets"), "a chunk offset of '" + fqn + "'"));
       UCP_ASSIGN_OR_RETURN(chunk.sizes, dims(cf->get("sizes"), "a chunk size of '" + fqn + "'"));
+      if (chunk.offsets.size() != t.shape.size() || chunk.sizes.size() != t.shape.size())
+        return base::data_loss("a chunk of '" + fqn + "' has " + std::to_string(chunk.sizes.size()) +
+                               " dimensions, the tensor " + std::to_string(t.shape.size()));
       UCP_ASSIGN_OR_RETURN(chunk.stored, stored_at(fqn, chunk.offsets));
       t.chunks.push_back(std::move(chunk));
     }
@@ -156,7 +162,8 @@ class MetadataParser {
 
   Metadata& out_;
   std::map<std::pair<std::string, Box>, StoredItem> stored_;
-  std::map<std::string, int> file_index_;
+  std::set<std::string> files_;  // data files the items name
+  std::set<std::string> fqns_;
 };
 
 std::string box_text(const Chunk& c) {
@@ -200,10 +207,19 @@ bool is_dcp_folder(const std::string& dir) {
   return ::stat((dir + "/" + kMetadataFile).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-Result<Metadata> read_metadata(const std::string& dir) {
+Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const std::string& dir) {
   Metadata m;
   m.dir = dir;
   const std::string path = m.metadata_path();
+  auto root = read_pickle(bytes, nullptr);
+  if (!root.ok()) return std::move(root).take_status().annotate("'" + path + "'");
+  MetadataParser parser(m);
+  if (Status s = parser.parse(*root); !s.ok()) return s.annotate("'" + path + "'");
+  return m;
+}
+
+Result<Metadata> read_metadata(const std::string& dir) {
+  const std::string path = dir + "/" + kMetadataFile;
   if (!is_dcp_folder(dir)) {
     struct stat st {};
     if (::stat((dir + "/__0.metadata").c_str(), &st) == 0)
@@ -212,14 +228,10 @@ Result<Metadata> read_metadata(const std::string& dir) {
     return base::not_found("'" + path + "' does not exist: not a torch.distributed.checkpoint folder");
   }
   UCP_ASSIGN_OR_RETURN(std::shared_ptr<const MappedFile> file, MappedFile::open(path));
-  auto root = read_pickle(file->bytes(), nullptr);
-  if (!root.ok()) return std::move(root).take_status().annotate("'" + path + "'");
-  MetadataParser parser(m);
-  if (Status s = parser.parse(*root); !s.ok()) return s.annotate("'" + path + "'");
-  return m;
+  return parse_metadata(file->bytes(), dir);
 }
 
-Result<SourceLayout> read_layout(const Metadata& m) {
+Result<SourceLayout> read_layout(const Metadata& m, std::vector<std::shared_ptr<const MappedFile>>* mapped) {
   std::vector<std::shared_ptr<const MappedFile>> files;
   for (const std::string& name : m.files) {
     auto f = MappedFile::open(m.dir + "/" + name);
@@ -250,6 +262,7 @@ Result<SourceLayout> read_layout(const Metadata& m) {
     if (Status s = check_coverage(lt); !s.ok()) return s.annotate("'" + m.metadata_path() + "'");
     layout.tensors.push_back(std::move(lt));
   }
+  if (mapped) *mapped = std::move(files);
   return layout;
 }
 

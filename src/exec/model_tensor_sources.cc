@@ -67,6 +67,11 @@ constexpr std::array<ModelTensorSource, 2> kSources = {{
 
 }  // namespace
 
+Result<format::SourceLayout> selected(const format::SourceLayout& layout, const std::string& prefix) {
+  if (prefix.empty()) return layout;
+  return format::select_prefix(layout, prefix);
+}
+
 Result<OpenedModelTensors> open_model_tensors(comm::Communicator& comm, const std::string& path, const std::string& tag,
                                               bool exclude_frozen, PhaseTimer& timer) {
   for (const ModelTensorSource& source : kSources)

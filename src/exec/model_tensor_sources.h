@@ -23,6 +23,9 @@ struct OpenedModelTensors {
   std::optional<format::ZeroCheckpoint> zero;
 };
 
+/// `layout`, or the tensors of it under `prefix` (format::select_prefix) when one is given.
+base::Result<format::SourceLayout> selected(const format::SourceLayout& layout, const std::string& prefix);
+
 /// Collective (every rank, same arguments); ends in an agreement. `exclude_frozen` applies to
 /// sources that know which tensors are frozen (DeepSpeed); others refuse it.
 base::Result<OpenedModelTensors> open_model_tensors(comm::Communicator& comm, const std::string& path,

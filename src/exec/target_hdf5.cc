@@ -79,6 +79,9 @@ Result<plan::Hdf5OptimizerStates> optimizer_states(const format::ZeroCheckpoint&
 Result<PlannedConversion> plan_hdf5_file(const OpenedModelTensors& source, const Hdf5Target& target,
                                          const std::vector<OptimizerStep>& steps, const plan::PlanOptions& options,
                                          const std::string& out) {
+  if (target.with_optimizer && !target.select.empty())
+    return base::invalid_argument("--select does not apply with --with-optimizer (the file is a whole universal checkpoint)");
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, selected(source.layout, target.select));
   std::vector<plan::Hdf5Attribute> attributes;
   std::optional<plan::Hdf5OptimizerStates> states;
   if (source.zero) {
@@ -98,7 +101,7 @@ Result<PlannedConversion> plan_hdf5_file(const OpenedModelTensors& source, const
                   {"/", "float_dtype", std::string(base::torch_dtype_attr(options.float_dtype))}};
   }
   UCP_ASSIGN_OR_RETURN(plan::Hdf5Plan plan,
-                       plan::plan_hdf5(source.layout, states ? &*states : nullptr, source.paths, options, std::move(attributes)));
+                       plan::plan_hdf5(layout, states ? &*states : nullptr, source.paths, options, std::move(attributes)));
   const std::size_t objects = plan.plan.tensors.size();
   PlannedConversion p{std::move(plan), source.description, {}};
   p.done_message = [objects, out](std::uint64_t written) {

@@ -29,8 +29,11 @@ Result<PlannedConversion> plan_model_folder(const OpenedModelTensors& source, co
   if (target.lightning && !source.zero)
     return base::invalid_argument("--format lightning writes Lightning's DeepSpeed file and needs DeepSpeed ZeRO files; "
                                   "the source is a " + source.description);
-  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, target.lightning ? plan_lightning_file(*source.zero, source.layout, options)
-                                                             : plan::plan_consolidated(source.layout, source.paths, options));
+  if (target.lightning && !target.select.empty())
+    return base::invalid_argument("--select does not apply to --format lightning (Lightning's file holds the whole model)");
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, selected(source.layout, target.select));
+  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, target.lightning ? plan_lightning_file(*source.zero, layout, options)
+                                                             : plan::plan_consolidated(layout, source.paths, options));
   HfModelFiles hf;
   if (!target.lightning) {
     UCP_ASSIGN_OR_RETURN(hf, find_hf_model_files(source.save_dir, target.hf_config));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <cstring>
+#include <set>
 
 #include "ucp/base/checked_math.h"
 #include "ucp/format/mapped_file.h"
@@ -91,6 +92,39 @@ Result<std::vector<Piece>> box_pieces(const std::vector<std::int64_t>& shape, co
     }
   }
   return pieces;
+}
+
+Result<SourceLayout> select_prefix(const SourceLayout& layout, const std::string& prefix) {
+  const std::string head = prefix + ".";
+  SourceLayout out;
+  std::vector<int> new_index(layout.tensors.size(), -1);
+  for (std::size_t i = 0; i < layout.tensors.size(); ++i) {
+    const LogicalTensor& t = layout.tensors[i];
+    if (t.name.compare(0, head.size(), head) != 0 || t.name.size() == head.size()) continue;
+    LogicalTensor kept = t;
+    kept.name = t.name.substr(head.size());
+    if (kept.role == TensorRole::kAlias) {
+      const int source = new_index[static_cast<std::size_t>(t.alias_of)];
+      if (source >= 0) {
+        kept.alias_of = source;
+      } else {  // its source was left out: the alias keeps the values itself
+        const LogicalTensor& from = layout.tensors[static_cast<std::size_t>(t.alias_of)];
+        kept.role = from.role;
+        kept.alias_of = -1;
+        kept.pieces = from.pieces;
+      }
+    }
+    new_index[i] = static_cast<int>(out.tensors.size());
+    out.tensors.push_back(std::move(kept));
+  }
+  if (out.tensors.empty()) {
+    std::set<std::string> tops;
+    for (const LogicalTensor& t : layout.tensors) tops.insert(t.name.substr(0, t.name.find('.')));
+    std::string names;
+    for (const std::string& n : tops) names += (names.empty() ? "" : ", ") + n;
+    return base::invalid_argument("--select " + prefix + ": no tensor is named '" + head + "*'; the top-level names are: " + names);
+  }
+  return out;
 }
 
 Status read_tensor(const LogicalTensor& t, std::span<const std::shared_ptr<const MappedFile>> files,

@@ -145,6 +145,25 @@ class DcpToFp32(unittest.TestCase):
                 self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
                 self.assertIn(name0, p.stdout)
 
+    def test_select_model_of_a_lingua_checkpoint(self):
+        ckpt = os.path.join(DCP, "lingua_nested_ws1", "checkpoint")
+        with uo.TempDir() as tmp:
+            ref = reference(ckpt, tmp)
+            model = {k[len("model."):]: v for k, v in ref.items() if k.startswith("model.")}
+            self.assertTrue(model and len(model) < len(ref), "the fixture needs model and optimizer tensors")
+            for fmt in ("safetensors", "torch"):
+                out = os.path.join(tmp, fmt)
+                p = uo.run(["to-fp32", ckpt, out, "--format", fmt, "--select", "model", "--no-progress"], 2)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                ours, _ = uo.load_output(out, fmt)
+                self.assertEqual(set(ours), set(model))
+                for k, t in model.items():
+                    self.assertTrue(uo.bits_equal(ours[k], expected_as(t, torch.float32).contiguous()), k)
+            p = uo.run(["to-fp32", ckpt, os.path.join(tmp, "none"), "--select", "modle", "--no-progress"], 2)
+            self.assertEqual(p.returncode, uo.INVALID_ARGUMENT, p.stderr)
+            self.assertIn("the top-level names are: model, optim", p.stderr)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "none")))
+
     def test_dry_run_names_the_source(self):
         ckpt = os.path.join(DCP, "mesh2x2_ws4", "checkpoint")
         with uo.TempDir() as tmp:

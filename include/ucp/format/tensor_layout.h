@@ -80,6 +80,11 @@ struct SourceLayout {
 /// covered twice.
 base::Status check_coverage(const LogicalTensor& t);
 
+/// The tensors of `layout` under `prefix` (a key path: "model" takes "model.*"), renamed without
+/// it, in order; a kept alias of a tensor left out becomes a copy of its pieces. InvalidArgument
+/// naming the prefix and the top-level names there are when none matches.
+base::Result<SourceLayout> select_prefix(const SourceLayout& layout, const std::string& prefix);
+
 class MappedFile;
 
 /// Copies the elements of `t` (in its own dtype, row-major) from the mapped source files

@@ -125,5 +125,29 @@ TEST(CheckCoverage, NamesHolesAndOverlapsOfStridedBoxes) {
               StatusIs(StatusCode::kDataLoss, ::testing::HasSubstr("covered twice")));
 }
 
+TEST(SelectPrefix, KeepsTheTensorsUnderAPrefixAndTheValuesOfAliases) {
+  SourceLayout layout;
+  auto named = [](std::string name, std::uint64_t offset) {
+    LogicalTensor t{std::move(name), {2}, base::DType::kF32, TensorRole::kStored, -1, {}};
+    t.pieces.push_back({TensorLocation{0, offset, 2, base::DType::kF32}, 0});
+    return t;
+  };
+  layout.tensors = {named("optim.w", 0), named("model.w", 8), named("model.tied", 0), named("model.tied2", 0)};
+  layout.tensors[2] = LogicalTensor{"model.tied", {2}, base::DType::kF32, TensorRole::kAlias, 0, {}};   // of optim.w
+  layout.tensors[3] = LogicalTensor{"model.tied2", {2}, base::DType::kF32, TensorRole::kAlias, 1, {}};  // of model.w
+  auto model = select_prefix(layout, "model");
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  ASSERT_EQ(model->tensors.size(), 3u);
+  EXPECT_EQ(model->tensors[0].name, "w");
+  EXPECT_EQ(model->tensors[1].name, "tied");
+  EXPECT_EQ(model->tensors[1].role, TensorRole::kStored);  // its source was left out: a copy
+  ASSERT_EQ(model->tensors[1].pieces.size(), 1u);
+  EXPECT_EQ(model->tensors[1].pieces[0].src.offset, 0u);
+  EXPECT_EQ(model->tensors[2].role, TensorRole::kAlias);
+  EXPECT_EQ(model->tensors[2].alias_of, 0);
+  EXPECT_THAT(select_prefix(layout, "mod").status(),
+              StatusIs(StatusCode::kInvalidArgument, ::testing::HasSubstr("the top-level names are: model, optim")));
+}
+
 }  // namespace
 }  // namespace ucp::format

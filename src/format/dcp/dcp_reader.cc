@@ -166,6 +166,12 @@ class MetadataParser {
   std::set<std::string> fqns_;
 };
 
+std::string dims_text(const std::vector<std::int64_t>& dims) {
+  std::string s;
+  for (std::size_t d = 0; d < dims.size(); ++d) s += (d ? ", " : "") + std::to_string(dims[d]);
+  return "[" + s + "]";
+}
+
 std::string box_text(const Chunk& c) {
   std::string s;
   for (std::size_t d = 0; d < c.offsets.size(); ++d)
@@ -191,7 +197,9 @@ Result<TensorLocation> locate_chunk(const std::shared_ptr<const MappedFile>& dat
   if (!root || !root->is_tensor()) return base::data_loss(where + ": the item holds a " + (root ? root->type_name() : "nothing") + ", not a tensor");
   const Tensor& x = root->tensor;
   if (x.dtype() != t.dtype || x.shape != c.sizes)
-    return base::data_loss(where + ": the item holds a " + std::string(base::dtype_name(x.dtype())) + " tensor of another shape or dtype than the metadata says");
+    return base::data_loss(where + ": the item holds a " + std::string(base::dtype_name(x.dtype())) + " tensor " +
+                           dims_text(x.shape) + ", the metadata says " + std::string(base::dtype_name(t.dtype)) + " " +
+                           dims_text(c.sizes));
   if (!x.is_contiguous())
     return base::unimplemented(where + ": the chunk is stored with non-row-major strides (a transposed or channels_last tensor)");
   const std::byte* base = data->bytes().data();

@@ -15,6 +15,7 @@
 #include "ucp/cli/inspect.h"
 #include "ucp/cli/to_fp32.h"
 #include "ucp/cli/reshard.h"
+#include "ucp/cli/to_dcp.h"
 #include "ucp/cli/to_universal.h"
 #include "ucp/cli/transport.h"
 #include "ucp/comm/communicator.h"
@@ -64,17 +65,20 @@ struct Commands {
   ToFp32Options to_fp32;
   ToUniversalOptions to_universal;
   ReshardOptions reshard;
+  ToDcpOptions to_dcp;
   CLI::App* inspect_cmd = nullptr;
   CLI::App* diff_cmd = nullptr;
   CLI::App* to_fp32_cmd = nullptr;
   CLI::App* to_universal_cmd = nullptr;
   CLI::App* reshard_cmd = nullptr;
+  CLI::App* to_dcp_cmd = nullptr;
 
   /// The shared options of the conversion command chosen, or null for inspect / diff.
   const ConversionOptions* conversion() const {
     if (*to_fp32_cmd) return &to_fp32;
     if (*to_universal_cmd) return &to_universal;
     if (*reshard_cmd) return &reshard;
+    if (*to_dcp_cmd) return &to_dcp;
     return nullptr;
   }
 };
@@ -97,6 +101,7 @@ void add_commands(CLI::App& app, Commands& c) {
   c.to_fp32_cmd = add_to_fp32_command(app, c.to_fp32);
   c.to_universal_cmd = add_to_universal_command(app, c.to_universal);
   c.reshard_cmd = add_reshard_command(app, c.reshard);
+  c.to_dcp_cmd = add_to_dcp_command(app, c.to_dcp);
 }
 
 // Parses the command line and applies --config presets. An exit code when the process is done
@@ -152,6 +157,7 @@ int run_command(comm::Communicator& comm, const Commands& c) {
   if (*c.to_fp32_cmd) return finish(comm, "to-fp32", run_to_fp32(comm, c.to_fp32));
   if (*c.to_universal_cmd) return finish(comm, "to-universal", run_to_universal(comm, c.to_universal));
   if (*c.reshard_cmd) return finish(comm, "reshard", run_reshard(comm, c.reshard));
+  if (*c.to_dcp_cmd) return finish(comm, "to-dcp", run_to_dcp(comm, c.to_dcp));
   return 0;
 }
 

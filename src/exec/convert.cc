@@ -25,6 +25,10 @@ Status convert(comm::Communicator& comm, const std::string& source, const std::s
     UCP_ASSIGN_OR_RETURN(OpenedModelTensors tensors, open_model_tensors(comm, source, tag, model->exclude_frozen, timer));
     return run_conversion(comm, run, plan_model_folder(tensors, *model, options, run.out), timer);
   }
+  if (const auto* dcp = std::get_if<DcpTarget>(&target)) {
+    UCP_ASSIGN_OR_RETURN(OpenedModelTensors tensors, open_model_tensors(comm, source, tag, false, timer));
+    return run_conversion(comm, run, plan_dcp_folder(tensors, *dcp, options, run.out), timer);
+  }
   if (const auto* hdf5 = std::get_if<Hdf5Target>(&target)) {
     UCP_ASSIGN_OR_RETURN(OpenedModelTensors tensors, open_model_tensors(comm, source, tag, hdf5->exclude_frozen, timer));
     std::vector<OptimizerStep> steps;  // collective: rank 0 reads them, every rank gets them (agreed)

@@ -72,6 +72,7 @@ class FilePlanRun {
   /// own (direct writes).
   Status open_shared();
   Status transfer_round(const std::vector<Transfer>& round);
+  Status finish_zip(int file, const plan::PlacedZip& zip, int fd, const std::string& path);
   Status finalize();
 
  private:
@@ -335,6 +336,25 @@ void FilePlanRun::stream_local_runs(const std::vector<Transfer>& round, const st
   }
 }
 
+// Record i's CRC combines its fixed runs (pickle, zero padding) and its written runs; offsets in
+// the zip count from its base.
+Status FilePlanRun::finish_zip(int f, const plan::PlacedZip& z, int fd, const std::string& path) {
+  const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
+  std::vector<std::vector<CrcPiece>> pieces(z.layout.entries.size());
+  for (std::size_t e = 0; e < pieces.size(); ++e)
+    if (auto it = crcs_.find({f, z.first_entry + static_cast<int>(e)}); it != crcs_.end()) {
+      pieces[e] = std::move(it->second);
+      for (CrcPiece& p : pieces[e]) p.offset -= z.base;
+    }
+  std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> fixed;
+  for (const auto& [offset, bytes] : file.fixed)
+    if (offset >= z.base && offset < z.base + z.layout.total_size) fixed.emplace_back(offset - z.base, bytes);
+  const std::vector<std::uint32_t> crc = format::combine_record_crcs(z.layout, std::move(pieces), fixed);
+  for (const auto& [offset, bytes] : format::zip_finish_writes(z.layout, crc))
+    UCP_RETURN_IF_ERROR(pwrite_full(fd, bytes.data(), bytes.size(), z.base + offset, path));
+  return {};
+}
+
 Status FilePlanRun::finalize() {
   // Collective first (every rank reaches finalize after the same rounds), errors after.
   Status handed = hand_over_crc_pieces();
@@ -347,15 +367,7 @@ Status FilePlanRun::finalize() {
   for (auto& [f, fd] : out_fds_) {
     const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
     const std::string path = out_.temp_file(file.name);
-    if (file.zip) {
-      // Record i's CRC combines its fixed runs (pickle, zero padding) and its written runs.
-      std::vector<std::vector<CrcPiece>> pieces(file.zip->entries.size());
-      for (std::size_t e = 0; e < pieces.size(); ++e)
-        if (auto it = crcs_.find({f, static_cast<int>(e)}); it != crcs_.end()) pieces[e] = std::move(it->second);
-      const std::vector<std::uint32_t> crc = format::combine_record_crcs(*file.zip, std::move(pieces), file.fixed);
-      for (const auto& [offset, bytes] : format::zip_finish_writes(*file.zip, crc))
-        UCP_RETURN_IF_ERROR(pwrite_full(fd, bytes.data(), bytes.size(), offset, path));
-    }
+    for (const plan::PlacedZip& z : file.zips) UCP_RETURN_IF_ERROR(finish_zip(f, z, fd, path));
     if (::close(fd) != 0) return io_error("closing", path, errno);
     fd = -1;
   }

@@ -127,6 +127,38 @@ Result<SourceLayout> select_prefix(const SourceLayout& layout, const std::string
   return out;
 }
 
+void clip_pieces(const std::vector<Piece>& pieces, std::uint64_t begin, std::uint64_t end, std::vector<Piece>& out) {
+  auto clip_run = [&](const TensorLocation& src, std::uint64_t dst) {  // one contiguous row
+    const std::uint64_t lo = std::max(dst, begin), hi = std::min(dst + src.numel, end);
+    if (lo < hi) out.push_back({src.slice(lo - dst, hi - lo), lo - begin, 1, 0});
+  };
+  for (const Piece& p : pieces) {
+    if (p.rows <= 1) {
+      clip_run(p.src, p.dst_offset);
+      continue;
+    }
+    const std::uint64_t n = p.row_numel();
+    auto row_src = [&](std::uint64_t k) { return p.src.slice(k * n, n); };
+    auto row_dst = [&](std::uint64_t k) { return p.dst_offset + k * p.dst_row_stride; };
+    // Rows wholly inside form one strided piece; rows that straddle an edge are clipped alone.
+    std::uint64_t first = p.rows, last = 0;  // whole rows [first, last)
+    for (std::uint64_t k = 0; k < p.rows; ++k) {
+      const std::uint64_t d = row_dst(k);
+      if (d >= begin && d + n <= end) {
+        if (first == p.rows) first = k;
+        last = k + 1;
+      } else {
+        clip_run(row_src(k), d);
+      }
+    }
+    if (first < last) {
+      const std::uint64_t rows = last - first;
+      out.push_back({p.src.slice(first * n, rows * n), row_dst(first) - begin, rows, rows > 1 ? p.dst_row_stride : 0});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Piece& a, const Piece& b) { return a.dst_offset < b.dst_offset; });
+}
+
 Status read_tensor(const LogicalTensor& t, std::span<const std::shared_ptr<const MappedFile>> files,
                    std::span<std::byte> out) {
   const std::uint64_t size = base::dtype_size(t.dtype);

@@ -168,7 +168,14 @@ int add_verbatim_tensor(std::string name, const format::TensorLocation& src, Fil
 
 std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::byte> pickle,
                                              const std::vector<std::uint64_t>& record_bytes) {
-  const std::string archive = format::torch_archive_name(file.name);
+  file.size = 0;
+  file.zips.clear();
+  return append_torch_zip(file, format::torch_archive_name(file.name), std::move(pickle), record_bytes);
+}
+
+std::vector<std::uint64_t> append_torch_zip(OutputFile& file, const std::string& archive, std::vector<std::byte> pickle,
+                                            const std::vector<std::uint64_t>& record_bytes) {
+  const std::uint64_t base = file.size;
   std::vector<format::ZipEntrySpec> specs;
   specs.push_back({archive + "/data.pkl", pickle.size()});
   for (std::size_t k = 0; k < record_bytes.size(); ++k) specs.push_back({archive + "/data/" + std::to_string(k), record_bytes[k]});
@@ -176,12 +183,13 @@ std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::
   specs.push_back({archive + "/byteorder", 6});
   format::ZipLayout zip = format::plan_zip_layout(specs);
   std::vector<std::uint64_t> offsets;
-  for (std::size_t k = 0; k < record_bytes.size(); ++k) offsets.push_back(zip.entries[k + 1].data_offset);
-  file.fixed.emplace_back(zip.entries.front().data_offset, std::move(pickle));
-  file.fixed.emplace_back(zip.entries[zip.entries.size() - 2].data_offset, to_bytes("3\n"));
-  file.fixed.emplace_back(zip.entries.back().data_offset, to_bytes("little"));
-  file.size = zip.total_size;
-  file.zip = std::move(zip);
+  for (std::size_t k = 0; k < record_bytes.size(); ++k) offsets.push_back(base + zip.entries[k + 1].data_offset);
+  file.fixed.emplace_back(base + zip.entries.front().data_offset, std::move(pickle));
+  file.fixed.emplace_back(base + zip.entries[zip.entries.size() - 2].data_offset, to_bytes("3\n"));
+  file.fixed.emplace_back(base + zip.entries.back().data_offset, to_bytes("little"));
+  file.size = base + zip.total_size;
+  const int first = file.zips.empty() ? 0 : file.zips.back().first_entry + static_cast<int>(file.zips.back().layout.entries.size());
+  file.zips.push_back({base, first, std::move(zip)});
   return offsets;
 }
 
@@ -364,10 +372,14 @@ void assign_owners(FilePlan& plan, const std::vector<Run>& runs, int world) {
 
 // The zip record of `file` whose data starts at `offset`, or -1.
 int zip_entry_at(const OutputFile& file, std::uint64_t offset) {
-  if (!file.zip) return -1;
-  auto it = std::lower_bound(file.zip->entries.begin(), file.zip->entries.end(), offset,
+  auto z = std::upper_bound(file.zips.begin(), file.zips.end(), offset,
+                            [](std::uint64_t off, const PlacedZip& p) { return off < p.base; });
+  if (z == file.zips.begin()) return -1;
+  --z;
+  const auto& entries = z->layout.entries;
+  auto it = std::lower_bound(entries.begin(), entries.end(), offset - z->base,
                              [](const format::ZipLayout::Entry& e, std::uint64_t off) { return e.data_offset < off; });
-  return it != file.zip->entries.end() && it->data_offset == offset ? static_cast<int>(it - file.zip->entries.begin()) : -1;
+  return it != entries.end() && it->data_offset == offset - z->base ? z->first_entry + static_cast<int>(it - entries.begin()) : -1;
 }
 
 // Step 6: transfers, split so that one run never exceeds max_transfer output bytes; in file order.
@@ -535,9 +547,9 @@ Status check_file_coverage(const FilePlan& plan) {
   for (std::size_t f = 0; f < plan.files.size(); ++f) {
     const OutputFile& file = plan.files[f];
     for (const auto& [off, bytes] : file.fixed) spans[f].emplace_back(off, off + bytes.size());
-    if (file.zip) {
-      for (const auto& e : file.zip->entries) spans[f].emplace_back(e.header_offset, e.data_offset);
-      spans[f].emplace_back(file.zip->central_directory_offset, file.zip->total_size);
+    for (const PlacedZip& z : file.zips) {
+      for (const auto& e : z.layout.entries) spans[f].emplace_back(z.base + e.header_offset, z.base + e.data_offset);
+      spans[f].emplace_back(z.base + z.layout.central_directory_offset, z.base + z.layout.total_size);
     }
   }
   for (const auto& round : plan.rounds)

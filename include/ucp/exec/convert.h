@@ -3,6 +3,7 @@
 // takes, plans the target (plan/) and runs the one pipeline (exec/pipeline.h).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -42,7 +43,14 @@ struct ZeroFilesTarget {
   int target_dp = 1;
 };
 
-using Target = std::variant<ModelFolderTarget, Hdf5Target, UniversalTarget, ZeroFilesTarget>;
+/// to-dcp: a PyTorch DCP folder chunked for `target_world_size` training ranks (plan/dcp_plan.h).
+struct DcpTarget {
+  int target_world_size = 1;
+  std::optional<base::DType> float_dtype;  ///< Unset: floating tensors keep their dtype.
+  std::string select;                      ///< As ModelFolderTarget::select.
+};
+
+using Target = std::variant<ModelFolderTarget, Hdf5Target, UniversalTarget, ZeroFilesTarget, DcpTarget>;
 
 /// Collective (every rank, same arguments). Reads `source` (`tag`: instead of the one `latest`
 /// names), plans `target` with `options` and runs the pipeline with `run`.

@@ -24,6 +24,8 @@ class MappedFile;
 namespace ucp::format::dcp {
 
 inline constexpr const char* kMetadataFile = ".metadata";
+/// Metadata.version of what we write (torch 2.14's CURRENT_DCP_VERSION).
+inline constexpr const char* kWrittenVersion = "1.0.0";
 
 /// Where an item's serialized bytes lie (torch's _StorageInfo).
 struct StoredItem {
@@ -79,5 +81,13 @@ base::Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const st
 /// when given, receives the mapped data files (index = TensorLocation::file).
 base::Result<SourceLayout> read_layout(const Metadata& metadata,
                                        std::vector<std::shared_ptr<const MappedFile>>* mapped = nullptr);
+
+/// The .metadata bytes describing `tensors` (each chunk's `stored` says where its torch.save item
+/// lies) as torch's FileSystemWriter pickles them: what dcp.load and dcp_to_torch_save read.
+/// planner_data maps each key to itself (a flat state dict).
+base::Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors);
+
+/// "__{rank}_0.distcp": the one data file a writing rank writes.
+inline std::string data_file_name(int rank) { return "__" + std::to_string(rank) + "_0.distcp"; }
 
 }  // namespace ucp::format::dcp

@@ -85,6 +85,11 @@ base::Status check_coverage(const LogicalTensor& t);
 /// naming the prefix and the top-level names there are when none matches.
 base::Result<SourceLayout> select_prefix(const SourceLayout& layout, const std::string& prefix);
 
+/// The parts of `pieces` that fall in elements [begin, end) of their tensor, placed relative to
+/// `begin` (a row range of dimension 0 becomes a tensor of its own): a strided piece stays one
+/// piece for the rows inside, with single-row pieces for rows cut at the edges. Appends to `out`.
+void clip_pieces(const std::vector<Piece>& pieces, std::uint64_t begin, std::uint64_t end, std::vector<Piece>& out);
+
 class MappedFile;
 
 /// Copies the elements of `t` (in its own dtype, row-major) from the mapped source files

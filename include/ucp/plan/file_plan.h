@@ -69,6 +69,15 @@ struct SourceFileCopy {
   format::TensorLocation location() const { return {file, 0, size, base::DType::kU8}; }
 };
 
+/// A zip inside an output file: its layout's offsets count from `base` (a DCP item is a whole
+/// torch.save zip at some offset of its data file). Transfers name its records by global index
+/// first_entry + i over every zip of the file.
+struct PlacedZip {
+  std::uint64_t base = 0;
+  int first_entry = 0;
+  format::ZipLayout layout;
+};
+
 struct OutputFile {
   std::string name;       ///< Relative to OUT.
   std::uint64_t size = 0;
@@ -79,8 +88,9 @@ struct OutputFile {
   bool every_rank_writes = false;
   /// Bytes fully known at plan time: (offset, bytes) — safetensors header; torch data.pkl/version/byteorder.
   std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> fixed;
-  /// Torch only: the zip layout; record i's CRC is assembled from fixed bytes or transfers.
-  std::optional<format::ZipLayout> zip;
+  /// Torch zips in the file (one for a torch file; one per item back to back in a DCP data file):
+  /// each record's CRC is assembled from fixed bytes or transfers.
+  std::vector<PlacedZip> zips;
 };
 
 /// A file that is not tensor data, written whole by rank 0 after the tensor data and before the
@@ -108,7 +118,7 @@ struct Transfer {
   std::uint64_t file_offset = 0;
   std::uint64_t rows = 1;
   std::uint64_t dst_row_stride = 0;  ///< Bytes between row starts in the file; 0 when rows == 1.
-  int zip_entry = -1;          ///< Torch: the record this run belongs to (for its CRC), else -1.
+  int zip_entry = -1;          ///< Torch: the record this run belongs to (global over the file's zips), else -1.
   std::uint64_t out_bytes() const { return src.numel * base::dtype_size(out_dtype); }
   std::uint64_t row_bytes() const { return out_bytes() / rows; }
   /// Calls fn(file_offset, packed_offset, bytes) for each row, in order.
@@ -169,10 +179,14 @@ int add_verbatim_tensor(std::string name, const format::TensorLocation& src, Fil
 
 /// Lays out `file` as a torch.save zip (archive folder = the stem of file.name) holding `pickle`
 /// as data.pkl and records data/0, data/1, ... of `record_bytes` bytes; the pickle, version and
-/// byteorder records become fixed bytes. Sets file.size and file.zip; returns each record's data
+/// byteorder records become fixed bytes. Sets file.size and file.zips (one zip at 0); returns each record's data
 /// offset.
 std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::byte> pickle,
                                              const std::vector<std::uint64_t>& record_bytes);
+/// The same appended at the end of `file` (file.size grows), with archive folder `archive`: the
+/// items of a DCP data file, each a torch.save zip of its own. Returns absolute data offsets.
+std::vector<std::uint64_t> append_torch_zip(OutputFile& file, const std::string& archive, std::vector<std::byte> pickle,
+                                            const std::vector<std::uint64_t>& record_bytes);
 
 /// The shared back half of every plan: given plan.tensors (with .logical into `layout`) and
 /// plan.files laid out, assigns file owners and source readers, cuts the source pieces into

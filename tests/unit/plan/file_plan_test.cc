@@ -192,9 +192,9 @@ TEST(FilePlan, TorchAliasesShareOneStorage) {
   EXPECT_EQ(plan->files[0].name, "pytorch_model.bin");
   EXPECT_EQ(plan->tensors[2].shares_storage_with, 0);
   EXPECT_EQ(plan->tensors[2].file_offset, plan->tensors[0].file_offset);
-  ASSERT_TRUE(plan->files[0].zip.has_value());
-  EXPECT_EQ(plan->files[0].zip->entries.size(), 5u);  // data.pkl, data/0, data/1, version, byteorder
-  for (const auto& e : plan->files[0].zip->entries) EXPECT_EQ(e.data_offset % 64, 0u) << e.name;
+  ASSERT_EQ(plan->files[0].zips.size(), 1u);
+  EXPECT_EQ(plan->files[0].zips[0].layout.entries.size(), 5u);  // data.pkl, data/0, data/1, version, byteorder
+  for (const auto& e : plan->files[0].zips[0].layout.entries) EXPECT_EQ(e.data_offset % 64, 0u) << e.name;
   // The pickle names three tensors over two storages.
   const auto& pkl = plan->files[0].fixed.front().second;
   std::map<std::string, format::ValuePtr> storages;  // torch dedupes persistent ids by key too

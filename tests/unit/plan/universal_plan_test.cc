@@ -120,7 +120,7 @@ TEST(UniversalPlan, OneTorchFilePerParamAndState) {
     for (const auto& round : plan->plan.rounds)
       for (const auto& x : round) bytes += x.out_bytes();
     EXPECT_EQ(bytes, 3u * 20 * 4);
-    EXPECT_EQ(plan->plan.files[0].zip->entries[0].name, "fp32/data.pkl");
+    EXPECT_EQ(plan->plan.files[0].zips.at(0).layout.entries[0].name, "fp32/data.pkl");
   }
 }
 
@@ -154,7 +154,7 @@ TEST(UniversalPlan, TreeFilesCopyLocatedStoragesAndInlineTheRest) {
   const auto& files = plan->plan.files;
   ASSERT_EQ(files.back().name, "zero/optimizer_state.pt");
   const int file = static_cast<int>(files.size()) - 1;
-  const auto& zip = *files.back().zip;
+  const auto& zip = files.back().zips.at(0).layout;
   ASSERT_EQ(zip.entries.size(), 5u);  // data.pkl, data/0, data/1, version, byteorder
   EXPECT_EQ(zip.entries[0].name, "optimizer_state/data.pkl");
   // Record 0 (the partition): one plan tensor, read from o1 (paths[5]) at offset 100.
@@ -204,7 +204,7 @@ TEST(UniversalPlan, ModelStateFilesAreCopiedByteForByte) {
   const auto& copy = files[9];
   EXPECT_EQ(copy.name, "mp_rank_00_model_states.pt");
   EXPECT_EQ(copy.size, 5000u);
-  EXPECT_FALSE(copy.zip.has_value());
+  EXPECT_TRUE(copy.zips.empty());
   EXPECT_TRUE(copy.fixed.empty());
   std::uint64_t next = 0;
   int transfers = 0;

@@ -1,0 +1,32 @@
+// The plan of `to-dcp`: a PyTorch DCP folder pre-chunked for M training ranks the way FSDP2 shards
+// (Shard(0), torch.chunk's rule: chunks of ceil(rows / M) rows, the last ones short or empty), so
+// that each rank of the next run reads its own box once. Data file `__{r}_0.distcp` holds rank r's
+// chunks back to back, each a whole torch.save zip of that chunk (torch's item format); `.metadata`
+// is a small file rank 0 writes last, after every data byte is in place. Pure.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ucp/base/dtype.h"
+#include "ucp/base/status.h"
+#include "ucp/plan/file_plan.h"
+#include "ucp/plan/source_layout.h"
+
+namespace ucp::plan {
+
+struct DcpPlanOptions {
+  int target_world_size = 1;               ///< M: the ranks the chunks are cut for.
+  std::optional<base::DType> float_dtype;  ///< Floating tensors cast to this; unset: kept as stored.
+};
+
+/// Builds the plan (options.world_size = ranks running the conversion). Tied names are written as
+/// tensors of their own (DCP has no aliasing).
+base::Result<FilePlan> plan_dcp(const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                                const PlanOptions& options, const DcpPlanOptions& dcp);
+
+/// Rows [begin, end) of dimension 0 that rank `rank` of `world` holds under torch.chunk's rule.
+std::pair<std::int64_t, std::int64_t> chunk_rows(std::int64_t rows, int world, int rank);
+
+}  // namespace ucp::plan

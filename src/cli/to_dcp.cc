@@ -1,0 +1,40 @@
+#include "ucp/cli/to_dcp.h"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "ucp/exec/convert.h"
+
+namespace ucp::cli {
+using base::Status;
+
+CLI::App* add_to_dcp_command(CLI::App& app, ToDcpOptions& o) {
+  CLI::App* cmd = app.add_subcommand(
+      "to-dcp", "Write a PyTorch DCP folder (.metadata + __<rank>_0.distcp) chunked for M training ranks as FSDP2 "
+                "shards (Shard(0)), from a DeepSpeed ZeRO checkpoint or a DCP folder");
+  cmd->add_option("checkpoint", o.checkpoint, "DeepSpeed save dir or tag folder, or a DCP folder")->required();
+  cmd->add_option("out", o.out, "Output folder (created; must not exist or be empty unless --overwrite)")->required();
+  cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest' (DeepSpeed sources)");
+  cmd->add_option("--target-world-size", o.target_world_size, "Ranks of the run that will load it (each reads its own box)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: keep (as stored), fp32, bf16 or fp16")
+      ->check(CLI::IsMember({"keep", "fp32", "bf16", "fp16"}))->capture_default_str();
+  cmd->add_option("--select", o.select, "Only the tensors under this key prefix, written without it");
+  add_conversion_flags(cmd, o);
+  return cmd;
+}
+
+Status run_to_dcp(comm::Communicator& comm, const ToDcpOptions& o) {
+  exec::PhaseTimer timer;
+  auto popts = shared_plan_options(comm, o);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "options", popts.status()).status);
+  if (comm.rank() == 0)
+    std::cerr << "ucp-reshard to-dcp: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
+              << comm.description() << " | " << o.target_world_size << " target rank(s), dtype " << o.dtype
+              << ", max memory " << o.max_memory << std::endl;
+  exec::DcpTarget target{o.target_world_size, std::nullopt, o.select};
+  if (o.dtype != "keep") target.float_dtype = base::dtype_from_user_name(o.dtype);
+  return exec::convert(comm, o.checkpoint, o.tag, target, *popts, run_options(o, "to-dcp", o.out), timer);
+}
+
+}  // namespace ucp::cli

@@ -1,0 +1,24 @@
+// to-dcp: a PyTorch DCP folder chunked for the ranks of the next training run.
+#include "targets.h"
+#include "ucp/base/size.h"
+#include "ucp/plan/dcp_plan.h"
+
+namespace ucp::exec {
+using base::Result;
+
+Result<PlannedConversion> plan_dcp_folder(const OpenedModelTensors& source, const DcpTarget& target,
+                                          const plan::PlanOptions& options, const std::string& out) {
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, selected(source.layout, target.select));
+  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan,
+                       plan::plan_dcp(layout, source.paths, options, {target.target_world_size, target.float_dtype}));
+  const std::size_t tensors = layout.tensors.size(), chunks = plan.tensors.size();
+  const int ranks = target.target_world_size;
+  PlannedConversion p{std::move(plan), source.description, {}};
+  p.done_message = [=](std::uint64_t written) {
+    return "wrote " + std::to_string(tensors) + " tensors in " + std::to_string(chunks) + " chunks for " +
+           std::to_string(ranks) + " rank(s), " + base::format_bytes(written) + " to " + out;
+  };
+  return p;
+}
+
+}  // namespace ucp::exec

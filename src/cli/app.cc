@@ -48,7 +48,8 @@ int finish(comm::Communicator& comm, std::string_view step, const base::Status& 
   comm::Agreement verdict = comm::agree(comm, step, local);
   if (!verdict.status.ok() && comm.rank() == 0) {
     const std::string& msg = !local.ok() ? local.message() : verdict.status.message();
-    std::cerr << "ucp-reshard " << step << ": error: " << msg << std::endl;
+    const bool interrupted = verdict.status.code() == base::StatusCode::kInterrupted;
+    std::cerr << "ucp-reshard " << step << (interrupted ? ": interrupted: " : ": error: ") << msg << std::endl;
   }
   return verdict.status.exit_code();
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <future>
 #include <map>
 #include <set>
 #include <memory>
@@ -59,6 +60,23 @@ class Buffer {
   std::size_t size_ = 0;
 };
 
+// Makes the files `fds` (and, with `folders`, the folder entries naming them) durable: one fsync
+// each for a few files; for many (a universal checkpoint's thousands) one syncfs of the output's
+// filesystem, which costs one journal commit instead of one per file. Each fd comes with its path
+// for errors.
+constexpr std::size_t kSyncfsFrom = 16;
+Status make_durable(const std::vector<std::pair<int, std::string>>& fds, const std::set<std::string>& folders) {
+  if (fds.empty()) return {};
+  if (fds.size() + folders.size() >= kSyncfsFrom) {
+    if (::syncfs(fds.front().first) != 0) return io_error("syncing the filesystem of", fds.front().second, errno);
+    return {};
+  }
+  for (const auto& [fd, path] : fds)
+    if (::fsync(fd) != 0) return io_error("syncing", path, errno);
+  for (const std::string& d : folders) UCP_RETURN_IF_ERROR(sync_folder(d));
+  return {};
+}
+
 // Per-rank state of one execution.
 class FilePlanRun {
  public:
@@ -75,8 +93,12 @@ class FilePlanRun {
   /// own (direct writes).
   Status open_shared();
   Status transfer_round(const std::vector<Transfer>& round);
-  /// After round `index`: its bytes made durable, then recorded in the journal.
+  /// After round `index`: its bytes are made durable, then it is recorded in the journal, on a
+  /// thread of its own while the next round runs (writeback overlaps the work). The error of the
+  /// round before, if any, is returned here (one round late).
   Status record_round(std::size_t index);
+  /// Waits for the last round's record: after the rounds, and when they stopped.
+  Status drain();
   Status finalize();
 
  private:
@@ -112,6 +134,7 @@ class FilePlanRun {
   std::map<std::pair<int, int>, std::vector<CrcPiece>> crcs_;  // (file, zip entry) -> pieces
   const ExecuteOptions& options_;
   std::vector<JournalCrc> round_crcs_;  // the pieces of the last round, for its journal record
+  std::future<Status> recording_;       // the record of the last round, in flight
 };
 
 // Opens output file `file` that an earlier (journaled) run created; the fd, or -1 with the error.
@@ -175,13 +198,12 @@ Status FilePlanRun::create() {
   if (options_.journal && !options_.resume.created) {
     // Durable before recorded: the files' fixed bytes, and the folder entries naming them.
     std::set<std::string> folders;
+    std::vector<std::pair<int, std::string>> fds;
     for (const auto& [f, fd] : out_fds_) {
-      const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name);
-      if (options_.sync && ::fdatasync(fd) != 0) return io_error("syncing", path, errno);
-      folders.insert(std::filesystem::path(path).parent_path().string());
+      fds.emplace_back(fd, out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name));
+      folders.insert(std::filesystem::path(fds.back().second).parent_path().string());
     }
-    if (options_.sync)
-      for (const std::string& d : folders) UCP_RETURN_IF_ERROR(sync_folder(d));
+    if (options_.sync) UCP_RETURN_IF_ERROR(make_durable(fds, folders));
     test_hook("create", 0, me_);
     UCP_RETURN_IF_ERROR(options_.journal->record_created());
   }
@@ -360,15 +382,25 @@ void FilePlanRun::stream_local_runs(const std::vector<Transfer>& round, const st
 
 Status FilePlanRun::record_round(std::size_t index) {
   if (!options_.journal) return {};
+  Status before = drain();
+  std::vector<std::pair<int, std::string>> fds;
   if (options_.sync) {
     std::set<int> written;
     for (const Transfer& x : plan_.rounds[index])
       if (x.writer == me_) written.insert(x.file);
-    for (int f : written)
-      if (::fdatasync(fd_of(f)) != 0) return io_error("syncing", out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name), errno);
+    for (int f : written) fds.emplace_back(fd_of(f), out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name));
   }
-  test_hook("transfer", index, me_);
-  return options_.journal->record_round(index, round_crcs_);
+  recording_ = std::async(std::launch::async, [this, index, fds = std::move(fds), crcs = round_crcs_]() {
+    UCP_RETURN_IF_ERROR(make_durable(fds, {}));
+    test_hook("transfer", index, me_);
+    return options_.journal->record_round(index, crcs);
+  });
+  return before;
+}
+
+Status FilePlanRun::drain() {
+  if (!recording_.valid()) return {};
+  return recording_.get();
 }
 
 Status FilePlanRun::finalize() {
@@ -392,9 +424,15 @@ Status FilePlanRun::finalize() {
       for (const auto& [offset, bytes] : format::zip_finish_writes(*file.zip, crc))
         UCP_RETURN_IF_ERROR(pwrite_full(fd, bytes.data(), bytes.size(), offset, path));
     }
-    // Durable commit: every byte on disk before the rename that publishes OUT.
-    if (options_.sync && ::fsync(fd) != 0) return io_error("syncing", path, errno);
-    if (::close(fd) != 0) return io_error("closing", path, errno);
+  }
+  // Durable commit: every byte on disk before the rename that publishes OUT.
+  if (options_.sync) {
+    std::vector<std::pair<int, std::string>> fds;
+    for (const auto& [f, fd] : out_fds_) fds.emplace_back(fd, out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name));
+    UCP_RETURN_IF_ERROR(make_durable(fds, {}));
+  }
+  for (auto& [f, fd] : out_fds_) {
+    if (::close(fd) != 0) return io_error("closing", out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name), errno);
     fd = -1;
   }
   out_fds_.clear();
@@ -455,6 +493,9 @@ Status execute_file_plan(comm::Communicator& comm, const FilePlan& plan, OutputD
     timer.mark("create");
     if (status.ok())
       status = run_transfer_rounds(comm, plan, opts, [&](const std::vector<Transfer>& r) { return run.transfer_round(r); });
+    // The last round's record (also when the rounds stopped: its bytes are kept for a resume).
+    const Status drained = run.drain();
+    if (status.ok()) status = comm::agree(comm, "transfer", drained).status;
     timer.mark("transfer");
     if (status.ok()) status = comm::agree(comm, "finalize", run.finalize()).status;
     timer.mark("finalize");

@@ -211,7 +211,12 @@ Status pick_or_clean(const fs::path& final_path, const PrepareOptions& o, Prepar
     if (!fs::create_directory(tmp, ec))
       return base::failed_precondition("cannot create temporary output folder '" + tmp.string() + "': " + ec.message());
     p.temp = tmp.string();
-    if (!o.identity.empty()) UCP_RETURN_IF_ERROR(write_run_identity(p.temp, o.identity, o.sync));
+    if (!o.identity.empty()) {
+      if (Status s = write_run_identity(p.temp, o.identity, o.sync); !s.ok()) {
+        fs::remove_all(tmp, ec);  // a full disk: leave nothing behind
+        return s;
+      }
+    }
   }
   return {};
 }

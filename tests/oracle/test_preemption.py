@@ -7,7 +7,7 @@ At 1 and 3 ranks: SIGKILL of one rank during create, the rounds, finalize and co
 hook UCP_TEST_FAIL_AT=PHASE:N:RANK makes that rank raise SIGKILL on itself at that point);
 SIGTERM to one rank (every rank stops at the next round boundary, exit 10, one line saying how to
 resume) and SIGTERM to mpirun. Then what is not this run: another rank count, a changed source
-file, --restart (the stale folder is removed with its size and why); and the lock: a live owner
+file, --restart, an HDF5 output (the stale folder is removed with its size and why); and the lock: a live owner
 refuses a second run with one line naming host and process, a dead owner's lock is taken over.
 UCP_TEST_ROUND_BYTES makes rounds of a few KiB so the small fixture has many round boundaries."""
 
@@ -205,6 +205,21 @@ class Preemption(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("of an earlier run: --restart", p.stderr)
         self.assert_done(out)
+
+    def test_an_hdf5_output_restarts_and_says_why(self):
+        if "parallel HDF5" not in subprocess.run([uo.UCP, "--version"], capture_output=True, text=True).stdout:
+            self.skipTest("built without parallel HDF5")
+        out = os.path.join(self.tmp, "h5")
+        args = ["to-fp32", FIXTURE, out, "--format", "hdf5", "--no-progress"]
+        p = uo.run(args, 3, env=dict(ENV, UCP_TEST_FAIL_AT="commit:0:0"))
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(os.path.exists(out))
+        p = uo.run(args, 3, env=ENV)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stderr, r"removing the stale temporary folder '[^']*' \([0-9.]+ KiB\) of an earlier run: "
+                         r"an HDF5 output cannot resume \(parallel HDF5 writes it without a journal\)")
+        self.assertEqual(leftovers(self.tmp, "h5"), [])
+        self.assertTrue(os.listdir(out))
 
     def test_lock_refuses_a_live_owner_and_takes_over_a_dead_ones(self):
         out = os.path.join(self.tmp, "locked")

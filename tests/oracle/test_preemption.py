@@ -117,16 +117,27 @@ class Preemption(unittest.TestCase):
                     if spec.startswith(("finalize", "commit")):
                         self.assertEqual(t["tensor_bytes_written"], 0)
 
+    def test_no_sync_resumes_too(self):
+        # --no-sync: nothing synced, journal included; a process kill loses nothing (page cache).
+        out = self.fresh_out("no-sync")
+        p = uo.run(self.args(out, extra=["--no-sync"]), 3, env=dict(ENV, UCP_TEST_FAIL_AT="transfer:3:2"))
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assert_untouched(out)
+        p = uo.run(self.args(out, extra=["--no-sync"]), 3, env=ENV)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("3 of ", p.stderr)
+        self.assert_done(out)
+
     def test_sigterm_on_a_rank_stops_every_rank_at_a_round_boundary(self):
-        for ranks in (1, 3):
-            with self.subTest(ranks=ranks):
+        for ranks, sig in ((1, "TERM"), (3, "TERM"), (3, "INT")):
+            with self.subTest(ranks=ranks, signal=sig):
                 out = self.fresh_out(f"term-{ranks}")
-                p = uo.run(self.args(out), ranks, env=dict(ENV, UCP_TEST_FAIL_AT=f"transfer:2:{ranks - 1}:TERM"))
+                p = uo.run(self.args(out), ranks, env=dict(ENV, UCP_TEST_FAIL_AT=f"transfer:2:{ranks - 1}:{sig}"))
                 self.assertEqual(p.returncode, INTERRUPTED, p.stderr)
                 lines = [l for l in ucp_lines(p.stderr) if "interrupted" in l]
                 self.assertEqual(len(lines), 1, p.stderr)
                 # The hook raises SIGTERM while round 2 is recorded: the ranks stop at the next boundary.
-                m = re.match(r"^ucp-reshard reshard: interrupted: stopped by SIGTERM after (\d+) of \d+ rounds; "
+                m = re.match(r"^ucp-reshard reshard: interrupted: stopped by SIG" + sig + r" after (\d+) of \d+ rounds; "
                              r"the finished rounds are kept in '.*\.ucp-tmp-.*': run the same command again to resume", lines[0])
                 self.assertTrue(m, lines[0])
                 self.assertIn(int(m.group(1)), (3, 4))

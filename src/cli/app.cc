@@ -18,6 +18,7 @@
 #include "ucp/cli/to_universal.h"
 #include "ucp/cli/transport.h"
 #include "ucp/comm/communicator.h"
+#include "ucp/exec/interrupt.h"
 #if defined(UCP_HAVE_HDF5)
 #include "ucp/format/hdf5_state_dict.h"
 #endif
@@ -176,6 +177,8 @@ int run_main(int argc, char** argv) {
     if (std::optional<int> done = parse_command_line(app, argc, argv, *comm)) {
       code = *done;
     } else if (const ConversionOptions* conversion = commands.conversion()) {
+      // SIGTERM/SIGINT from here on stop the conversion cleanly (exec/interrupt.h).
+      exec::install_stop_handlers();
       // Conversion commands move their data over the transport --transport picks; the rest stay on MPI.
       base::Result<std::string> header = open_transport(comm, *conversion);
       if (!header.ok()) code = finish(*comm, "transport", header.status());

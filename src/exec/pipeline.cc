@@ -146,6 +146,8 @@ Status run_conversion(comm::Communicator& comm, const RunOptions& o, const Resul
   }
 
   install_stop_handlers();
+  if (const int sig = agreed_stop_signal(comm))  // asked to stop while reading the source
+    return base::interrupted("stopped by " + signal_name(sig) + " before writing anything");
   // Only file plans keep a journal; the identity names the run a later one may resume.
   const bool journaled = std::holds_alternative<plan::FilePlan>(planned->plan);
   PrepareOptions popts;

@@ -1,7 +1,9 @@
 """The Slurm scripts on a real one-node Slurm cluster (munge + slurmctld + slurmd on localhost,
 started by cluster.sh under a fresh temp dir and stopped at the end): the batch script, the
-train-convert-train example, the mpirun/srun wrapper inside a job, and the elastic-restart script
-on both paths (same DP size: hand over the original checkpoint; different: reshard first).
+train-convert-train example, the mpirun/srun wrapper inside a job, the elastic-restart script
+on both paths (same DP size: hand over the original checkpoint; different: reshard first), and a
+conversion job interrupted mid-run (SIGTERM to its tasks, or requeued by Slurm) that its requeued
+run resumes to the uninterrupted output.
 
 Oracles: fp32_reference.pt (DeepSpeed's zero_to_fp32) and the fixture's universal/ folder
 (DeepSpeed's ds_to_universal), read with torch; Slurm's own job accounting (scontrol: state and

@@ -216,6 +216,14 @@ class Preemption(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("of an earlier run: --restart", p.stderr)
         self.assert_done(out)
+        # Another command into the same OUT.
+        other = self.fresh_out("stale-command")
+        self.kill(other, 3, "transfer:3:1", ckpt)
+        p = uo.run(["to-universal", ckpt, other, "--no-progress", "--overwrite"], 3, env=ENV)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("of an earlier run: " + why["ranks"], p.stderr)
+        self.assertNotIn("resuming", p.stderr)
+        self.assertEqual(leftovers(self.tmp, "stale-command"), [])
 
     def test_an_hdf5_output_restarts_and_says_why(self):
         if "parallel HDF5" not in subprocess.run([uo.UCP, "--version"], capture_output=True, text=True).stdout:

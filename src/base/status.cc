@@ -13,6 +13,7 @@ std::string_view status_code_name(StatusCode code) {
     case StatusCode::kResourceExhausted: return "ResourceExhausted";
     case StatusCode::kUnavailable: return "Unavailable";
     case StatusCode::kInternal: return "Internal";
+    case StatusCode::kInterrupted: return "Interrupted";
   }
   return "Unknown";
 }
@@ -44,6 +45,7 @@ int Status::exit_code() const {
     case StatusCode::kResourceExhausted: return 7;
     case StatusCode::kUnavailable: return 8;
     case StatusCode::kInternal: return 9;
+    case StatusCode::kInterrupted: return 10;
   }
   return 1;
 }
@@ -56,5 +58,6 @@ Status failed_precondition(std::string m) { return {StatusCode::kFailedPrecondit
 Status resource_exhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 Status unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+Status interrupted(std::string m) { return {StatusCode::kInterrupted, std::move(m)}; }
 
 }  // namespace ucp::base

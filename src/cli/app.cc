@@ -19,6 +19,7 @@
 #include "ucp/cli/to_universal.h"
 #include "ucp/cli/transport.h"
 #include "ucp/comm/communicator.h"
+#include "ucp/exec/interrupt.h"
 #if defined(UCP_HAVE_HDF5)
 #include "ucp/format/hdf5_state_dict.h"
 #endif
@@ -49,7 +50,8 @@ int finish(comm::Communicator& comm, std::string_view step, const base::Status& 
   comm::Agreement verdict = comm::agree(comm, step, local);
   if (!verdict.status.ok() && comm.rank() == 0) {
     const std::string& msg = !local.ok() ? local.message() : verdict.status.message();
-    std::cerr << "ucp-reshard " << step << ": error: " << msg << std::endl;
+    const bool interrupted = verdict.status.code() == base::StatusCode::kInterrupted;
+    std::cerr << "ucp-reshard " << step << (interrupted ? ": interrupted: " : ": error: ") << msg << std::endl;
   }
   return verdict.status.exit_code();
 }
@@ -181,6 +183,8 @@ int run_main(int argc, char** argv) {
     if (std::optional<int> done = parse_command_line(app, argc, argv, *comm)) {
       code = *done;
     } else if (const ConversionOptions* conversion = commands.conversion()) {
+      // SIGTERM/SIGINT from here on stop the conversion cleanly (exec/interrupt.h).
+      exec::install_stop_handlers();
       // Conversion commands move their data over the transport --transport picks; the rest stay on MPI.
       base::Result<std::string> header = open_transport(comm, *conversion);
       if (!header.ok()) code = finish(*comm, "transport", header.status());

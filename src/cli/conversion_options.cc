@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
 
 #include "ucp/base/size.h"
@@ -30,6 +31,12 @@ void add_conversion_flags(CLI::App* cmd, ConversionOptions& o) {
                   "that owns each file (node-local output); auto: yes when every rank runs on one host")
       ->check(CLI::IsMember({"auto", "yes", "no"}))
       ->capture_default_str();
+  cmd->add_flag("--restart", o.restart,
+                "Start over: remove the temporary folder an interrupted run of this command left beside OUT "
+                "instead of resuming it");
+  cmd->add_flag("--no-sync", o.no_sync,
+                "Do not fsync the journal, the output files and their folders before OUT appears (faster on "
+                "scratch space; a node crash can then leave an OUT that looks complete and is not)");
   o.progress = ::isatty(STDERR_FILENO) != 0;
 }
 
@@ -39,6 +46,9 @@ base::Result<plan::PlanOptions> shared_plan_options(comm::Communicator& comm, co
   UCP_ASSIGN_OR_RETURN(const comm::NodePlacement placement, comm::node_placement(comm));
   UCP_ASSIGN_OR_RETURN(p.max_memory, base::parse_size(o.max_memory).annotate("--max-memory"));
   p.world_size = comm.size();
+  // TEST ONLY: small rounds, so that the kill matrix (tests/oracle/test_preemption.py) has many
+  // round boundaries on its small fixtures. Never set outside tests.
+  if (const char* rb = std::getenv("UCP_TEST_ROUND_BYTES")) p.round_bytes = std::strtoull(rb, nullptr, 10);
   p.direct_writes = o.shared_output == "yes" || (o.shared_output == "auto" && placement.local_size == comm.size());
   return p;
 }
@@ -51,6 +61,8 @@ exec::RunOptions run_options(const ConversionOptions& o, std::string command, st
   r.dry_run = o.dry_run;
   r.progress = o.progress;
   r.timings = o.timings;
+  r.restart = o.restart;
+  r.sync = !o.no_sync;
   return r;
 }
 

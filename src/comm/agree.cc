@@ -41,7 +41,7 @@ Status decode(int rank, const std::vector<std::byte>& record) {
     return base::internal_error("rank " + std::to_string(rank) + " sent an empty agreement record");
   }
   const auto code = static_cast<std::uint8_t>(record[0]);
-  if (code > static_cast<std::uint8_t>(StatusCode::kInternal)) {
+  if (code > static_cast<std::uint8_t>(StatusCode::kInterrupted)) {
     return base::internal_error("rank " + std::to_string(rank) + " sent unknown status code " + std::to_string(code));
   }
   if (code == 0) return Status();

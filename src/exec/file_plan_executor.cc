@@ -11,7 +11,9 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <future>
 #include <map>
+#include <set>
 #include <memory>
 #include <thread>
 #include <utility>
@@ -19,6 +21,7 @@
 #include "ucp/base/size.h"
 #include "ucp/comm/transport.h"
 #include "ucp/exec/file_io.h"
+#include "ucp/exec/interrupt.h"
 #include "ucp/exec/source_reader.h"
 #include "ucp/format/crc32.h"
 #include "ucp/format/zip_writer.h"
@@ -57,11 +60,29 @@ class Buffer {
   std::size_t size_ = 0;
 };
 
+// Makes the files `fds` (and, with `folders`, the folder entries naming them) durable: one fsync
+// each for a few files; for many (a universal checkpoint's thousands) one syncfs of the output's
+// filesystem, which costs one journal commit instead of one per file. Each fd comes with its path
+// for errors.
+constexpr std::size_t kSyncfsFrom = 16;
+Status make_durable(const std::vector<std::pair<int, std::string>>& fds, const std::set<std::string>& folders) {
+  if (fds.empty()) return {};
+  if (fds.size() + folders.size() >= kSyncfsFrom) {
+    if (::syncfs(fds.front().first) != 0) return io_error("syncing the filesystem of", fds.front().second, errno);
+    return {};
+  }
+  for (const auto& [fd, path] : fds)
+    if (::fsync(fd) != 0) return io_error("syncing", path, errno);
+  for (const std::string& d : folders) UCP_RETURN_IF_ERROR(sync_folder(d));
+  return {};
+}
+
 // Per-rank state of one execution.
 class FilePlanRun {
  public:
-  FilePlanRun(comm::Communicator& comm, const FilePlan& plan, OutputDir& out, int lanes)
-      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), lanes_(lanes), sources_(plan.source_paths) {}
+  FilePlanRun(comm::Communicator& comm, const FilePlan& plan, OutputDir& out, int lanes, const ExecuteOptions& options)
+      : comm_(comm), plan_(plan), out_(out), me_(comm.rank()), lanes_(lanes), sources_(plan.source_paths),
+        options_(options) {}
   ~FilePlanRun() {
     for (auto& [f, fd] : out_fds_) ::close(fd);
     for (auto& [f, fd] : shared_fds_) ::close(fd);
@@ -73,6 +94,12 @@ class FilePlanRun {
   Status open_shared();
   Status transfer_round(const std::vector<Transfer>& round);
   Status finish_zip(int file, const plan::PlacedZip& zip, int fd, const std::string& path);
+  /// After round `index`: its bytes are made durable, then it is recorded in the journal, on a
+  /// thread of its own while the next round runs (writeback overlaps the work). The error of the
+  /// round before, if any, is returned here (one round late).
+  Status record_round(std::size_t index);
+  /// Waits for the last round's record: after the rounds, and when they stopped.
+  Status drain();
   Status finalize();
 
  private:
@@ -106,7 +133,18 @@ class FilePlanRun {
   // it is read), so only pages a round actually uses are ever touched.
   Buffer send_, recv_;
   std::map<std::pair<int, int>, std::vector<CrcPiece>> crcs_;  // (file, zip entry) -> pieces
+  const ExecuteOptions& options_;
+  std::vector<JournalCrc> round_crcs_;  // the pieces of the last round, for its journal record
+  std::future<Status> recording_;       // the record of the last round, in flight
 };
+
+// Opens output file `file` that an earlier (journaled) run created; the fd, or -1 with the error.
+std::pair<int, Status> reopen_output_file(const OutputDir& out, const plan::OutputFile& file) {
+  const std::string path = out.temp_file(file.name);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return {-1, io_error("reopening (to resume)", path, errno)};
+  return {fd, Status()};
+}
 
 // Creates one output file in the temporary folder, with its fixed bytes written; the fd, or -1
 // with the error.
@@ -147,7 +185,8 @@ Status FilePlanRun::create() {
   const std::size_t threads = std::min(static_cast<std::size_t>(lanes_), mine.size() / 64 + 1);
   run_on_threads(threads, [&](std::size_t t) {
     for (std::size_t i = t * mine.size() / threads; i < (t + 1) * mine.size() / threads; ++i) {
-      created[i] = create_output_file(out_, plan_.files[static_cast<std::size_t>(mine[i])]);
+      const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(mine[i])];
+      created[i] = options_.resume.created ? reopen_output_file(out_, file) : create_output_file(out_, file);
       if (!created[i].second.ok()) return;
     }
   });
@@ -157,6 +196,22 @@ Status FilePlanRun::create() {
     if (first_error.ok() && !created[i].second.ok()) first_error = created[i].second;
   }
   UCP_RETURN_IF_ERROR(first_error);
+  if (options_.journal && !options_.resume.created) {
+    // Durable before recorded: the files' fixed bytes, and the folder entries naming them.
+    std::set<std::string> folders;
+    std::vector<std::pair<int, std::string>> fds;
+    for (const auto& [f, fd] : out_fds_) {
+      fds.emplace_back(fd, out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name));
+      folders.insert(std::filesystem::path(fds.back().second).parent_path().string());
+    }
+    if (options_.sync) UCP_RETURN_IF_ERROR(make_durable(fds, folders));
+    test_hook("create", 0, me_);
+    UCP_RETURN_IF_ERROR(options_.journal->record_created());
+  }
+  // Rounds an earlier run finished: their CRC pieces come from the journal.
+  if (options_.journal)
+    for (std::size_t r = 0; r < options_.resume.rounds; ++r)
+      for (const JournalCrc& c : options_.journal->crcs_of_round(r)) crcs_[{c.file, c.entry}].push_back({c.offset, c.len, c.crc});
   // Open the sources this rank reads, and size the buffers for the largest round.
   UCP_ASSIGN_OR_RETURN(const std::uint64_t max_send, sources_.open_for(plan_, me_, SourceReader::Buffered::kSentOnly, lanes_));
   std::uint64_t max_recv = 0;
@@ -292,8 +347,12 @@ Status FilePlanRun::transfer_round(const std::vector<Transfer>& round) {
   });
   // The error of the earliest run in the round, whichever lane met it.
   const LaneResult* first = nullptr;
+  round_crcs_.clear();
   for (LaneResult& r : results) {
-    for (auto& [key, piece] : r.crcs) crcs_[key].push_back(piece);
+    for (auto& [key, piece] : r.crcs) {
+      crcs_[key].push_back(piece);
+      round_crcs_.push_back({key.first, key.second, piece.offset, piece.len, piece.crc});
+    }
     if (!r.status.ok() && (!first || r.failed_at < first->failed_at)) first = &r;
   }
   return first ? first->status : Status();
@@ -355,6 +414,29 @@ Status FilePlanRun::finish_zip(int f, const plan::PlacedZip& z, int fd, const st
   return {};
 }
 
+Status FilePlanRun::record_round(std::size_t index) {
+  if (!options_.journal) return {};
+  Status before = drain();
+  std::vector<std::pair<int, std::string>> fds;
+  if (options_.sync) {
+    std::set<int> written;
+    for (const Transfer& x : plan_.rounds[index])
+      if (x.writer == me_) written.insert(x.file);
+    for (int f : written) fds.emplace_back(fd_of(f), out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name));
+  }
+  recording_ = std::async(std::launch::async, [this, index, fds = std::move(fds), crcs = round_crcs_]() {
+    UCP_RETURN_IF_ERROR(make_durable(fds, {}));
+    test_hook("transfer", index, me_);
+    return options_.journal->record_round(index, crcs);
+  });
+  return before;
+}
+
+Status FilePlanRun::drain() {
+  if (!recording_.valid()) return {};
+  return recording_.get();
+}
+
 Status FilePlanRun::finalize() {
   // Collective first (every rank reaches finalize after the same rounds), errors after.
   Status handed = hand_over_crc_pieces();
@@ -368,10 +450,22 @@ Status FilePlanRun::finalize() {
     const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
     const std::string path = out_.temp_file(file.name);
     for (const plan::PlacedZip& z : file.zips) UCP_RETURN_IF_ERROR(finish_zip(f, z, fd, path));
-    if (::close(fd) != 0) return io_error("closing", path, errno);
+  }
+  // Durable commit: every byte on disk before the rename that publishes OUT.
+  if (options_.sync) {
+    std::vector<std::pair<int, std::string>> fds;
+    for (const auto& [f, fd] : out_fds_) fds.emplace_back(fd, out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name));
+    UCP_RETURN_IF_ERROR(make_durable(fds, {}));
+  }
+  for (auto& [f, fd] : out_fds_) {
+    if (::close(fd) != 0) return io_error("closing", out_.temp_file(plan_.files[static_cast<std::size_t>(f)].name), errno);
     fd = -1;
   }
   out_fds_.clear();
+  if (options_.journal) {
+    test_hook("finalize", 0, me_);
+    UCP_RETURN_IF_ERROR(options_.journal->record_finalized());
+  }
   return {};
 }
 
@@ -380,12 +474,18 @@ Status FilePlanRun::finalize() {
 Status run_transfer_rounds(comm::Communicator& comm, const FilePlan& plan, const ExecuteOptions& options,
                            const std::function<Status(const std::vector<Transfer>&)>& transfer) {
   std::uint64_t total = 0, done = 0;
-  for (const auto& round : plan.rounds)
-    for (const auto& x : round) total += x.out_bytes();
+  const std::size_t first = std::min(options.resume.rounds, plan.rounds.size());
+  for (std::size_t i = first; i < plan.rounds.size(); ++i)
+    for (const auto& x : plan.rounds[i]) total += x.out_bytes();
   const auto start = std::chrono::steady_clock::now();
   const std::size_t rounds = plan.rounds.size();
-  for (std::size_t i = 0; i < rounds; ++i) {
-    UCP_RETURN_IF_ERROR(comm::agree(comm, "transfer", transfer(plan.rounds[i])).status);
+  for (std::size_t i = first; i < rounds; ++i) {
+    if (const int sig = agreed_stop_signal(comm))
+      return base::interrupted("stopped by " + signal_name(sig) + " after " + std::to_string(i) + " of " +
+                               std::to_string(rounds) + " rounds");
+    Status s = transfer(plan.rounds[i]);
+    if (s.ok() && options.after_round) s = options.after_round(i);
+    UCP_RETURN_IF_ERROR(comm::agree(comm, "transfer", s).status);
     for (const auto& x : plan.rounds[i]) done += x.out_bytes();
     if (!options.progress || comm.rank() != 0) continue;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -411,12 +511,17 @@ Status execute_file_plan(comm::Communicator& comm, const FilePlan& plan, OutputD
   if (status.ok()) {
     cpu_set_t cpus;
     const int available = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
-    FilePlanRun run(comm, plan, out, stream_lanes(available, placement->local_size));
+    ExecuteOptions opts = options;
+    FilePlanRun run(comm, plan, out, stream_lanes(available, placement->local_size), opts);
+    opts.after_round = [&](std::size_t i) { return run.record_round(i); };
     status = comm::agree(comm, "create", run.create()).status;
     if (status.ok()) status = comm::agree(comm, "create", run.open_shared()).status;  // owners created theirs
     timer.mark("create");
     if (status.ok())
-      status = run_transfer_rounds(comm, plan, options, [&](const std::vector<Transfer>& r) { return run.transfer_round(r); });
+      status = run_transfer_rounds(comm, plan, opts, [&](const std::vector<Transfer>& r) { return run.transfer_round(r); });
+    // The last round's record (also when the rounds stopped: its bytes are kept for a resume).
+    const Status drained = run.drain();
+    if (status.ok()) status = comm::agree(comm, "transfer", drained).status;
     timer.mark("transfer");
     if (status.ok()) status = comm::agree(comm, "finalize", run.finalize()).status;
     timer.mark("finalize");

@@ -529,7 +529,7 @@ Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::vector
   UCP_ASSIGN_OR_RETURN(const std::vector<Run> runs, collect_runs(plan, layout, need));
   assign_readers(plan, need, world);
   assign_owners(plan, runs, world);
-  const std::uint64_t budget = std::min(opt.max_memory - kBounceBytes, std::max<std::uint64_t>(opt.round_bytes, 1u << 20));
+  const std::uint64_t budget = std::min(opt.max_memory - kBounceBytes, std::max<std::uint64_t>(opt.round_bytes, 4096));
   const std::uint64_t max_transfer = std::max<std::uint64_t>(1, std::min(opt.max_transfer_bytes, budget / 4));
   std::vector<Transfer> transfers = cut_transfers(plan, runs, max_transfer);
   const bool every_rank_writes = std::any_of(plan.files.begin(), plan.files.end(), [](const OutputFile& f) { return f.every_rank_writes; });

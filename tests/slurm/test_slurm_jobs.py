@@ -1,7 +1,9 @@
 """The Slurm scripts on a real one-node Slurm cluster (munge + slurmctld + slurmd on localhost,
 started by cluster.sh under a fresh temp dir and stopped at the end): the batch script, the
-train-convert-train example, the mpirun/srun wrapper inside a job, and the elastic-restart script
-on both paths (same DP size: hand over the original checkpoint; different: reshard first).
+train-convert-train example, the mpirun/srun wrapper inside a job, the elastic-restart script
+on both paths (same DP size: hand over the original checkpoint; different: reshard first), and a
+conversion job interrupted mid-run (SIGTERM to its tasks, or requeued by Slurm) that its requeued
+run resumes to the uninterrupted output.
 
 Oracles: fp32_reference.pt (DeepSpeed's zero_to_fp32) and the fixture's universal/ folder
 (DeepSpeed's ds_to_universal), read with torch; Slurm's own job accounting (scontrol: state and
@@ -140,6 +142,62 @@ class SlurmJobs(unittest.TestCase):
         for name in self.ref:
             want = self.ref[name].bool() if sd[name].dtype == torch.bool else self.ref[name]  # zero_to_fp32: bool -> float
             self.assertTrue(uo.bits_equal(sd[name], want), name)
+
+    # ------------------------------------------------------------- preemption and requeue
+
+    def requeue_and_resume(self, interrupt):
+        """A reshard job (2 tasks) is interrupted mid-run by `interrupt(job)`; its requeued run (the
+        same command) resumes from the journaled rounds and writes what an uninterrupted run writes.
+        Small rounds with a delay (test-only knobs) make the run last a few seconds. A requeued
+        job waits for its start time (Slurm holds it ~2 min after a requeue); we move that to now."""
+        ckpt = os.path.join(self.fixture, "checkpoint")
+        knobs = {"UCP_TEST_ROUND_BYTES": "8192"}
+        ref = self.path("ref")
+        r = uo.run(["reshard", ckpt, ref, "--target-dp", "3", "--no-progress"], ranks=2, env=knobs)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = self.path("out")
+        job = submit(["-n", "2", "-o", self.path("job-%j.out"), os.path.join(REPO, "slurm", "ucp-reshard.sbatch"),
+                      "reshard", ckpt, out, "--target-dp", "3", "--no-progress"],
+                     env=dict(knobs, UCP_TEST_ROUND_DELAY_MS="300"))
+        # Interrupt once a round is journaled.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            temps = [e for e in os.listdir(self.path()) if e.startswith(".out.ucp-tmp-")]
+            log = os.path.join(self.path(), temps[0], ".ucp-journal", "rank-0") if temps else ""
+            if log and os.path.exists(log) and os.path.getsize(log) > 40:
+                break
+            time.sleep(0.1)
+        interrupt(job)
+        # Requeued: pending on its begin time; start it now.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            info = sh(["scontrol", "show", "job", job], timeout=30).stdout
+            if re.search(r"Restarts=[1-9]", info) and "JobState=PENDING" in info:
+                break
+            time.sleep(0.3)
+        self.assertIn("JobState=PENDING", info, self.log(f"job-{job}.out"))
+        sh(["scontrol", "update", f"JobId={job}", "StartTime=now"], timeout=30)
+        state, code = wait(job)
+        text = self.log(f"job-{job}.out")
+        self.assertEqual((state, code), ("COMPLETED", 0), text)
+        self.assertIn("(run 2)", text)
+        self.assertIn("resuming the interrupted run in", text)
+        self.assertEqual(uo.file_tree(out), uo.file_tree(ref))
+        for rel in sorted(uo.file_tree(ref)):
+            with open(os.path.join(out, rel), "rb") as a, open(os.path.join(ref, rel), "rb") as b:
+                self.assertEqual(a.read(), b.read(), rel)
+        self.assertEqual([e for e in os.listdir(self.path()) if e.startswith(".out.")], [], "no leftovers")
+        return text
+
+    def test_sigterm_stops_the_conversion_and_the_job_requeues_itself(self):
+        # What --signal=TERM@180 does before a time limit, and a preemption's grace signal.
+        text = self.requeue_and_resume(lambda job: sh(["scancel", "--signal=TERM", job], timeout=30))
+        self.assertIn("interrupted: stopped by SIGTERM after", text)
+        self.assertIn("requeueing the job to resume it", text)
+
+    def test_a_job_requeued_mid_run_resumes(self):
+        # Slurm requeues it (an administrator, a preemption with PreemptMode=REQUEUE, a lost node).
+        self.requeue_and_resume(lambda job: sh(["scontrol", "requeue", job], timeout=30))
 
     # ------------------------------------------------------------- convert between two phases
 

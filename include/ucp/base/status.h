@@ -25,6 +25,7 @@ enum class StatusCode : std::uint8_t {
   kResourceExhausted,   ///< A cap was hit: memory bound, disk full, size limit.
   kUnavailable,         ///< Communication failure or timeout.
   kInternal,            ///< A bug in ucp-reshard.
+  kInterrupted,         ///< Stopped on request (SIGTERM/SIGINT) at a round boundary; resumable.
 };
 
 std::string_view status_code_name(StatusCode code);
@@ -67,6 +68,7 @@ Status failed_precondition(std::string message);
 Status resource_exhausted(std::string message);
 Status unavailable(std::string message);
 Status internal_error(std::string message);
+Status interrupted(std::string message);
 
 /// A value or the Status explaining why there is none. Never holds an OK status without a value.
 template <typename T>

@@ -24,9 +24,12 @@ struct ConversionOptions {
   bool timings = false;
   std::string transport = "auto";  ///< auto | mpi | nccl (cli/transport.h)
   std::string shared_output = "auto";  ///< auto | yes | no: may every rank write into the output files?
+  bool restart = false;  ///< Throw away an interrupted run's temporary folder instead of resuming it.
+  bool no_sync = false;  ///< Skip fsync of the journal, the output files and folders (scratch space).
 };
 
-/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings, --transport and
+/// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings, --transport,
+/// --shared-output, --restart, --no-sync and
 /// --config FILE (cli/config_file.h; applied by run_main after parsing) to `cmd`.
 void add_conversion_flags(CLI::App* cmd, ConversionOptions& options);
 

@@ -7,6 +7,12 @@
 //             readers open their source files
 //   transfer  per round: readers pread + convert into a send buffer, all-to-all-v, owners pwrite
 //   finalize  torch files: CRCs combined per record, zip headers and directory written
+//
+// With a journal (exec/journal.h): each rank records "created", every round (after fdatasync of
+// the files it wrote in it, with the CRC pieces it computed) and "finalized"; a resumed run opens
+// the files it created, skips the rounds every rank finished and takes their CRC pieces from the
+// journal. At every round boundary the ranks agree whether one was asked to stop (SIGTERM,
+// SIGINT: exec/interrupt.h) and then all stop with Interrupted.
 #pragma once
 
 #include <functional>
@@ -14,6 +20,7 @@
 
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
+#include "ucp/exec/journal.h"
 #include "ucp/exec/output_dir.h"
 #include "ucp/exec/phases.h"
 #include "ucp/plan/file_plan.h"
@@ -22,6 +29,12 @@ namespace ucp::exec {
 
 struct ExecuteOptions {
   bool progress = false;  ///< Rank 0 prints bytes done, rate and ETA to stderr after each round.
+  bool sync = true;       ///< fdatasync before each journal record, fsync of every file at finalize.
+  RankJournal* journal = nullptr;  ///< This rank's journal (file plans), or none.
+  ResumePoint resume;     ///< What an earlier run finished (every rank agreed).
+  /// Called after each round's transfer on every rank (recording it), its status joining the
+  /// round's agreement. Set by execute_file_plan.
+  std::function<base::Status(std::size_t round)> after_round;
 };
 
 /// Pure. How many threads one rank creates its files and streams its local runs on: its share of
@@ -29,9 +42,10 @@ struct ExecuteOptions {
 /// CPU-bound kernel work, so a rank with idle cores writes faster on several threads.
 int stream_lanes(int cpus_available, int ranks_on_host);
 
-/// Shared by the executors: runs plan.rounds in order, `transfer` on every rank for each, every
-/// round ending in the agreement "transfer"; rank 0 prints bytes done, rate and ETA when
-/// options.progress. Stops at the first failed round.
+/// Shared by the executors: runs plan.rounds in order from options.resume.rounds, `transfer` then
+/// options.after_round on every rank for each, every round ending in the agreement "transfer";
+/// rank 0 prints bytes done, rate and ETA when options.progress. Stops at the first failed round,
+/// and at a round boundary where any rank was asked to stop (Interrupted on every rank).
 base::Status run_transfer_rounds(comm::Communicator& comm, const plan::FilePlan& plan, const ExecuteOptions& options,
                                  const std::function<base::Status(const std::vector<plan::Transfer>&)>& transfer);
 

@@ -4,13 +4,17 @@
 // any rank is reported by all:
 //   plan      every rank built its plan, and every rank holds the same one (digest)
 //             (--dry-run stops here: rank 0 prints the source and the plan)
-//   prepare   rank 0 makes the temporary folder beside OUT
+//   prepare   rank 0 takes the lock on OUT and makes the temporary folder beside OUT, or picks
+//             the folder of an interrupted run of the same command (exec/output_dir.h,
+//             exec/journal.h); every rank reads its journal and they agree how far it got
 //   create, transfer, finalize
 //             the executor of the plan's kind: file plan (exec/file_plan_executor) or one
 //             parallel-HDF5 file (exec/hdf5_executor)
 //   extras    rank 0 writes the planned small files into the temporary folder
 //   commit    rank 0 renames it to OUT, then writes the small files planned beside OUT
-// On any failure the temporary folder is removed and OUT is left as it was.
+// On any failure the temporary folder is removed and OUT is left as it was. When SIGTERM or SIGINT
+// stops the run at a round boundary (exec/interrupt.h) the folder and its journal are kept, the
+// lock is released, and the command exits with code 10: the same command resumes it.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +37,8 @@ struct RunOptions {
   bool dry_run = false;
   bool progress = false;
   bool timings = false;
+  bool restart = false;  ///< --restart: never resume an interrupted run's folder.
+  bool sync = true;      ///< !--no-sync: durable journal and commit.
 };
 
 /// What a command planned: the plan of its target and what to say about it.

@@ -198,6 +198,7 @@ void convert_to_model_folder(const std::string& checkpoint, const std::string& o
   exec::RunOptions run;
   run.command = "to-fp32";
   run.out = out;
+  run.quiet = true;
   exec::ModelFolderTarget target;
   target.exclude_frozen = exclude_frozen;
   base::Status s;

@@ -7,7 +7,10 @@ Same names, parameters, defaults and results as DeepSpeed 0.19's, with these dif
 - DeepSpeed's known defects are fixed (README, "to-fp32"): frozen parameters of ZeRO-1 and
   BF16_Optimizer checkpoints are restored from the model weights (DeepSpeed drops them), and
   BF16_Optimizer checkpoints are read (DeepSpeed: "not a zero checkpoint"). Frozen 16-bit parameters
-  are widened to float32 exactly and integer/bool buffers keep their dtype, as DeepSpeed 0.19 does.
+  are widened to float32 exactly and integer/bool buffers keep their dtype (DeepSpeed 0.19 does so
+  on its own checkpoints, and leaves frozen parameters of older checkpoints in 16-bit); bf16 master
+  weights (`bf16.bf16_master_weights_and_grads`) are widened to float32 too, where DeepSpeed returns
+  them in bfloat16.
 - `checkpoint_dir` may also be the tag folder itself.
 - Errors are `ucp_reshard.CheckpointError` (a ValueError; a missing file is also a
   FileNotFoundError) with a one-line message naming the file and what was expected.

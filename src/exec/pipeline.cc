@@ -102,7 +102,7 @@ Status run_conversion(comm::Communicator& comm, const RunOptions& o, const Resul
 
   const std::uint64_t written = bytes_written(*planned);
   if (o.timings) print_timings(comm, timer, written);
-  if (comm.rank() == 0 && planned->done_message)
+  if (comm.rank() == 0 && planned->done_message && !o.quiet)
     std::cerr << "ucp-reshard " << o.command << ": " << planned->done_message(written) << std::endl;
   return {};
 }

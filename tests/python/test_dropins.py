@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -84,7 +85,8 @@ class FixtureTruth:
         self.zero3 = "_z3_" in name
 
     def trainable_value(self, name):
-        p = torch.load(os.path.join(self.universal, name, "fp32.pt"), weights_only=False)["param"]
+        p = torch.load(os.path.join(self.universal, name, "fp32.pt"), weights_only=False)
+        p = p["param"] if isinstance(p, dict) else p
         return p.reshape(self.shapes[name])
 
 
@@ -111,7 +113,16 @@ def check_defects(ours, theirs, truth, where, exclude_frozen=False):
             assert k in truth.frozen or truth.shared.get(k) in truth.frozen, f"{where}: extra {k} is not frozen"
             src = truth.shared.get(k, k)
             assert bits_equal(ours[k], truth.module[src].float()), f"{where}: frozen {k} vs the model weights"
-    assert_same_state_dict({k: v for k, v in ours.items() if k in theirs}, theirs, where)
+    common = {k: v for k, v in ours.items() if k in theirs}
+    theirs = dict(theirs)
+    for k, v in theirs.items():
+        if v.dtype in (torch.float16, torch.bfloat16) and common[k].dtype == torch.float32:
+            # DeepSpeed leaves frozen parameters in 16-bit on some checkpoints, and bf16 master
+            # weights (bf16_master_weights_and_grads) in bf16: ours are the same values widened exactly.
+            assert "bf16master" in where or k in truth.frozen or truth.shared.get(k) in truth.frozen, \
+                f"{where}: {k} is 16-bit and not frozen"
+            theirs[k] = v.float()
+    assert_same_state_dict(common, theirs, where)
 
 
 def check_against_truth(ours, truth, where, exclude_frozen=False):
@@ -176,7 +187,9 @@ def test_lazy_mode(fixture_set, name):
         assert "bf16opt" in name, f"{where}: DeepSpeed failed: {err!r}"
         return
     for k, t in theirs.items():
-        assert lazy[k].dtype == t.dtype and tuple(lazy[k].shape) == tuple(t.shape), f"{where}: {k}"
+        assert tuple(lazy[k].shape) == tuple(t.shape), f"{where}: {k}"
+        # Same dtype, or DeepSpeed's 16-bit one widened (checked in check_defects).
+        assert lazy[k].dtype == t.dtype or (lazy[k].dtype == torch.float32 and t.dtype in (torch.float16, torch.bfloat16)), k
     theirs = {k: t.contiguous() for k, t in theirs.items()}
     check_defects(mat, theirs, FixtureTruth(fixture_set, name), where)
 
@@ -256,6 +269,7 @@ def load_folder(out):
             sd.update(load_file(p))
         elif f.endswith(".bin"):
             sd.update(torch.load(p, weights_only=True))
+    sd = dict(sorted(sd.items()))  # file order is not state-dict order (safetensors sorts)
     index = None
     for f in files:
         if f.endswith(".index.json"):
@@ -291,19 +305,32 @@ def test_convert(tmp_path, fixture_set, name, safe, shard):
     assert sorted(sd_a) == sorted(eager), where
     for k in eager:
         assert bits_equal(sd_a[k], eager[k]), f"{where}: {k} vs get_fp32_state_dict"
+    rename = lambda f: f
+    if err is not None and safe and truth.shared and "share memory" in str(err):
+        # DeepSpeed's safetensors writer refuses tied weights (every fixture has them): compare with
+        # its torch output instead, whose split is the same (both come from one size estimate).
+        shutil.rmtree(b, ignore_errors=True)
+        _, err = deepspeed_or_none(ds.convert_zero_checkpoint_to_fp32_state_dict, d, str(b), max_shard_size=shard,
+                                   safe_serialization=False)
+        rename = lambda f: f.replace("pytorch_model", "model").replace(".bin", ".safetensors")
     if err is not None:
-        # DeepSpeed refuses BF16_Optimizer checkpoints, and (safetensors) tied weights.
-        assert "bf16opt" in name or (safe and truth.shared), f"{where}: DeepSpeed failed: {err!r}"
+        assert "bf16opt" in name, f"{where}: DeepSpeed failed: {err!r}"
         return
     files_b, sd_b, index_b = load_folder(b)
-    check_defects(sd_a, sd_b, truth, where)
+    files_b = sorted(rename(f) for f in files_b)
+    if index_b is not None:
+        index_b["weight_map"] = {k: rename(v) for k, v in index_b["weight_map"].items()}
+    check_defects(sd_a, dict(sorted(sd_b.items())), truth, where)
     if set(sd_a) != set(sd_b):
         # DeepSpeed dropped frozen parameters (ZeRO-1): our files hold more, so shards may differ.
-        for k, v in (index_b or {}).get("weight_map", {}).items():
+        for k in (index_b or {}).get("weight_map", {}):
             assert k in index_a["weight_map"], where
         return
     assert files_a == files_b, where
-    assert index_a == index_b, where
+    if index_b is not None:
+        assert index_a["weight_map"] == index_b["weight_map"], where
+        if not safe:
+            assert index_a == index_b, where
 
 
 # ------------------------------------------------------------------ readers, errors
@@ -383,7 +410,8 @@ def test_zero_copy_view():
         assert bits_equal(m, eager[k]), k
         if t._source.core.source_run(t._index) is not None:
             views += 1
-            m.add_(1)  # copy-on-write: writable, and the file is untouched
+            if m.is_floating_point():
+                m.add_(1)  # copy-on-write: writable, and the file is untouched
     assert views > 0
     again = ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(d)
     for k in eager:
@@ -430,10 +458,10 @@ def test_lazy_peak_memory(tmp_path):
     if not os.path.exists(gen):
         pytest.skip("ucp-bench-gen not built (UCP_BUILD_DIR)")
     out = tmp_path / "ckpt"
-    # ~60M parameters, ZeRO-2 bf16 at DP 2: fp32 masters split across 2 files (assembled) plus frozen
-    # and buffer tensors; the largest tensor (the embedding) is a few tens of MB.
-    p = subprocess.run([gen, "--out", str(out), "--params", "60M", "--stage", "2", "--precision", "bf16", "--dp", "2"],
-                       capture_output=True, text=True)
+    # ~125M parameters (~500 MB in fp32), ZeRO-2 bf16 at DP 2: fp32 masters split across 2 files
+    # (assembled), frozen 16-bit and buffer tensors (widened); the largest tensor is the 64 MB embedding.
+    p = subprocess.run([gen, "--out", str(out), "--layers", "8", "--hidden", "1024", "--vocab", "16000", "--seq", "64",
+                        "--stage", "2", "--precision", "bf16", "--dp", "2"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     script = textwrap.dedent("""
         import sys, json
@@ -450,7 +478,7 @@ def test_lazy_peak_memory(tmp_path):
             x = t.contiguous()
             n = x.numel() * x.element_size()
             largest, total = max(largest, n), total + n
-            float(x.double().sum()) if x.is_floating_point() else None
+            float(x.sum()) if x.is_floating_point() else None
             del x
         print(json.dumps({"growth": hwm() - before, "largest": largest, "total": total}))
     """)
@@ -459,5 +487,5 @@ def test_lazy_peak_memory(tmp_path):
     r = json.loads(p.stdout.strip().splitlines()[-1])
     print(r)
     assert r["total"] > 5 * r["largest"], r  # the test means something only if the model is much bigger
-    # .double() of the largest tensor is 2x its fp32 size; plus the tensor itself: 3x, and slack.
-    assert r["growth"] < 4 * r["largest"] + (64 << 20), r
+    # One tensor at a time: the largest, plus what the interpreter and allocator keep (< 32 MB).
+    assert r["growth"] < 1.5 * r["largest"] + (32 << 20), r

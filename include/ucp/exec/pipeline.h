@@ -33,6 +33,7 @@ struct RunOptions {
   bool dry_run = false;
   bool progress = false;
   bool timings = false;
+  bool quiet = false;  ///< No closing "wrote ..." line (callers that report themselves: the Python module).
 };
 
 /// What a command planned: the plan of its target and what to say about it.

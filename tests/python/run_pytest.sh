@@ -25,7 +25,7 @@ if [ ! -f "$TARGET/.complete" ]; then
   "$PY" -m pip wheel --no-deps -w "$WORK/wheels" "$WORK/src" 2>&1 | tail -20
   "$PY" -m pip install --no-deps --target "$TARGET" "$WORK"/wheels/ucp_reshard-*.whl 2>&1 | tail -3
   # pytest (not in the oracle venv) beside it, pinned.
-  "$PY" -m pip install --target "$TARGET" pytest==8.4.2 2>&1 | tail -1
+  "$PY" -m pip install --no-deps --target "$TARGET" pytest==8.4.2 pluggy==1.6.0 iniconfig==2.1.0 2>&1 | tail -1
   touch "$TARGET/.complete"
 fi
 export PYTHONPATH=$TARGET${PYTHONPATH:+:$PYTHONPATH}

@@ -9,6 +9,7 @@ set -euo pipefail
 PY=$1; shift
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${UCP_PY_WORK:-$HOME/.cache/ucp-reshard/python-wheel}
+export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 mkdir -p "$WORK"
 # Keyed by the sources the wheel holds: an unchanged tree reuses its wheel and install.

@@ -178,12 +178,10 @@ class TensorSource:
         self.core.read_into(t._index, out.ctypes.data, out.nbytes, t._dtype_name)
         return out
 
-    def read_torch(self, t):
-        """A fresh in-memory torch tensor (no view), what DeepSpeed's eager functions return."""
-        out = torch.empty(t._shape, dtype=torch_dtype(t._dtype_name))
+    def read_into(self, t, out):
+        """Reads `t` into `out`, a contiguous torch tensor of t's shape and output dtype."""
         if t.numel():
             self.core.read_into(t._index, out.data_ptr(), out.numel() * out.element_size(), t._dtype_name)
-        return out
 
 
 def fp32_output_dtype(stored):

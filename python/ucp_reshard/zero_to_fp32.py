@@ -16,6 +16,7 @@ Same names, parameters, defaults and results as DeepSpeed 0.19's, with these dif
   FileNotFoundError) with a one-line message naming the file and what was expected.
 """
 
+import concurrent.futures
 import os
 import shutil
 import tempfile
@@ -86,13 +87,34 @@ def get_fp32_state_dict_from_zero_checkpoint(checkpoint_dir, tag=None, exclude_f
     lazy, source = _lazy_state_dict(checkpoint_dir, tag, exclude_frozen_parameters, views=True)
     if lazy_mode:
         return lazy
-    state_dict = {}
-    done = {}
+    return _read_all(lazy, source)
+
+
+def _reader_threads():
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _read_all(lazy, source):
+    """Every tensor of `lazy` read into fresh memory; tensors shared by several names read once.
+    The core releases the GIL while reading, so a few threads overlap reads, conversion and the
+    first touch of the new memory."""
+    state_dict, unique, done = {}, [], {}
     for name, t in lazy.items():
         key = id(t)
         if key not in done:
-            done[key] = source.read_torch(t)
+            done[key] = torch.empty(t.shape, dtype=t.dtype)
+            unique.append((t, done[key]))
         state_dict[name] = done[key]
+    threads = _reader_threads()
+    if threads == 1 or len(unique) < 2:
+        for t, out in unique:
+            source.read_into(t, out)
+    else:
+        # Largest first, so the threads end together.
+        unique.sort(key=lambda p: -p[0].nbytes)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+            for f in [pool.submit(source.read_into, t, out) for t, out in unique]:
+                f.result()
     return state_dict
 
 

@@ -3,6 +3,9 @@
 run, on the same checkpoints (default: the bench's 505M ZeRO-2 and ZeRO-3 checkpoints in
 $TMPDIR/ucp-bench, made by bench/run.sh or ucp-bench-gen), and writes bench/results/python_dropins.md.
 
+get_fp32_state_dict_lazy materialises every tensor with .contiguous() one at a time and touches
+each page of it (so a view of a mapped file is read as well), dropping it before the next.
+
 Each (function, implementation, checkpoint) runs in a fresh python process (imports not timed) that
 reports its wall time and peak RSS (VmHWM, which counts mapped file pages too); implementations
 alternate, `--reps` times each, the median is reported.
@@ -64,7 +67,11 @@ elif fn == "get_fp32_state_dict_lazy":
     sd = m.get_fp32_state_dict_from_zero_checkpoint(ckpt, lazy_mode=True)
     n = 0
     for k, v in sd.items():
-        x = v.contiguous(); n += x.numel(); del x
+        # Materialise and touch every byte (a view of a mapped file would otherwise read nothing).
+        x = v.contiguous(); n += x.numel()
+        if x.numel():
+            x.view(-1)[:: max(1, 4096 // x.element_size())].sum()
+        del x
 elif fn == "load_state_dict":
     m.load_state_dict_from_zero_checkpoint(model, ckpt)
     n = sum(p.numel() for p in model.parameters())
@@ -85,7 +92,9 @@ FUNCTIONS = ["get_fp32_state_dict", "get_fp32_state_dict_lazy", "load_state_dict
 def run(py, impl, fn, ckpt, env):
     p = subprocess.run([py, "-c", CHILD, impl, fn, ckpt], capture_output=True, text=True, env=env)
     if p.returncode != 0:
-        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
+        lines = [l.strip() for l in p.stderr.strip().splitlines() if l.strip()] or ["?"]
+        errors = [l for l in lines if "Error" in l.split(":")[0]]
+        return {"error": (errors or lines)[-1][:200]}
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 

@@ -90,7 +90,7 @@ class LazyTensor:
     torch.Size (tuple without torch).
     """
 
-    __slots__ = ("name", "_source", "_index", "_dtype_name", "_shape", "_stored_dtype_name")
+    __slots__ = ("name", "_source", "_index", "_dtype_name", "_shape", "_stored_dtype_name", "_h5_path")
 
     def __init__(self, source, index, name, shape, stored_dtype_name, dtype_name):
         self._source = source

@@ -77,7 +77,8 @@ def get_fp32_state_dict_from_zero_checkpoint(checkpoint_dir, tag=None, exclude_f
         exclude_frozen_parameters: leave out parameters with requires_grad=False.
         lazy_mode: return `LazyTensor`s instead of tensors: `.contiguous()` reads that tensor's
             bytes only (a tensor stored as one fp32 run is a copy-on-write view of the mapped file,
-            no copy at all); `.dtype` and `.shape` need no read.
+            no copy at all: writable, but the file must not be truncated while the view lives);
+            `.dtype` and `.shape` need no read.
 
     Returns:
         dict name -> torch.Tensor (lazy_mode: name -> LazyTensor), in DeepSpeed's order (buffers,

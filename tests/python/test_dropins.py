@@ -399,6 +399,48 @@ def test_open_universal_and_optimizer_states(name):
             assert bits_equal(zero.optimizer_states[state][k].contiguous().reshape(truth.shapes[k]), f), (state, k)
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_open_hdf5(tmp_path, dtype):
+    # model.h5 of `ucp-reshard to-fp32 --format hdf5 --with-optimizer` (the build's command, run
+    # alone), read through h5py: the same tensors as get_fp32_state_dict (cast to bf16 with
+    # --dtype bf16) and the same optimizer states as the ZeRO files.
+    pytest.importorskip("h5py")
+    ucp = os.environ.get("UCP_RESHARD", "")
+    if not ucp or not os.path.exists(ucp):
+        pytest.skip("UCP_RESHARD not set")
+    d = ckpt_dir("deepspeed-0.19", "gpt_z2_bf16_ws2")
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_", "SLURM_"))}
+    p = subprocess.run([ucp, "to-fp32", d, str(out), "--format", "hdf5", "--with-optimizer", "--dtype", dtype,
+                        "--no-progress"], capture_output=True, text=True, env=env)
+    if p.returncode == 5:
+        pytest.skip("ucp-reshard built without parallel HDF5")
+    assert p.returncode == 0, p.stderr
+    eager = ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(d)
+    zero = ucp_reshard.open_checkpoint(d)
+    want_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    for fp32 in (False, True):
+        ck = ucp_reshard.open_checkpoint(str(out), fp32=fp32)
+        assert ck.format.startswith("HDF5") and ck.zero_stage == 2
+        assert sorted(ck) == sorted(eager)
+        for k, v in eager.items():
+            want = v.to(want_dtype) if v.is_floating_point() else v
+            if fp32 and want.is_floating_point():
+                want = want.float()
+            got = ck[k].contiguous()
+            assert ck[k].dtype == want.dtype and tuple(ck[k].shape) == tuple(want.shape), k
+            assert bits_equal(got, want), k
+            a = ck[k].numpy()
+            if a.dtype.kind != "V" and str(want.dtype) != "torch.bfloat16":
+                assert bits_equal(torch.from_numpy(a.copy()), want), k
+    ck = ucp_reshard.open_checkpoint(str(out / "model.h5"))
+    for state in ("exp_avg", "exp_avg_sq"):
+        assert sorted(ck.optimizer_states[state]) == sorted(zero.optimizer_states[state])
+        for k, t in zero.optimizer_states[state].items():
+            got = ck.optimizer_states[state][k].contiguous().reshape(-1)
+            assert bits_equal(got, t.contiguous().reshape(-1)), (state, k)
+
+
 def test_zero_copy_view():
     # ZeRO-2 fp32 at DP 1: every trainable tensor is one fp32 run in the optimizer file.
     d = ckpt_dir("deepspeed-0.19", "gpt_z2_fp32_ws1")

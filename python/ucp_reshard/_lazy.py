@@ -10,7 +10,6 @@ mapping alive. Every other tensor is assembled by the core (pread of its pieces,
 import math
 import mmap
 import os
-import threading
 
 import numpy as np
 
@@ -57,29 +56,14 @@ def is_floating(name):
 
 class _Mappings:
     """Copy-on-write mappings of just one tensor's bytes (page-aligned), one per view: a view holds
-    its own mapping, so dropping the tensor unmaps it and its pages stop counting as ours. The
-    files stay open (one descriptor each) while the source lives."""
-
-    def __init__(self):
-        self._files = {}
-        self._lock = threading.Lock()
+    its own mapping, so dropping the tensor unmaps it and its pages stop counting as ours."""
 
     def map(self, path, offset, nbytes):
         """(buffer, offset of the first byte in it) for bytes [offset, offset + nbytes) of `path`."""
-        with self._lock:
-            f = self._files.get(path)
-            if f is None:
-                f = open(path, "rb")
-                self._files[path] = f
         start = offset - offset % mmap.ALLOCATIONGRANULARITY
-        m = mmap.mmap(f.fileno(), offset - start + nbytes, access=mmap.ACCESS_COPY, offset=start)
+        with open(path, "rb") as f:  # the mapping keeps its own reference to the file
+            m = mmap.mmap(f.fileno(), offset - start + nbytes, access=mmap.ACCESS_COPY, offset=start)
         return m, offset - start
-
-    def close(self):
-        with self._lock:
-            for f in self._files.values():
-                f.close()
-            self._files.clear()
 
 
 class LazyTensor:

@@ -333,6 +333,33 @@ def test_convert(tmp_path, fixture_set, name, safe, shard):
             assert index_a == index_b, where
 
 
+@pytest.mark.parametrize("fixture_set", SETS)
+def test_tag_and_options(tmp_path, fixture_set):
+    # tag given explicitly, the tag folder itself as checkpoint_dir, max_shard_size as an int,
+    # exclude_frozen_parameters in the converter: each as DeepSpeed's function has it.
+    name = "mlp_z2_fp16_ws2"
+    d = ckpt_dir(fixture_set, name)
+    with open(os.path.join(d, "latest")) as f:
+        tag = f.read().strip()
+    base = ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(d)
+    theirs = ds.get_fp32_state_dict_from_zero_checkpoint(d, tag=tag)
+    ours = ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(d, tag=tag)
+    check_defects(ours, theirs, FixtureTruth(fixture_set, name), f"{fixture_set}/{name} tag")
+    assert_same_state_dict(ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(os.path.join(d, tag)), base, "tag folder")
+    with pytest.raises(ucp_reshard.CheckpointNotFoundError):
+        ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(d, tag="global_step999")
+    for kwargs in ({"max_shard_size": 600}, {"exclude_frozen_parameters": True, "max_shard_size": "0.5KB"}):
+        a, b = tmp_path / f"a{len(kwargs)}", tmp_path / f"b{len(kwargs)}"
+        ucp_reshard.convert_zero_checkpoint_to_fp32_state_dict(d, str(a), **kwargs)
+        ds.convert_zero_checkpoint_to_fp32_state_dict(d, str(b), **kwargs)
+        files_a, sd_a, index_a = load_folder(a)
+        files_b, sd_b, index_b = load_folder(b)
+        assert files_a == files_b and index_a == index_b, kwargs
+        assert len(files_a) > 2, kwargs  # sharded
+        check_defects(sd_a, sd_b, FixtureTruth(fixture_set, name), f"{fixture_set}/{name} {kwargs}",
+                      exclude_frozen=kwargs.get("exclude_frozen_parameters", False))
+
+
 # ------------------------------------------------------------------ readers, errors
 
 def test_open_checkpoint_numpy_without_torch():

@@ -34,6 +34,7 @@ __all__ = [
     "load_state_dict_from_zero_checkpoint",
     "convert_zero_checkpoint_to_fp32_state_dict",
     "convert_zero_checkpoint_to_state_dict",
+    "to_torch_tensor",
 ]
 
 
@@ -117,6 +118,26 @@ def _read_all(lazy, source):
             for f in [pool.submit(source.read_into, t, out) for t, out in unique]:
                 f.result()
     return state_dict
+
+
+def to_torch_tensor(state_dict, return_empty_tensor=False, dtype=None):
+    """DeepSpeed's helper for lazy state dicts: every lazy tensor materialised (tied names share
+    one tensor); `return_empty_tensor`: uninitialised tensors of the right shapes instead; `dtype`:
+    floating tensors cast to it (others keep theirs)."""
+    _need_torch("to_torch_tensor")
+    target = None if dtype is None else getattr(torch, _dtype_name(dtype))
+    out, done = {}, {}
+    for name, t in state_dict.items():
+        key = id(t)
+        if key not in done:
+            cast = target if (target is not None and t.dtype.is_floating_point) else None
+            if return_empty_tensor:
+                done[key] = torch.empty(t.shape, dtype=cast or t.dtype)
+            else:
+                x = t.contiguous()
+                done[key] = x.to(cast) if cast is not None else x
+        out[name] = done[key]
+    return out
 
 
 # Tensor bytes load_state_dict_from_zero_checkpoint materialises at once.

@@ -13,7 +13,7 @@ export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 mkdir -p "$WORK"
 # Keyed by the sources the wheel holds: an unchanged tree reuses its wheel and install.
-KEY=$(cd "$SRC" && cat pyproject.toml CMakeLists.txt $(git ls-files -co --exclude-standard -- python src include cmake | sort) \
+KEY=$(cd "$SRC" && cat pyproject.toml CMakeLists.txt $(find python src include cmake -type f -not -name '*.pyc' | sort) \
       2>/dev/null | sha256sum | cut -c1-16)
 TARGET=$WORK/site-$KEY
 if [ ! -f "$TARGET/.complete" ]; then
@@ -21,8 +21,12 @@ if [ ! -f "$TARGET/.complete" ]; then
   mkdir -p "$WORK/wheels"
   # A copy of what the wheel is built from, so its build folder (pyproject: build/) lands outside the clone.
   rm -rf "$WORK/src" && mkdir -p "$WORK/src"
-  (cd "$SRC" && git ls-files -co --exclude-standard -z -- pyproject.toml CMakeLists.txt README.md cmake include src python \
-     | xargs -0 tar cf -) | (cd "$WORK/src" && tar xf -)
+  if git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$SRC" && git ls-files -co --exclude-standard -z -- pyproject.toml CMakeLists.txt README.md cmake include src python \
+       | xargs -0 tar cf -) | (cd "$WORK/src" && tar xf -)
+  else
+    (cd "$SRC" && tar cf - pyproject.toml CMakeLists.txt README.md cmake include src python) | (cd "$WORK/src" && tar xf -)
+  fi
   "$PY" -m pip wheel --no-deps -w "$WORK/wheels" "$WORK/src" 2>&1 | tail -20
   "$PY" -m pip install --no-deps --target "$TARGET" "$WORK"/wheels/ucp_reshard-*.whl 2>&1 | tail -3
   # pytest (not in the oracle venv) beside it, pinned.

@@ -194,6 +194,22 @@ def test_lazy_mode(fixture_set, name):
     check_defects(mat, theirs, FixtureTruth(fixture_set, name), where)
 
 
+@pytest.mark.parametrize("fixture_set", SETS)
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_to_torch_tensor(fixture_set, dtype):
+    # DeepSpeed's helper for lazy dicts, ours on ours and theirs on theirs (ZeRO-3: GatheredTensors).
+    from ucp_reshard.zero_to_fp32 import to_torch_tensor
+    name = "gpt_z3_fp32_ws2"
+    d = ckpt_dir(fixture_set, name)
+    ours = to_torch_tensor(ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(d, lazy_mode=True), dtype=dtype)
+    theirs = ds.to_torch_tensor(ds.get_fp32_state_dict_from_zero_checkpoint(d, lazy_mode=True), dtype=dtype)
+    check_defects(ours, theirs, FixtureTruth(fixture_set, name), f"{fixture_set}/{name} to_torch_tensor {dtype}")
+    assert_same_sharing(ours, theirs, name)
+    empty = to_torch_tensor(ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(d, lazy_mode=True),
+                            return_empty_tensor=True, dtype=dtype)
+    assert {k: (v.dtype, v.shape) for k, v in empty.items()} == {k: (v.dtype, v.shape) for k, v in ours.items()}
+
+
 # ------------------------------------------------------------------ load_state_dict_from_zero_checkpoint
 
 def model_like(state_dict, truth):

@@ -2,7 +2,8 @@
 
 Every error is a CheckpointError (a ValueError, as DeepSpeed's zero_to_fp32 raises for a bad
 checkpoint); missing files and folders are also FileNotFoundError, valid but unsupported input is
-also NotImplementedError. `code` is the Status code name ("DataLoss", "NotFound", ...).
+also NotImplementedError; the other codes get subclasses named after them (CheckpointDataLossError,
+...). `code` is the Status code name ("DataLoss", "NotFound", ...).
 """
 
 
@@ -32,7 +33,7 @@ def error_class(code):
         elif code == "Unimplemented":
             cls = UnsupportedCheckpointError
         else:
-            cls = type("CheckpointError", (CheckpointError,), {"code": code, "__module__": __name__,
-                                                               "__qualname__": "CheckpointError"})
+            name = f"Checkpoint{code}Error"  # CheckpointDataLossError, CheckpointInvalidArgumentError, ...
+            cls = type(name, (CheckpointError,), {"code": code, "__module__": __name__, "__qualname__": name})
         _BY_CODE[code] = cls
     return cls

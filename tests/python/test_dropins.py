@@ -521,6 +521,43 @@ def test_errors_are_one_line_checkpoint_errors(tmp_path):
     assert isinstance(e.value, ValueError) and "\n" not in str(e.value) and "optim_states" in str(e.value)
 
 
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_nothing_from_a_pickle_is_executed(tmp_path):
+    # A model-state file whose pickle calls os.system when unpickled (torch.load(weights_only=False),
+    # as DeepSpeed does, would run it): ours refuses it with one line and runs nothing.
+    import pickle
+    import zipfile
+    src = os.path.join(ckpt_dir("deepspeed-0.19", "gpt_z2_bf16_ws2"), "global_step3")
+    bad = tmp_path / "ckpt"
+    os.makedirs(bad / "global_step3")
+    (bad / "latest").write_text("global_step3")
+    marker = tmp_path / "executed"
+    for f in os.listdir(src):
+        if f != "mp_rank_00_model_states.pt":
+            shutil.copy(os.path.join(src, f), bad / "global_step3" / f)
+    with zipfile.ZipFile(os.path.join(src, "mp_rank_00_model_states.pt")) as zin, \
+            zipfile.ZipFile(bad / "global_step3" / "mp_rank_00_model_states.pt", "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("/data.pkl"):
+                data = pickle.dumps({"module": _Evil(str(marker))}, protocol=2)
+            zout.writestr(item, data)
+    for call in (lambda: ucp_reshard.get_fp32_state_dict_from_zero_checkpoint(str(bad)),
+                 lambda: ucp_reshard.open_checkpoint(str(bad)),
+                 lambda: ucp_reshard.convert_zero_checkpoint_to_fp32_state_dict(str(bad), str(tmp_path / "out"))):
+        with pytest.raises(ucp_reshard.CheckpointError) as e:
+            call()
+        assert "\n" not in str(e.value) and "mp_rank_00_model_states.pt" in str(e.value), str(e.value)
+    assert not marker.exists()
+
+
 def test_no_mpi_in_the_module():
     # The extension links no MPI: in a plain process (no launcher variables), reading a checkpoint
     # maps no libmpi.

@@ -26,6 +26,7 @@
 #include "ucp/exec/convert.h"
 #include "ucp/exec/param_states.h"
 #include "ucp/exec/tensor_reader.h"
+#include "model_tensor_sources.h"  // exec's registry (private to exec; this module is its second caller)
 #include "ucp/format/zero_checkpoint.h"
 #include "ucp/plan/source_layout.h"
 
@@ -79,23 +80,31 @@ class TensorSet {
  public:
   using Info = std::tuple<std::string, std::vector<std::int64_t>, std::string, std::string, int, std::string>;
 
-  /// A DeepSpeed ZeRO / BF16_Optimizer checkpoint (save dir or tag folder).
-  static std::unique_ptr<TensorSet> zero(const std::string& path, const std::string& tag, bool exclude_frozen) {
-    format::ZeroCheckpoint ckpt = value_or_throw(format::read_zero_checkpoint(path, tag));
+  /// The model tensors of any source the consolidated targets read (exec's registry: PyTorch DCP
+  /// folders, DeepSpeed ZeRO / BF16_Optimizer save dirs or tag folders), and for ZeRO files the
+  /// Adam moments too.
+  static std::unique_ptr<TensorSet> model(const std::string& path, const std::string& tag, bool exclude_frozen) {
+    comm::SelfComm comm;
+    exec::PhaseTimer timer;
+    exec::OpenedModelTensors opened = value_or_throw(exec::open_model_tensors(comm, path, tag, exclude_frozen, timer));
     auto set = std::make_unique<TensorSet>();
-    plan::SourceLayout layout = value_or_throw(plan::layout_model_tensors(ckpt, exclude_frozen));
-    for (auto& t : layout.tensors) set->add("model", std::move(t));
-    for (auto state : {plan::OptimizerState::kExpAvg, plan::OptimizerState::kExpAvgSq}) {
-      auto moments = plan::layout_optimizer_state(ckpt, state);
-      if (!moments.ok()) continue;  // no such state (no step yet, another optimizer): not offered
-      for (auto& t : *moments) set->add(plan::optimizer_state_name(state), std::move(t));
+    for (auto& t : opened.layout.tensors) set->add("model", std::move(t));
+    set->files_ = std::make_unique<exec::SourceFiles>(opened.paths);
+    set->format_ = opened.description;
+    if (const auto& ckpt = opened.zero) {
+      for (auto state : {plan::OptimizerState::kExpAvg, plan::OptimizerState::kExpAvgSq}) {
+        auto moments = plan::layout_optimizer_state(*ckpt, state);
+        if (!moments.ok()) continue;  // no such state (no step yet, another optimizer): not offered
+        for (auto& t : *moments) set->add(plan::optimizer_state_name(state), std::move(t));
+      }
+      set->format_ = "DeepSpeed " + std::string(format::optimizer_kind_name(ckpt->kind));
+      set->tag_ = ckpt->files.tag;
+      set->location_ = ckpt->files.tag_dir;
+      set->zero_stage_ = ckpt->zero_stage;
+      set->dp_ = ckpt->dp;
+    } else {
+      set->location_ = path;
     }
-    set->files_ = std::make_unique<exec::SourceFiles>(ckpt.paths);
-    set->format_ = "DeepSpeed " + std::string(format::optimizer_kind_name(ckpt.kind));
-    set->tag_ = ckpt.files.tag;
-    set->location_ = ckpt.files.tag_dir;
-    set->zero_stage_ = ckpt.zero_stage;
-    set->dp_ = ckpt.dp;
     return set;
   }
 
@@ -229,7 +238,7 @@ NB_MODULE(_core, m) {
   });
 
   nb::class_<TensorSet>(m, "TensorSet")
-      .def_static("zero", &TensorSet::zero, nb::arg("path"), nb::arg("tag") = "", nb::arg("exclude_frozen") = false)
+      .def_static("model", &TensorSet::model, nb::arg("path"), nb::arg("tag") = "", nb::arg("exclude_frozen") = false)
       .def_static("universal", &TensorSet::universal, nb::arg("path"), nb::arg("tag") = "")
       .def("tensors", &TensorSet::tensors)
       .def("read_into", &TensorSet::read_into, nb::arg("index"), nb::arg("address"), nb::arg("nbytes"), nb::arg("dtype"))

@@ -1,14 +1,14 @@
 """Lazy readers: open a checkpoint and iterate its tensors by name, with dtype and shape, reading
 each tensor's bytes only when asked (numpy arrays, or torch tensors when torch is installed).
 
-Reads DeepSpeed ZeRO-1/2/3 and BF16_Optimizer checkpoints (save dir or tag folder) and universal
-checkpoint folders (DeepSpeed's ds_to_universal or ours) with the C++ core, and the HDF5 file of
+Reads DeepSpeed ZeRO-1/2/3 and BF16_Optimizer checkpoints (save dir or tag folder), PyTorch DCP
+folders and universal checkpoint folders (DeepSpeed's ds_to_universal or ours) with the C++ core, and the HDF5 file of
 `to-fp32 --format hdf5` (`model.h5`, or the folder holding it) through h5py when it is installed
 (the core's HDF5 reader needs parallel HDF5, hence MPI, which this module does not link). A
 checkpoint is seen as
 
 - `ckpt` (mapping name -> LazyTensor): the model. ZeRO files: the consolidated model as to-fp32
-  writes it (buffers, frozen, trainable, tied names), in the dtypes stored (`fp32=True`: floating
+  writes it (buffers, frozen, trainable, tied names); DCP: every tensor item by its key; in the dtypes stored (`fp32=True`: floating
   tensors widened to float32, as zero_to_fp32). Universal: the fp32 parameters (and ZeRO-3 frozen ones).
 - `ckpt.optimizer_states` (mapping state -> {name -> LazyTensor}): per-parameter optimizer states
   ("exp_avg", "exp_avg_sq", ...) where the checkpoint holds them.
@@ -29,7 +29,7 @@ class Checkpoint:
         if _core.is_universal(path, tag):
             self._core = _core.TensorSet.universal(path, tag)
         else:
-            self._core = _core.TensorSet.zero(path, tag, bool(exclude_frozen))
+            self._core = _core.TensorSet.model(path, tag, bool(exclude_frozen))
         self._source = TensorSource(self._core, views=True)
         groups = {}
         made = {}
@@ -173,7 +173,7 @@ class Hdf5Checkpoint(Checkpoint):
 
 def open_checkpoint(path, tag=None, exclude_frozen=False, fp32=False):
     """Opens the checkpoint at `path` for lazy reading (see Checkpoint): DeepSpeed ZeRO files, a
-    universal folder, or model.h5 of `to-fp32 --format hdf5` (needs h5py)."""
+    universal folder, a PyTorch DCP folder, or model.h5 of `to-fp32 --format hdf5` (needs h5py)."""
     h5 = _hdf5_file(path_str(path))
     if h5 is not None:
         return Hdf5Checkpoint(h5, fp32=fp32)

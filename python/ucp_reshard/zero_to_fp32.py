@@ -49,7 +49,7 @@ def _resolve_tag(checkpoint_dir, tag):
 
 
 def _lazy_state_dict(checkpoint_dir, tag, exclude_frozen_parameters, views):
-    core = _core.TensorSet.zero(path_str(checkpoint_dir), _resolve_tag(checkpoint_dir, tag), bool(exclude_frozen_parameters))
+    core = _core.TensorSet.model(path_str(checkpoint_dir), _resolve_tag(checkpoint_dir, tag), bool(exclude_frozen_parameters))
     source = TensorSource(core, views=views)
     state_dict = {}
     made = {}

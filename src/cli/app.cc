@@ -80,14 +80,14 @@ struct Commands {
 };
 
 void add_commands(CLI::App& app, Commands& c) {
-  c.inspect_cmd = app.add_subcommand("inspect", "Show what is in a .pt/.bin/.safetensors file or a DeepSpeed checkpoint dir");
+  c.inspect_cmd = app.add_subcommand("inspect", "Show what is in a .pt/.bin/.safetensors/.h5 file, a DeepSpeed checkpoint dir or a PyTorch DCP folder");
   c.inspect_cmd->add_option("path", c.inspect.path, "File, DeepSpeed save dir, or tag folder")->required();
   c.inspect_cmd->add_option("--tag", c.inspect.tag, "Tag to read instead of the one in 'latest'");
   c.inspect_cmd->add_flag("--json", c.inspect.json, "Machine-readable JSON output");
   c.inspect_cmd->add_option("--max-items", c.inspect.max_items, "Container items shown per level")->check(CLI::PositiveNumber);
 
   c.diff_cmd = app.add_subcommand("diff", std::string(kDiffDescription));
-  c.diff_cmd->add_option("a", c.diff.a, "State dict A: .safetensors, .bin/.pt, or a model dir")->required();
+  c.diff_cmd->add_option("a", c.diff.a, "State dict A: .safetensors, .bin/.pt, a model dir, or a PyTorch DCP folder")->required();
   c.diff_cmd->add_option("b", c.diff.b, "State dict B")->required();
   c.diff_cmd->add_option("--rtol", c.diff.rtol, "Relative tolerance")->check(CLI::NonNegativeNumber);
   c.diff_cmd->add_option("--atol", c.diff.atol, "Absolute tolerance")->check(CLI::NonNegativeNumber);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ucp/format/dcp.h"
 #include "ucp/format/deepspeed_checkpoint.h"
 #include "ucp/format/safetensors.h"
 #include "ucp/format/state_dict.h"
@@ -219,6 +220,51 @@ Status inspect_deepspeed(const InspectOptions& o, std::ostream& out) {
   return {};
 }
 
+// A PyTorch DCP folder: every item of .metadata (tensors with their chunks, non-tensor items), the
+// data files, and whether the chunks tile every tensor (holes and overlaps are named, exit non-zero).
+Status inspect_dcp(const InspectOptions& o, std::ostream& out) {
+  UCP_ASSIGN_OR_RETURN(format::dcp::Metadata m, format::dcp::read_metadata(o.path));
+  const Status coverage = format::dcp::read_layout(m).status();
+  if (o.json) {
+    Json tensors = Json::object(), bytes_items = Json::object();
+    for (const auto& t : m.tensors) {
+      Json chunks = Json::array();
+      for (const auto& c : t.chunks)
+        chunks.push_back({{"offsets", c.offsets}, {"sizes", c.sizes}, {"file", c.stored.file}, {"offset", c.stored.offset},
+                          {"length", c.stored.length}});
+      tensors[t.fqn] = {{"dtype", base::dtype_name(t.dtype)}, {"shape", t.shape}, {"chunks", chunks}};
+    }
+    for (const auto& b : m.bytes_items)
+      bytes_items[b.fqn] = {{"file", b.stored.file}, {"offset", b.stored.offset}, {"length", b.stored.length}};
+    out << Json{{"path", o.path}, {"format", "dcp"}, {"version", m.version}, {"files", m.files}, {"tensors", tensors},
+                {"bytes_items", bytes_items}, {"coverage", coverage.ok() ? "complete" : coverage.message()}}.dump(2) << '\n';
+    return coverage;
+  }
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (const auto& f : m.files) {
+    const std::uintmax_t size = fs::file_size(fs::path(o.path) / f, ec);
+    if (!ec) bytes += size;
+  }
+  out << "PyTorch DCP checkpoint " << o.path << (m.version.empty() ? "" : " (version " + m.version + ")") << '\n'
+      << "  items:           " << m.tensors.size() << " tensors, " << m.bytes_items.size() << " non-tensor\n"
+      << "  files:           " << m.files.size() << " data files (" << human_bytes(bytes) << ")\n"
+      << "  chunks:          " << (coverage.ok() ? "every tensor tiled exactly once" : coverage.message()) << '\n';
+  int listed = 0;
+  for (const auto& t : m.tensors) {
+    if (o.max_items >= 0 && listed++ >= o.max_items) {
+      out << "  ... " << m.tensors.size() - static_cast<std::size_t>(o.max_items) << " more tensors\n";
+      break;
+    }
+    out << "  " << quoted(t.fqn) << ": " << base::dtype_name(t.dtype) << ' ' << shape_string(t.shape) << ", "
+        << t.chunks.size() << " chunk(s)";
+    for (const auto& c : t.chunks) out << ' ' << shape_string(c.offsets) << '+' << shape_string(c.sizes) << '@' << c.stored.file;
+    out << '\n';
+  }
+  for (const auto& b : m.bytes_items) out << "  " << quoted(b.fqn) << ": non-tensor item, " << human_bytes(b.stored.length) << " in " << b.stored.file << '\n';
+  return coverage;
+}
+
 // An HDF5 file of to-fp32: its /model datasets, through the state-dict loader (no HDF5 here).
 Status inspect_hdf5(const InspectOptions& o, std::ostream& out) {
   UCP_ASSIGN_OR_RETURN(format::StateDict sd, format::StateDict::open(o.path));
@@ -246,6 +292,7 @@ bool has_suffix(const std::string& s, std::string_view suffix) {
 Status run_inspect(const InspectOptions& o, std::ostream& out) {
   std::error_code ec;
   if (!fs::exists(o.path, ec)) return base::not_found("'" + o.path + "' does not exist");
+  if (format::dcp::is_dcp_folder(o.path)) return inspect_dcp(o, out);
   if (fs::is_directory(o.path, ec)) return inspect_deepspeed(o, out);
   if (has_suffix(o.path, ".safetensors")) return inspect_safetensors(o, out);
   if (has_suffix(o.path, ".h5") || has_suffix(o.path, ".hdf5")) return inspect_hdf5(o, out);

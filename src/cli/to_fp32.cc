@@ -31,6 +31,9 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
   cmd->add_option("--hf-config", o.hf_config,
                   "HF model folder whose config.json, generation_config.json and tokenizer files join the output "
                   "(default: those beside the checkpoint, as in an HF Trainer checkpoint-K/)");
+  cmd->add_option("--select", o.select,
+                  "Only the tensors under this key prefix, written without it (a DCP of Lingua's {model, optim}: "
+                  "--select model)");
   add_conversion_flags(cmd, o);
   return cmd;
 }
@@ -64,8 +67,8 @@ Result<plan::PlanOptions> plan_options(comm::Communicator& comm, const ToFp32Opt
 // The target the options name.
 exec::Target target_of(const ToFp32Options& o) {
   if (o.format == "hdf5")
-    return exec::Hdf5Target{o.exclude_frozen, o.with_optimizer, std::string("ucp-reshard ") + UCP_VERSION + " to-fp32"};
-  return exec::ModelFolderTarget{o.format == "lightning", o.exclude_frozen, o.hf_config};
+    return exec::Hdf5Target{o.exclude_frozen, o.with_optimizer, std::string("ucp-reshard ") + UCP_VERSION + " to-fp32", o.select};
+  return exec::ModelFolderTarget{o.format == "lightning", o.exclude_frozen, o.hf_config, o.select};
 }
 
 }  // namespace

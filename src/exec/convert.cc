@@ -20,16 +20,20 @@ Status convert(comm::Communicator& comm, const std::string& source, const std::s
       for (const auto& w : warnings) std::cerr << "ucp-reshard " << run.command << ": warning: " << w << std::endl;
     return run_conversion(comm, run, planned, timer);
   }
-  UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, read_zero_checkpoint(comm, source, tag, timer));
-  if (const auto* model = std::get_if<ModelFolderTarget>(&target))
-    return run_conversion(comm, run, plan_model_folder(ckpt, *model, options, run.out), timer);
-  if (const auto* hdf5 = std::get_if<Hdf5Target>(&target)) {
-    std::vector<OptimizerStep> steps;  // collective: rank 0 reads them, every rank gets them (agreed)
-    if (hdf5->with_optimizer) {
-      UCP_ASSIGN_OR_RETURN(steps, read_optimizer_steps(comm, ckpt));
-    }
-    return run_conversion(comm, run, plan_hdf5_file(ckpt, *hdf5, steps, options, run.out), timer);
+  if (const auto* model = std::get_if<ModelFolderTarget>(&target)) {
+    // Model tensors from any source of the registry (exec/model_tensor_sources.cc).
+    UCP_ASSIGN_OR_RETURN(OpenedModelTensors tensors, open_model_tensors(comm, source, tag, model->exclude_frozen, timer));
+    return run_conversion(comm, run, plan_model_folder(tensors, *model, options, run.out), timer);
   }
+  if (const auto* hdf5 = std::get_if<Hdf5Target>(&target)) {
+    UCP_ASSIGN_OR_RETURN(OpenedModelTensors tensors, open_model_tensors(comm, source, tag, hdf5->exclude_frozen, timer));
+    std::vector<OptimizerStep> steps;  // collective: rank 0 reads them, every rank gets them (agreed)
+    if (hdf5->with_optimizer && tensors.zero) {
+      UCP_ASSIGN_OR_RETURN(steps, read_optimizer_steps(comm, *tensors.zero));
+    }
+    return run_conversion(comm, run, plan_hdf5_file(tensors, *hdf5, steps, options, run.out), timer);
+  }
+  UCP_ASSIGN_OR_RETURN(format::ZeroCheckpoint ckpt, read_zero_checkpoint(comm, source, tag, timer));
   return run_conversion(comm, run, plan_universal_folder(ckpt, options, run.out), timer);
 }
 

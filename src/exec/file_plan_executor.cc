@@ -270,11 +270,13 @@ Status FilePlanRun::transfer_round(const std::vector<Transfer>& round) {
     cursor[static_cast<std::size_t>(x.reader)] += x.out_bytes();
     if (!received.status.ok()) continue;
     const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name);
-    received.status = pwrite_full(fd_of(x.file), data, x.out_bytes(), x.file_offset, path);
+    x.for_each_row([&](std::uint64_t offset, std::uint64_t packed, std::uint64_t len) {
+      if (!received.status.ok()) return;
+      received.status = pwrite_full(fd_of(x.file), data + packed, len, offset, path);
+      if (x.zip_entry >= 0)
+        received.crcs.push_back({{x.file, x.zip_entry}, {offset, len, format::crc32_update(0, std::span<const std::byte>(data + packed, len))}});
+    });
     if (!received.status.ok()) received.failed_at = i;
-    if (x.zip_entry >= 0)
-      received.crcs.push_back({{x.file, x.zip_entry},
-                               {x.file_offset, x.out_bytes(), format::crc32_update(0, std::span<const std::byte>(data, x.out_bytes()))}});
   }
   {
     std::vector<std::uint64_t> lane_bytes(lane_runs.size(), 0);
@@ -302,22 +304,34 @@ void FilePlanRun::stream_local_runs(const std::vector<Transfer>& round, const st
     const Transfer& x = round[i];
     const int fd = fd_of(x.file);
     const std::string path = out_.temp_file(plan_.files[static_cast<std::size_t>(x.file)].name);
+    // The converted bytes arrive in chunks of any size; a strided run's rows land apart, each
+    // with a CRC piece of its own.
+    const std::uint64_t row_bytes = x.row_bytes();
     std::uint32_t crc = 0;
     std::uint64_t written = 0;
     result.status = sources_.stream(
         x,
         [&](std::span<const std::byte> chunk) {
-          if (x.zip_entry >= 0) crc = format::crc32_update(crc, chunk);
-          const Status s = pwrite_full(fd, chunk.data(), chunk.size(), x.file_offset + written, path);
-          written += chunk.size();
-          return s;
+          while (!chunk.empty()) {
+            const std::uint64_t row = written / row_bytes, in_row = written % row_bytes;
+            const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), row_bytes - in_row));
+            const std::uint64_t row_start = x.file_offset + row * x.dst_row_stride;
+            if (x.zip_entry >= 0) crc = format::crc32_update(crc, chunk.first(len));
+            UCP_RETURN_IF_ERROR(pwrite_full(fd, chunk.data(), len, row_start + in_row, path));
+            written += len;
+            chunk = chunk.subspan(len);
+            if (x.zip_entry >= 0 && in_row + len == row_bytes) {
+              result.crcs.push_back({{x.file, x.zip_entry}, {row_start, row_bytes, crc}});
+              crc = 0;
+            }
+          }
+          return Status();
         },
         lane);
     if (!result.status.ok()) {
       result.failed_at = i;
       return;
     }
-    if (x.zip_entry >= 0) result.crcs.push_back({{x.file, x.zip_entry}, {x.file_offset, x.out_bytes(), crc}});
   }
 }
 

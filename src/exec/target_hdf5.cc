@@ -76,20 +76,34 @@ Result<plan::Hdf5OptimizerStates> optimizer_states(const format::ZeroCheckpoint&
 
 }  // namespace
 
-Result<PlannedConversion> plan_hdf5_file(const format::ZeroCheckpoint& ckpt, const Hdf5Target& target,
+Result<PlannedConversion> plan_hdf5_file(const OpenedModelTensors& source, const Hdf5Target& target,
                                          const std::vector<OptimizerStep>& steps, const plan::PlanOptions& options,
                                          const std::string& out) {
-  std::vector<plan::Hdf5Attribute> attributes = source_attributes(target, ckpt, options);
-  add_step_attributes(ckpt, steps, attributes);
-  UCP_ASSIGN_OR_RETURN(plan::SourceLayout layout, plan::layout_model_tensors(ckpt, target.exclude_frozen));
+  if (target.with_optimizer && !target.select.empty())
+    return base::invalid_argument("--select does not apply with --with-optimizer (the file is a whole universal checkpoint)");
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, selected(source.layout, target.select));
+  std::vector<plan::Hdf5Attribute> attributes;
   std::optional<plan::Hdf5OptimizerStates> states;
-  if (target.with_optimizer) {
-    UCP_ASSIGN_OR_RETURN(states, optimizer_states(ckpt));
+  if (source.zero) {
+    attributes = source_attributes(target, *source.zero, options);
+    add_step_attributes(*source.zero, steps, attributes);
+    if (target.with_optimizer) {
+      UCP_ASSIGN_OR_RETURN(states, optimizer_states(*source.zero));
+    }
+  } else {
+    if (target.with_optimizer)
+      return base::invalid_argument("--with-optimizer writes DeepSpeed's optimizer states and needs DeepSpeed ZeRO files; "
+                                    "the source is a " + source.description);
+    std::error_code ec;
+    const std::string path = std::filesystem::absolute(source.paths.empty() ? "" : source.paths[0], ec).parent_path().lexically_normal().string();
+    attributes = {{"/", "producer", target.producer},
+                  {"/", "source_checkpoint", path},
+                  {"/", "float_dtype", std::string(base::torch_dtype_attr(options.float_dtype))}};
   }
   UCP_ASSIGN_OR_RETURN(plan::Hdf5Plan plan,
-                       plan::plan_hdf5(layout, states ? &*states : nullptr, ckpt.paths, options, std::move(attributes)));
+                       plan::plan_hdf5(layout, states ? &*states : nullptr, source.paths, options, std::move(attributes)));
   const std::size_t objects = plan.plan.tensors.size();
-  PlannedConversion p{std::move(plan), describe_checkpoint(ckpt), {}};
+  PlannedConversion p{std::move(plan), source.description, {}};
   p.done_message = [objects, out](std::uint64_t written) {
     return "wrote " + std::to_string(objects) + " datasets/links to " + out + "/" + format::kHdf5FileName + ", " +
            base::format_bytes(written) + " of tensor data (" + hdf5_output_description() + ")";

@@ -4,7 +4,6 @@
 #include "ucp/base/size.h"
 #include "hf_model_files.h"
 #include "mapped_files.h"
-#include "zero_source.h"
 #include "ucp/plan/lightning_plan.h"
 #include "ucp/plan/source_layout.h"
 
@@ -25,19 +24,24 @@ Result<plan::FilePlan> plan_lightning_file(const format::ZeroCheckpoint& ckpt, c
 
 }  // namespace
 
-Result<PlannedConversion> plan_model_folder(const format::ZeroCheckpoint& ckpt, const ModelFolderTarget& target,
+Result<PlannedConversion> plan_model_folder(const OpenedModelTensors& source, const ModelFolderTarget& target,
                                             const plan::PlanOptions& options, const std::string& out) {
-  UCP_ASSIGN_OR_RETURN(plan::SourceLayout layout, plan::layout_model_tensors(ckpt, target.exclude_frozen));
-  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, target.lightning ? plan_lightning_file(ckpt, layout, options)
-                                                             : plan::plan_consolidated(layout, ckpt.paths, options));
+  if (target.lightning && !source.zero)
+    return base::invalid_argument("--format lightning writes Lightning's DeepSpeed file and needs DeepSpeed ZeRO files; "
+                                  "the source is a " + source.description);
+  if (target.lightning && !target.select.empty())
+    return base::invalid_argument("--select does not apply to --format lightning (Lightning's file holds the whole model)");
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, selected(source.layout, target.select));
+  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, target.lightning ? plan_lightning_file(*source.zero, layout, options)
+                                                             : plan::plan_consolidated(layout, source.paths, options));
   HfModelFiles hf;
   if (!target.lightning) {
-    UCP_ASSIGN_OR_RETURN(hf, find_hf_model_files(ckpt.files.save_dir, target.hf_config));
+    UCP_ASSIGN_OR_RETURN(hf, find_hf_model_files(source.save_dir, target.hf_config));
     UCP_ASSIGN_OR_RETURN(std::vector<plan::SmallFile> small, hf_model_small_files(hf, options.float_dtype));
     for (auto& f : small) plan.small_files.push_back(std::move(f));
   }
   const std::size_t tensors = plan.tensors.size(), files = plan.files.size();
-  PlannedConversion p{std::move(plan), describe_checkpoint(ckpt), {}};
+  PlannedConversion p{std::move(plan), source.description, {}};
   p.done_message = [=](std::uint64_t written) {
     std::string line = "wrote " + std::to_string(tensors) + " tensors in " + std::to_string(files) + " file(s), " +
                        base::format_bytes(written) + " to " + out;

@@ -7,6 +7,7 @@
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
 #include "ucp/exec/convert.h"
+#include "model_tensor_sources.h"
 #include "optimizer_steps.h"
 #include "ucp/exec/param_states.h"
 #include "ucp/exec/pipeline.h"
@@ -14,11 +15,11 @@
 
 namespace ucp::exec {
 
-base::Result<PlannedConversion> plan_model_folder(const format::ZeroCheckpoint& ckpt, const ModelFolderTarget& target,
+base::Result<PlannedConversion> plan_model_folder(const OpenedModelTensors& source, const ModelFolderTarget& target,
                                                   const plan::PlanOptions& options, const std::string& out);
 
 /// `steps`: the optimizer's step per flat group (with_optimizer; exec/optimizer_steps.h), else empty.
-base::Result<PlannedConversion> plan_hdf5_file(const format::ZeroCheckpoint& ckpt, const Hdf5Target& target,
+base::Result<PlannedConversion> plan_hdf5_file(const OpenedModelTensors& source, const Hdf5Target& target,
                                                const std::vector<OptimizerStep>& steps, const plan::PlanOptions& options,
                                                const std::string& out);
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ucp/base/checked_math.h"
+#include "ucp/format/dcp.h"
 #include "ucp/format/mapped_file.h"
 #include "ucp/format/safetensors.h"
 #include "ucp/format/torch_file.h"
@@ -316,10 +317,34 @@ const StateDictTensor* StateDict::find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
+namespace {
+
+// A PyTorch DCP folder: every tensor item assembled from its chunks (owned copies); non-tensor
+// items are skipped and counted.
+Result<StateDict> open_dcp(const std::string& path) {
+  UCP_ASSIGN_OR_RETURN(dcp::Metadata m, dcp::read_metadata(path));
+  std::vector<std::shared_ptr<const MappedFile>> files;
+  UCP_ASSIGN_OR_RETURN(SourceLayout layout, dcp::read_layout(m, &files));
+  StateDictBuilder b;
+  b.set_format("dcp");
+  for (const auto& f : m.files) b.add_file(path + "/" + f);
+  b.add_skipped(m.bytes_items.size());
+  for (const LogicalTensor& t : layout.tensors) {
+    auto bytes = std::make_shared<std::vector<std::byte>>(t.numel() * base::dtype_size(t.dtype));
+    UCP_RETURN_IF_ERROR(read_tensor(t, files, *bytes));
+    StateDictTensor x{t.name, t.dtype, t.shape, std::span<const std::byte>(*bytes), bytes, m.metadata_path()};
+    b.add(std::move(x));
+  }
+  return std::move(b.dict);
+}
+
+}  // namespace
+
 Result<StateDict> StateDict::open(const std::string& path) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) return base::not_found(in_quotes(path) + ": no such file or directory");
+  if (fs::is_directory(st) && dcp::is_dcp_folder(path)) return open_dcp(path);
   StateDictBuilder b;
   if (fs::is_directory(st)) {
     static constexpr std::string_view kCandidates[] = {"model.safetensors", "model.safetensors.index.json",

@@ -280,6 +280,8 @@ struct Run {
   format::TensorLocation src;
   int tensor;
   std::uint64_t dst_offset;  // elements into the tensor
+  std::uint64_t rows;        // plan::Piece's strided rows
+  std::uint64_t dst_row_stride;
 };
 
 // Step 3: the source runs of every output tensor's bytes (an alias copy re-reads its source's
@@ -293,7 +295,7 @@ Result<std::vector<Run>> collect_runs(FilePlan& plan, const SourceLayout& layout
     if (lt->role == TensorRole::kAlias) lt = &layout.tensors[static_cast<std::size_t>(lt->alias_of)];
     for (const Piece& p : lt->pieces) {
       if (p.src.file >= need.size()) return base::internal_error("piece refers to an unknown source file");
-      runs.push_back({p.src, static_cast<int>(i), p.dst_offset});
+      runs.push_back({p.src, static_cast<int>(i), p.dst_offset, p.rows, p.dst_row_stride});
       need[p.src.file] += p.src.nbytes();
       if (layout.tensors[static_cast<std::size_t>(t.logical)].role != TensorRole::kAlias) plan.min_bytes_read += p.src.nbytes();
     }
@@ -375,6 +377,8 @@ int zip_entry_at(const OutputFile& file, std::uint64_t offset) {
 }
 
 // Step 6: transfers, split so that one run never exceeds max_transfer output bytes; in file order.
+// A strided run is split between rows (whole rows per transfer), and a row longer than the limit
+// on its own; a file every rank writes (HDF5) takes its runs row by row.
 std::vector<Transfer> cut_transfers(const FilePlan& plan, const std::vector<Run>& runs, std::uint64_t max_transfer) {
   std::vector<Transfer> transfers;
   for (const Run& run : runs) {
@@ -383,17 +387,31 @@ std::vector<Transfer> cut_transfers(const FilePlan& plan, const std::vector<Run>
     const std::uint64_t chunk = std::max<std::uint64_t>(1, max_transfer / out_size);
     const OutputFile& file = plan.files[static_cast<std::size_t>(t.file)];
     const int zip_entry = zip_entry_at(file, t.file_offset);
-    for (std::uint64_t done = 0; done < run.src.numel; done += chunk) {
+    const std::uint64_t row = run.src.numel / run.rows;
+    const std::uint64_t rows_per = run.rows == 1 || file.every_rank_writes ? 1 : chunk / row;
+    auto emit = [&](std::uint64_t first_elem, std::uint64_t numel, std::uint64_t dst_elem, std::uint64_t rows) {
       Transfer x;
-      x.src = run.src.slice(done, std::min(chunk, run.src.numel - done));
+      x.src = run.src.slice(first_elem, numel);
       x.out_dtype = t.dtype;
       x.reader = plan.source_reader[run.src.file];
       x.writer = file.every_rank_writes ? x.reader : file.owner;  // direct writes: balance_readers
       x.file = t.file;
-      x.file_offset = t.file_offset + (run.dst_offset + done) * out_size;
+      x.file_offset = t.file_offset + dst_elem * out_size;
+      x.rows = rows;
+      x.dst_row_stride = rows > 1 ? run.dst_row_stride * out_size : 0;
       x.zip_entry = zip_entry;
       transfers.push_back(x);
+    };
+    if (rows_per > 1) {
+      for (std::uint64_t r = 0; r < run.rows; r += rows_per) {
+        const std::uint64_t n = std::min(rows_per, run.rows - r);
+        emit(r * row, n * row, run.dst_offset + r * run.dst_row_stride, n);
+      }
+      continue;
     }
+    for (std::uint64_t r = 0; r < run.rows; ++r)  // contiguous: one row
+      for (std::uint64_t done = 0; done < row; done += chunk)
+        emit(r * row + done, std::min(chunk, row - done), run.dst_offset + r * run.dst_row_stride + done, 1);
   }
   std::stable_sort(transfers.begin(), transfers.end(), [](const Transfer& a, const Transfer& b) {
     return a.file != b.file ? a.file < b.file : a.file_offset < b.file_offset;
@@ -530,7 +548,9 @@ Status check_file_coverage(const FilePlan& plan) {
   }
   for (const auto& round : plan.rounds)
     for (const Transfer& x : round)
-      spans[static_cast<std::size_t>(x.file)].emplace_back(x.file_offset, x.file_offset + x.out_bytes());
+      x.for_each_row([&](std::uint64_t offset, std::uint64_t, std::uint64_t len) {
+        spans[static_cast<std::size_t>(x.file)].emplace_back(offset, offset + len);
+      });
   for (std::size_t f = 0; f < plan.files.size(); ++f) {
     auto& s = spans[f];
     std::sort(s.begin(), s.end());
@@ -581,6 +601,8 @@ std::uint64_t FilePlan::digest() const {
       fnv_value(h, x.reader);
       fnv_value(h, x.writer);
       fnv_value(h, x.file_offset);
+      fnv_value(h, x.rows);
+      fnv_value(h, x.dst_row_stride);
     }
   }
   for (const SmallFile& f : small_files) {

@@ -14,24 +14,6 @@ using format::NamedShape;
 using format::TensorLocation;
 using format::ZeroCheckpoint;
 
-std::uint64_t LogicalTensor::numel() const { return base::checked_numel(shape).value_or(0); }
-
-Status check_coverage(const LogicalTensor& t) {
-  std::uint64_t next = 0;
-  for (const Piece& p : t.pieces) {
-    if (p.dst_offset != next)
-      return base::data_loss("tensor '" + t.name + "': elements [" + std::to_string(std::min(next, p.dst_offset)) + ", " +
-                             std::to_string(std::max(next, p.dst_offset)) + ") are " +
-                             (p.dst_offset > next ? "not covered by any source" : "covered twice"));
-    if (p.src.dtype != t.dtype) return base::internal_error("tensor '" + t.name + "': pieces of mixed dtypes");
-    next += p.src.numel;
-  }
-  if (next != t.numel())
-    return base::data_loss("tensor '" + t.name + "': sources cover " + std::to_string(next) + " of " +
-                           std::to_string(t.numel()) + " elements");
-  return {};
-}
-
 namespace {
 
 // A flat vector made of consecutive source runs (a rank's partitions, or one partition).

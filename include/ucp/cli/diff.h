@@ -23,7 +23,7 @@ struct DiffOptions {
 
 /// Help text for the subcommand: what "equal" means.
 inline constexpr std::string_view kDiffDescription =
-    "Compare two state dicts (.safetensors, torch .bin/.pt, or a model directory / index). "
+    "Compare two state dicts (.safetensors, torch .bin/.pt, a model directory / index, a PyTorch DCP folder). "
     "Without --rtol/--atol, tensors must be bitwise identical (every byte, for every dtype: -0.0 "
     "differs from +0.0, NaN payloads count). With a tolerance, floating tensors are compared in "
     "float64, element-wise |a - b| <= atol + rtol * |b| (numpy.allclose), NaN equal only to NaN, an "

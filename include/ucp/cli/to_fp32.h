@@ -26,6 +26,7 @@ struct ToFp32Options : ConversionOptions {
   bool max_shard_size_given = false;  ///< --max-shard-size was on the command line (refused with hdf5).
   bool with_optimizer = false;        ///< hdf5 only: also store the optimizer states per parameter.
   std::string hf_config;              ///< HF model folder whose config/tokenizer files join the output.
+  std::string select;                 ///< Only the tensors under this key prefix, prefix stripped.
 };
 
 /// Registers the subcommand and its options on `app`; returns it.

@@ -21,6 +21,7 @@ struct ModelFolderTarget {
   bool lightning = false;
   bool exclude_frozen = false;
   std::string hf_config;  ///< HF outputs: the folder whose config/tokenizer files join the output.
+  std::string select;     ///< Only the tensors under this key prefix, renamed without it ("" = all).
 };
 
 /// to-fp32 --format hdf5: one parallel-HDF5 file, optionally with the optimizer states and the
@@ -29,6 +30,7 @@ struct Hdf5Target {
   bool exclude_frozen = false;
   bool with_optimizer = false;
   std::string producer;  ///< Recorded as the file's "producer" attribute ("ucp-reshard 0.1.0 to-fp32").
+  std::string select;    ///< As ModelFolderTarget::select.
 };
 
 /// to-universal: DeepSpeed's universal checkpoint, and latest_universal beside it.

@@ -1,8 +1,9 @@
 // Reading one consolidated tensor of a source layout (plan::LogicalTensor) into memory: the one
 // place that walks a tensor's pieces for an in-process reader (the Python module's state dicts and
 // lazy tensors). One process, no plan, no ranks: each piece is pread from its source file (only the
-// tensor's own bytes) and converted into the caller's buffer. A new kind of piece (2-D strided
-// runs) changes read_logical_tensor and single_source_run here, and nothing in the Python module.
+// tensor's own bytes) and converted into the caller's buffer, a strided piece (rows at a stride)
+// row by row. pread, not format::read_tensor's mappings: pages read stay out of the process's RSS,
+// so a lazy reader's peak memory is the tensor it holds. A new kind of piece changes this file.
 #pragma once
 
 #include <cstddef>

@@ -57,6 +57,8 @@ class StateDict {
   ///    preference, model.safetensors, model.safetensors.index.json, pytorch_model.bin or
   ///    pytorch_model.bin.index.json. Each shard of an index is opened once; every name of the
   ///    weight map must be in its shard (DataLoss naming the shard otherwise).
+  ///  - a PyTorch DCP folder (.metadata): every tensor item assembled from its chunks, non-tensor
+  ///    items skipped and counted;
   ///  - an HDF5 file (.h5/.hdf5, or a directory holding model.h5) written by to-fp32 --format hdf5,
   ///    when a loader was installed (set_hdf5_state_dict_loader); Unimplemented otherwise.
   /// Errors name the file.

@@ -14,23 +14,10 @@
 #include "ucp/base/dtype.h"
 #include "ucp/base/status.h"
 #include "ucp/format/deepspeed_checkpoint.h"
+#include "ucp/format/tensor_layout.h"
 #include "ucp/format/torch_file.h"
 
 namespace ucp::format {
-
-/// A contiguous run of elements inside one checkpoint file.
-struct TensorLocation {
-  std::uint32_t file = 0;     ///< Index into ZeroCheckpoint::paths.
-  std::uint64_t offset = 0;   ///< Absolute byte offset of element 0 in the file.
-  std::uint64_t numel = 0;
-  base::DType dtype = base::DType::kF32;
-
-  std::uint64_t nbytes() const { return numel * base::dtype_size(dtype); }
-  /// The sub-run [first, first+count) in elements.
-  TensorLocation slice(std::uint64_t first, std::uint64_t count) const {
-    return {file, offset + first * base::dtype_size(dtype), count, dtype};
-  }
-};
 
 struct NamedShape {
   std::string name;

@@ -95,7 +95,10 @@ struct SmallFile {
   Place place = Place::kInOutput;
 };
 
-/// One run of source elements, converted and written to one place.
+/// One run of source elements, converted and written to one place: `rows` rows of equal length
+/// (the source run split evenly, row after row), row k at file_offset + k * dst_row_stride bytes.
+/// rows == 1 is one contiguous write; more is a strided box (plan::Piece). Buffers hold the
+/// rows packed: out_bytes() in all.
 struct Transfer {
   format::TensorLocation src;  ///< Source run (source dtype).
   base::DType out_dtype = base::DType::kF32;
@@ -103,8 +106,17 @@ struct Transfer {
   int writer = 0;              ///< Rank that writes it: the owner of `file`, or the reader (direct writes).
   int file = 0;
   std::uint64_t file_offset = 0;
+  std::uint64_t rows = 1;
+  std::uint64_t dst_row_stride = 0;  ///< Bytes between row starts in the file; 0 when rows == 1.
   int zip_entry = -1;          ///< Torch: the record this run belongs to (for its CRC), else -1.
   std::uint64_t out_bytes() const { return src.numel * base::dtype_size(out_dtype); }
+  std::uint64_t row_bytes() const { return out_bytes() / rows; }
+  /// Calls fn(file_offset, packed_offset, bytes) for each row, in order.
+  template <typename Fn>
+  void for_each_row(Fn&& fn) const {
+    const std::uint64_t len = row_bytes();
+    for (std::uint64_t k = 0; k < rows; ++k) fn(file_offset + k * dst_row_stride, k * len, len);
+  }
 };
 
 struct RankTotals {

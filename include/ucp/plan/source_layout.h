@@ -1,5 +1,5 @@
-// Where every element of every consolidated tensor comes from: the partition math of ZeRO-1/2,
-// BF16_Optimizer and ZeRO-3 turned into pieces (a run of source elements -> a run of the
+// Where every element of every consolidated tensor comes from (format/tensor_layout.h): the
+// partition math of ZeRO-1/2, BF16_Optimizer and ZeRO-3 turned into pieces (a run of source elements -> a run of the
 // flattened output tensor). Pure: metadata in, pieces out; no I/O, no MPI.
 //
 // Semantics follow DeepSpeed's zero_to_fp32 (output order: buffers, frozen parameters, trainable
@@ -16,36 +16,17 @@
 #include <vector>
 
 #include "ucp/base/status.h"
+#include "ucp/format/tensor_layout.h"
 #include "ucp/format/zero_checkpoint.h"
 
 namespace ucp::plan {
 
-enum class TensorRole : std::uint8_t {
-  kBuffer,     ///< Persistent buffer from the module state (model file of rank 0).
-  kFrozen,     ///< requires_grad=False parameter (not in the optimizer).
-  kTrainable,  ///< Parameter with an fp32 master copy in the optimizer partitions.
-  kAlias,      ///< Tied name: same values as `alias_of`.
-};
-
-/// Elements [dst_offset, dst_offset + src.numel) of the flattened tensor come from `src`.
-struct Piece {
-  format::TensorLocation src;
-  std::uint64_t dst_offset = 0;
-};
-
-struct LogicalTensor {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  base::DType dtype = base::DType::kF32;  ///< Dtype of the source elements.
-  TensorRole role = TensorRole::kTrainable;
-  int alias_of = -1;         ///< kAlias: index of the tensor it shares values with.
-  std::vector<Piece> pieces; ///< Sorted by dst_offset; empty for aliases and empty tensors.
-  std::uint64_t numel() const;
-};
-
-struct SourceLayout {
-  std::vector<LogicalTensor> tensors;  ///< In output order.
-};
+using format::box_pieces;
+using format::check_coverage;
+using format::LogicalTensor;
+using format::Piece;
+using format::SourceLayout;
+using format::TensorRole;
 
 /// Builds the layout. `exclude_frozen` drops frozen parameters (and aliases of them).
 base::Result<SourceLayout> layout_model_tensors(const format::ZeroCheckpoint& ckpt, bool exclude_frozen);
@@ -67,7 +48,5 @@ base::Result<std::vector<LogicalTensor>> layout_optimizer_state(const format::Ze
 /// format::check_partitioned_optimizer_state says when the state is not partitioned like the params.
 base::Result<std::vector<LogicalTensor>> layout_partitioned_state(const format::ZeroCheckpoint& ckpt, const std::string& key);
 
-/// Checks that the pieces of `t` cover [0, numel) exactly once (sorted, no gap, no overlap).
-base::Status check_coverage(const LogicalTensor& t);
 
 }  // namespace ucp::plan

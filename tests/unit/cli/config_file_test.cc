@@ -127,7 +127,7 @@ TEST_F(ConfigMerge, KeysAreTheLongFlagNamesOfTheCommand) {
   uni_ = add_to_universal_command(*app_, uni_opts_);
   EXPECT_THAT(config_keys(*cmd_),
               ElementsAre("dry_run", "dtype", "exclude_frozen", "format", "hf_config", "max_memory", "max_shard_size", "no_progress",
-                          "overwrite", "progress", "shared_output", "tag", "timings", "transport", "with_optimizer"));
+                          "overwrite", "progress", "select", "shared_output", "tag", "timings", "transport", "with_optimizer"));
   EXPECT_THAT(config_keys(*uni_), ElementsAre("dry_run", "max_memory", "no_progress", "overwrite", "progress", "shared_output",
                                               "tag", "timings", "transport"));
 }

@@ -55,6 +55,46 @@ TEST(FilePlan, HuggingFaceShardingRules) {
   EXPECT_EQ(hf_shard_name(OutputFormat::kTorch, 1, 12), "pytorch_model-00002-of-00012.bin");
 }
 
+// A matrix stored as two column halves (a chunk cut along dimension 1, as in a 2x2 DCP mesh):
+// each half is one strided piece; the plan keeps it one transfer while it fits, cuts it between
+// rows when it does not, and every output byte is written once (finish_plan proves it), also
+// into a torch zip whose record CRC then comes from per-row pieces.
+TEST(FilePlan, StridedPiecesAreCutBetweenRows) {
+  const std::int64_t rows = 64, cols = 4096, half = cols / 2;
+  LogicalTensor w{"w", {rows, cols}, DType::kF32, TensorRole::kStored, -1, {}};
+  for (std::int64_t h = 0; h < 2; ++h) {
+    auto pieces = format::box_pieces({rows, cols}, {0, h * half}, {rows, half},
+                                     {static_cast<std::uint32_t>(h), 0, static_cast<std::uint64_t>(rows * half), DType::kF32});
+    ASSERT_TRUE(pieces.ok());
+    ASSERT_EQ(pieces->size(), 1u);
+    w.pieces.push_back((*pieces)[0]);
+  }
+  SourceLayout layout;
+  layout.tensors = {w};
+  for (OutputFormat format : {OutputFormat::kSafetensors, OutputFormat::kTorch})
+    for (std::uint64_t max_transfer : {std::uint64_t{64} << 20, std::uint64_t{5} * half * 4, std::uint64_t{1000}}) {
+      PlanOptions opt;
+      opt.format = format;
+      opt.max_transfer_bytes = max_transfer;
+      opt.world_size = 2;
+      auto plan = plan_consolidated(layout, sources(2), opt);
+      ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+      std::uint64_t transfers = 0, row_writes = 0;
+      for (const auto& round : plan->rounds)
+        for (const Transfer& x : round) {
+          ++transfers;
+          EXPECT_LE(x.out_bytes(), std::max<std::uint64_t>(max_transfer, 1000));
+          EXPECT_EQ(x.row_bytes() * x.rows, x.out_bytes());
+          if (x.rows > 1) EXPECT_EQ(x.dst_row_stride, static_cast<std::uint64_t>(cols) * 4);
+          row_writes += x.rows;
+        }
+      if (max_transfer == (std::uint64_t{64} << 20)) EXPECT_EQ(transfers, 2u);             // one per chunk
+      if (max_transfer == std::uint64_t{5} * half * 4) EXPECT_EQ(transfers, 2u * 13);       // 5 rows each
+      if (max_transfer == 1000) EXPECT_EQ(transfers, 2u * rows * ((half * 4 + 999) / 1000));  // rows cut
+      EXPECT_GE(row_writes, 2u * rows);
+    }
+}
+
 TEST(FilePlan, SingleFileHasNoIndex) {
   SourceLayout layout;
   layout.tensors = {tensor("w", 100, 0, 64)};

@@ -1,0 +1,34 @@
+// Private to exec: the registry of sources that serve a checkpoint's model tensors as a
+// format::SourceLayout (what the consolidated targets read): probed in order, first match wins.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ucp/base/status.h"
+#include "ucp/comm/communicator.h"
+#include "ucp/exec/phases.h"
+#include "ucp/format/tensor_layout.h"
+#include "ucp/format/zero_checkpoint.h"
+
+namespace ucp::exec {
+
+struct OpenedModelTensors {
+  format::SourceLayout layout;
+  std::vector<std::string> paths;  ///< The files TensorLocation::file indexes.
+  std::string description;         ///< How --dry-run names the source.
+  std::string save_dir;            ///< Where HF model files (config.json, tokenizer) may sit; may be empty.
+  /// DeepSpeed ZeRO files only: the checkpoint, for the targets that carry its other contents.
+  std::optional<format::ZeroCheckpoint> zero;
+};
+
+/// `layout`, or the tensors of it under `prefix` (format::select_prefix) when one is given.
+base::Result<format::SourceLayout> selected(const format::SourceLayout& layout, const std::string& prefix);
+
+/// Collective (every rank, same arguments); ends in an agreement. `exclude_frozen` applies to
+/// sources that know which tensors are frozen (DeepSpeed); others refuse it.
+base::Result<OpenedModelTensors> open_model_tensors(comm::Communicator& comm, const std::string& path,
+                                                    const std::string& tag, bool exclude_frozen, PhaseTimer& timer);
+
+}  // namespace ucp::exec

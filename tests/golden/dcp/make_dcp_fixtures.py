@@ -1,0 +1,102 @@
+"""Writes the DCP fixtures of tests/golden/dcp with torch itself (torch.distributed.checkpoint).
+
+Run with the oracle venv's python (torch 2.x): python make_dcp_fixtures.py OUT_DIR
+Each case is a folder OUT_DIR/<case>/checkpoint written by dcp.save on gloo ranks (or by
+format_utils.torch_save_to_dcp); tests compare our reading of it with torch's own
+dcp_to_torch_save of the same folder.
+
+Cases:
+  shard0_uneven_ws4   4 ranks, FSDP2-style Shard(0) with sizes that do not divide by 4 (empty
+                      chunks on the last ranks), a replicated tensor, bf16/fp32/int64, bytes items
+  mesh2x2_ws4         a 2x2 mesh: (Shard(0), Shard(1)) boxes, a 3-D tensor cut along dims 1 and 2,
+                      (Shard(0), Shard(0)), a 1-D tensor
+  lingua_nested_ws1   torch_save_to_dcp of a Lingua-style {"model": ..., "optim": ...} dict
+  flat_ws1            torch_save_to_dcp of a flat state dict (with a 0-dim tensor)
+"""
+import os
+import sys
+import tempfile
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+import torch.multiprocessing as mp
+from torch.distributed.checkpoint.format_utils import torch_save_to_dcp
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+
+def values(shape, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=g).to(dtype)
+    return torch.randint(-1000, 1000, shape, generator=g, dtype=dtype)
+
+
+def shard0_uneven(mesh):
+    return {
+        "model": {
+            "embed.weight": distribute_tensor(values((10, 6), torch.float32, 1), mesh, [Shard(0)]),
+            "layers.0.norm.weight": distribute_tensor(values((7,), torch.bfloat16, 2), mesh, [Shard(0)]),
+            "layers.0.attn.wq": distribute_tensor(values((3, 5, 4), torch.float32, 3), mesh, [Shard(0)]),
+            "rope.freqs": distribute_tensor(values((4, 2), torch.float32, 4), mesh, [Replicate()]),
+            "counts": distribute_tensor(values((9,), torch.int64, 5), mesh, [Shard(0)]),
+        },
+        "step": 17,
+        "note": "shard0",
+    }
+
+
+def mesh2x2(mesh):
+    return {
+        "w2d": distribute_tensor(values((6, 10), torch.float32, 11), mesh, [Shard(0), Shard(1)]),
+        "w3d": distribute_tensor(values((2, 6, 9), torch.float32, 12), mesh, [Shard(1), Shard(2)]),
+        "w00": distribute_tensor(values((9, 3), torch.bfloat16, 13), mesh, [Shard(0), Shard(0)]),
+        "bias": distribute_tensor(values((5,), torch.float32, 14), mesh, [Replicate(), Shard(0)]),
+    }
+
+
+def worker(rank, world, case, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("UCP_DCP_PORT", "29531"))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    if case == "shard0_uneven_ws4":
+        state = shard0_uneven(init_device_mesh("cpu", (4,)))
+    else:
+        state = mesh2x2(init_device_mesh("cpu", (2, 2)))
+    dcp.save(state, checkpoint_id=out)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def torch_saved(case, out):
+    if case == "lingua_nested_ws1":
+        state = {
+            "model": {"tok_embeddings.weight": values((8, 4), torch.float32, 21),
+                      "layers.0.attention.wq.weight": values((4, 4), torch.bfloat16, 22)},
+            "optim": {"state": {"tok_embeddings.weight": {"step": torch.tensor(3.0),
+                                                          "exp_avg": values((8, 4), torch.float32, 23)}},
+                      "param_groups": [{"lr": 0.001, "params": ["tok_embeddings.weight"]}]},
+        }
+    else:
+        state = {"a.weight": values((3, 7), torch.float32, 31), "scalar": torch.tensor(2.5),
+                 "ids": values((5,), torch.int32, 32), "half": values((2, 2), torch.float16, 33)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "consolidated.pth")
+        torch.save(state, path)
+        torch_save_to_dcp(path, out)
+
+
+def main():
+    root = sys.argv[1]
+    for case in ["shard0_uneven_ws4", "mesh2x2_ws4", "lingua_nested_ws1", "flat_ws1"]:
+        out = os.path.join(root, case, "checkpoint")
+        os.makedirs(out, exist_ok=True)
+        if case.endswith("_ws4"):
+            mp.spawn(worker, args=(4, case, out), nprocs=4, join=True)
+        else:
+            torch_saved(case, out)
+        print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""PyTorch DCP folders as a source of to-fp32, against torch itself.
+
+The fixtures (tests/golden/dcp, written by torch's own dcp.save on 4 gloo ranks and by
+format_utils.torch_save_to_dcp: see make_dcp_fixtures.py there) hold uneven Shard(0) chunks with
+empty boxes, replicated tensors, a 2x2 mesh whose chunks are boxes cut along dimension 1 (and a 3-D
+tensor cut along two dimensions), Lingua-style nesting, bytes items, bf16/fp16/int tensors and a
+0-dim tensor. The oracle is torch's dcp_to_torch_save of the same folder: every tensor we write
+(HF safetensors, torch shards; 1 and 3 ranks; direct writes on and off) must equal its tensor bit
+for bit (floating tensors upcast to fp32, which is exact, or cast to --dtype as torch casts).
+Bad input: a missing or truncated data file, chunks that overlap or leave a hole, an item stored
+with a transform we do not undo: one error line naming the file, the same exit code on every rank,
+no output."""
+
+import os
+import pickle
+import shutil
+import tempfile
+import unittest
+
+import torch
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+from torch.distributed.checkpoint.metadata import MetadataIndex
+
+import ucp_oracle as uo
+
+DCP = os.path.join(uo.GOLDEN, "dcp")
+FIXTURES = sorted(n for n in os.listdir(DCP) if os.path.isfile(os.path.join(DCP, n, "checkpoint", ".metadata")))
+
+
+OUR_DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.int64: "i64",
+                   torch.int32: "i32"}
+
+
+def reference(ckpt, tmp):
+    """fqn -> tensor as torch's dcp_to_torch_save rebuilds them (planner_data gives each path)."""
+    path = os.path.join(tmp, "reference.pt")
+    dcp_to_torch_save(ckpt, path)
+    nested = torch.load(path, weights_only=False)
+    meta = FileSystemReader(ckpt).read_metadata()
+    out = {}
+    for fqn, item in meta.state_dict_metadata.items():
+        if not hasattr(item, "chunks"):
+            continue
+        value = nested
+        for key in meta.planner_data[fqn]:
+            value = value[key]
+        out[fqn] = value
+    return out
+
+
+def expected_as(t, dtype):
+    return t.to(dtype) if t.is_floating_point() else t
+
+
+class DcpToFp32(unittest.TestCase):
+    def test_fixtures_cover_the_cases(self):
+        cut_along_1 = 0
+        for name in FIXTURES:
+            meta = FileSystemReader(os.path.join(DCP, name, "checkpoint")).read_metadata()
+            for item in meta.state_dict_metadata.values():
+                for c in getattr(item, "chunks", []):
+                    cut_along_1 += len(c.sizes) > 1 and c.sizes[1] != item.size[1]
+        self.assertGreater(cut_along_1, 4, "the fixtures need chunks cut along a dimension other than 0")
+        self.assertIn("mesh2x2_ws4", FIXTURES)
+        self.assertIn("shard0_uneven_ws4", FIXTURES)
+
+    def test_every_tensor_equals_torch_dcp_to_torch_save(self):
+        runs = [("safetensors", 1, []), ("safetensors", 3, ["--shared-output", "no"]),
+                ("torch", 3, ["--shared-output", "yes", "--max-shard-size", "200B"]),
+                ("torch", 2, ["--shared-output", "no", "--dtype", "bf16", "--max-shard-size", "300B"])]
+        for name in FIXTURES:
+            ckpt = os.path.join(DCP, name, "checkpoint")
+            with uo.TempDir() as tmp:
+                ref = reference(ckpt, tmp)
+                self.assertTrue(ref, name)
+                for fmt, ranks, extra in runs:
+                    with self.subTest(fixture=name, fmt=fmt, ranks=ranks, extra=extra):
+                        out = os.path.join(tmp, f"{fmt}-{ranks}-{len(extra)}")
+                        p = uo.run(["to-fp32", ckpt, out, "--format", fmt, "--no-progress", *extra], ranks)
+                        self.assertEqual(p.returncode, 0, p.stderr)
+                        ours, _ = uo.load_output(out, fmt)
+                        self.assertEqual(set(ours), set(ref))
+                        dtype = torch.bfloat16 if "bf16" in extra else torch.float32
+                        for fqn, t in ref.items():
+                            self.assertTrue(uo.bits_equal(ours[fqn].contiguous(), expected_as(t, dtype).contiguous()),
+                                            f"{fqn}: {ours[fqn]} vs {t}")
+
+    def test_hdf5_datasets_equal_torch_dcp_to_torch_save(self):
+        import h5py
+        for name in FIXTURES:
+            ckpt = os.path.join(DCP, name, "checkpoint")
+            with self.subTest(fixture=name), uo.TempDir() as tmp:
+                ref = reference(ckpt, tmp)
+                out = os.path.join(tmp, "h5")
+                p = uo.run(["to-fp32", ckpt, out, "--format", "hdf5", "--no-progress"], 2)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                with h5py.File(os.path.join(out, "model.h5"), "r") as f:
+                    self.assertEqual(set(f["model"].keys()), set(ref))
+                    for fqn, t in ref.items():
+                        ours = torch.from_numpy(f["model"][fqn][()].copy()) if t.dim() else torch.tensor(f["model"][fqn][()])
+                        self.assertTrue(uo.bits_equal(ours.reshape(t.shape), expected_as(t, torch.float32).contiguous()), fqn)
+
+    def test_inspect_lists_what_torch_reads(self):
+        import json
+        for name in FIXTURES:
+            ckpt = os.path.join(DCP, name, "checkpoint")
+            with self.subTest(fixture=name):
+                p = uo.run(["inspect", ckpt, "--json"], 1)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                ours = json.loads(p.stdout)
+                meta = FileSystemReader(ckpt).read_metadata()
+                self.assertEqual(ours["coverage"], "complete")
+                tensors = {k: v for k, v in meta.state_dict_metadata.items() if hasattr(v, "chunks")}
+                self.assertEqual(list(ours["tensors"]), list(tensors))
+                self.assertEqual(set(ours["bytes_items"]), set(meta.state_dict_metadata) - set(tensors))
+                for fqn, item in tensors.items():
+                    t = ours["tensors"][fqn]
+                    self.assertEqual(t["shape"], list(item.size))
+                    self.assertEqual(t["dtype"], OUR_DTYPE_NAMES[item.properties.dtype])
+                    self.assertEqual([(c["offsets"], c["sizes"]) for c in t["chunks"]],
+                                     [(list(c.offsets), list(c.sizes)) for c in item.chunks])
+                    for c in t["chunks"]:
+                        info = meta.storage_data[MetadataIndex(fqn, torch.Size(c["offsets"]))]
+                        self.assertEqual((c["file"], c["offset"], c["length"]), (info.relative_path, info.offset, info.length))
+
+    def test_diff_against_what_torch_wrote(self):
+        from safetensors.torch import save_file
+        for name in FIXTURES:
+            ckpt = os.path.join(DCP, name, "checkpoint")
+            with self.subTest(fixture=name), uo.TempDir() as tmp:
+                ref = {k: v.contiguous() for k, v in reference(ckpt, tmp).items()}
+                same = os.path.join(tmp, "same.safetensors")
+                save_file(ref, same)
+                p = uo.run(["diff", ckpt, same], 1)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                name0 = sorted(ref)[0]
+                changed = dict(ref)
+                changed[name0] = ref[name0].clone().reshape(-1)
+                changed[name0][0] += 1
+                changed[name0] = changed[name0].reshape(ref[name0].shape)
+                other = os.path.join(tmp, "other.safetensors")
+                save_file(changed, other)
+                p = uo.run(["diff", ckpt, other], 1)
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                self.assertIn(name0, p.stdout)
+
+    def test_select_model_of_a_lingua_checkpoint(self):
+        ckpt = os.path.join(DCP, "lingua_nested_ws1", "checkpoint")
+        with uo.TempDir() as tmp:
+            ref = reference(ckpt, tmp)
+            model = {k[len("model."):]: v for k, v in ref.items() if k.startswith("model.")}
+            self.assertTrue(model and len(model) < len(ref), "the fixture needs model and optimizer tensors")
+            for fmt in ("safetensors", "torch"):
+                out = os.path.join(tmp, fmt)
+                p = uo.run(["to-fp32", ckpt, out, "--format", fmt, "--select", "model", "--no-progress"], 2)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                ours, _ = uo.load_output(out, fmt)
+                self.assertEqual(set(ours), set(model))
+                for k, t in model.items():
+                    self.assertTrue(uo.bits_equal(ours[k], expected_as(t, torch.float32).contiguous()), k)
+            p = uo.run(["to-fp32", ckpt, os.path.join(tmp, "none"), "--select", "modle", "--no-progress"], 2)
+            self.assertEqual(p.returncode, uo.INVALID_ARGUMENT, p.stderr)
+            self.assertIn("the top-level names are: model, optim", p.stderr)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "none")))
+
+    def test_dry_run_names_the_source(self):
+        ckpt = os.path.join(DCP, "mesh2x2_ws4", "checkpoint")
+        with uo.TempDir() as tmp:
+            p = uo.run(["to-fp32", ckpt, os.path.join(tmp, "out"), "--dry-run"], 1)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("PyTorch DCP checkpoint", p.stdout)
+            self.assertIn("4 tensors", p.stdout)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "out")))
+
+
+class DcpBadInput(uo.BadInputCase):
+    SRC = os.path.join(DCP, "shard0_uneven_ws4", "checkpoint")
+    TAG = ""
+
+    def out_args(self):
+        return ["to-fp32", self.ckpt, os.path.join(self.tmp, "out")]
+
+    def rewrite_metadata(self, change):
+        path = os.path.join(self.ckpt, ".metadata")
+        with open(path, "rb") as f:
+            meta = pickle.load(f)
+        change(meta)
+        with open(path, "wb") as f:
+            pickle.dump(meta, f)
+
+    def test_missing_data_file(self):
+        os.remove(os.path.join(self.ckpt, "__2_0.distcp"))
+        self.check_failure(self.out_args(), uo.NOT_FOUND, ["__2_0.distcp"], self.tmp, {"ckpt"})
+
+    def test_truncated_data_file(self):
+        path = os.path.join(self.ckpt, "__1_0.distcp")
+        os.truncate(path, os.path.getsize(path) // 2)
+        self.check_failure(self.out_args(), uo.DATA_LOSS, ["__1_0.distcp", "runs past the end"], self.tmp, {"ckpt"})
+
+    def test_overlapping_chunks(self):
+        def overlap(meta):  # the second chunk (rows 3-5) moved up a row, over the first (rows 0-2)
+            fqn = "model.embed.weight"
+            meta.state_dict_metadata[fqn].chunks[1].offsets = torch.Size([2, 0])
+            key = next(k for k in meta.storage_data if k.fqn == fqn and list(k.offset) == [3, 0])
+            meta.storage_data[MetadataIndex(fqn, torch.Size([2, 0]), key.index)] = meta.storage_data.pop(key)
+        self.rewrite_metadata(overlap)
+        self.check_failure(self.out_args(), uo.DATA_LOSS, ["model.embed.weight", ".metadata", "covered twice"],
+                           self.tmp, {"ckpt"})
+        p = uo.run(["inspect", self.ckpt], 1)
+        self.assertEqual(p.returncode, uo.DATA_LOSS, p.stderr)
+        self.assertIn("covered twice", p.stdout)
+
+    def test_hole(self):
+        def hole(meta):
+            meta.state_dict_metadata["model.counts"].chunks.pop(1)
+        self.rewrite_metadata(hole)
+        self.check_failure(self.out_args(), uo.DATA_LOSS, ["model.counts", "not covered by any source"], self.tmp, {"ckpt"})
+
+    def test_transform_we_do_not_undo(self):
+        def zstd(meta):
+            for info in meta.storage_data.values():
+                info.transform_descriptors = ["stream.zstd/1"]
+        self.rewrite_metadata(zstd)
+        self.check_failure(self.out_args(), uo.UNIMPLEMENTED, ["stream.zstd/1", ".distcp"], self.tmp, {"ckpt"})
+
+    def test_exclude_frozen_is_refused(self):
+        self.check_failure([*self.out_args(), "--exclude-frozen"], uo.INVALID_ARGUMENT, ["--exclude-frozen", "DCP"],
+                           self.tmp, {"ckpt"})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -189,7 +189,7 @@ Status run_conversion(comm::Communicator& comm, const RunOptions& o, const Resul
     const auto [read_now, written_now] = round_bytes(files, journaled ? resume.rounds : 0);
     print_timings(comm, timer, written, resume.rounds, read_now, written_now);
   }
-  if (comm.rank() == 0 && planned->done_message)
+  if (comm.rank() == 0 && planned->done_message && !o.quiet)
     std::cerr << "ucp-reshard " << o.command << ": " << planned->done_message(written) << std::endl;
   return {};
 }

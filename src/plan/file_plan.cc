@@ -34,13 +34,22 @@ std::vector<std::byte> to_bytes(std::string_view s) {
 
 // Hugging Face's greedy split (huggingface_hub split_state_dict_into_shards_factory): in order, a
 // tensor larger than the limit gets a shard of its own at once, otherwise a new shard starts when
-// the running size would exceed the limit. Tensors sharing storage follow their first name.
+// the running size would exceed the limit. Tensors sharing storage follow their first name. Shards
+// are numbered as HF appends them to its list: an oversized tensor's at once, the running shard
+// when it closes (so [a, BIG, b] gives BIG file 1 and a, b file 2).
 std::vector<int> hf_split(const std::vector<OutputTensor>& tensors, const std::vector<int>& follows,
                           std::uint64_t limit, int& shard_count) {
   std::vector<int> shard(tensors.size(), -1);
-  int current = -1;
-  std::uint64_t current_size = 0;
+  std::vector<std::size_t> running;  // members of the shard being filled
+  std::uint64_t running_size = 0;
   int next_id = 0;
+  auto close = [&] {
+    if (running.empty()) return;
+    for (std::size_t j : running) shard[j] = next_id;
+    ++next_id;
+    running.clear();
+    running_size = 0;
+  };
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (follows[i] >= 0) continue;
     const std::uint64_t size = tensors[i].nbytes;
@@ -48,17 +57,14 @@ std::vector<int> hf_split(const std::vector<OutputTensor>& tensors, const std::v
       shard[i] = next_id++;
       continue;
     }
-    if (current < 0 || current_size + size > limit) {
-      current = next_id++;
-      current_size = 0;
-    }
-    shard[i] = current;
-    current_size += size;
+    if (running_size + size > limit) close();
+    running.push_back(i);
+    running_size += size;
   }
+  close();
   for (std::size_t i = 0; i < tensors.size(); ++i)
     if (follows[i] >= 0) shard[i] = shard[static_cast<std::size_t>(follows[i])];
   shard_count = next_id;
-  // Shard ids were handed out in creation order, which is the file order HF uses.
   return shard;
 }
 

@@ -39,6 +39,7 @@ struct RunOptions {
   bool timings = false;
   bool restart = false;  ///< --restart: never resume an interrupted run's folder.
   bool sync = true;      ///< !--no-sync: durable journal and commit.
+  bool quiet = false;    ///< No closing "wrote ..." line (callers that report themselves: the Python module).
 };
 
 /// What a command planned: the plan of its target and what to say about it.

@@ -1,0 +1,55 @@
+// Reading one consolidated tensor of a source layout (plan::LogicalTensor) into memory: the one
+// place that walks a tensor's pieces for an in-process reader (the Python module's state dicts and
+// lazy tensors). One process, no plan, no ranks: each piece is pread from its source file (only the
+// tensor's own bytes) and converted into the caller's buffer, a strided piece (rows at a stride)
+// row by row. pread, not format::read_tensor's mappings: pages read stay out of the process's RSS,
+// so a lazy reader's peak memory is the tensor it holds. A new kind of piece changes this file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ucp/base/dtype.h"
+#include "ucp/base/status.h"
+#include "ucp/format/zero_checkpoint.h"
+#include "ucp/plan/source_layout.h"
+
+namespace ucp::exec {
+
+/// The source files a layout's pieces name (TensorLocation::file indexes `paths`), opened on first
+/// use and kept open. Thread-safe.
+class SourceFiles {
+ public:
+  explicit SourceFiles(std::vector<std::string> paths);
+  ~SourceFiles();
+  SourceFiles(const SourceFiles&) = delete;
+  SourceFiles& operator=(const SourceFiles&) = delete;
+
+  const std::vector<std::string>& paths() const { return paths_; }
+  /// The open descriptor of file `index`; NotFound / io error naming the path.
+  base::Result<int> fd(std::uint32_t index);
+
+ private:
+  std::vector<std::string> paths_;
+  std::vector<int> fds_;
+  std::mutex mutex_;
+};
+
+/// Writes every element of `lt`, converted to `out_dtype`, into `out` (exactly
+/// lt.numel() * dtype_size(out_dtype) bytes, flattened in row-major order). Reads only the bytes of
+/// lt's pieces. InvalidArgument for an alias (read the tensor it aliases) or a wrong buffer size;
+/// Unimplemented for a conversion base::can_convert refuses; DataLoss for a truncated file.
+base::Status read_logical_tensor(const plan::LogicalTensor& lt, SourceFiles& files, std::span<std::byte> out,
+                                 base::DType out_dtype);
+
+/// The one contiguous source run that holds all of `lt` in its own dtype (one piece covering
+/// [0, numel)), or nothing: such a tensor can be a view of its file's bytes, with no copy.
+std::optional<format::TensorLocation> single_source_run(const plan::LogicalTensor& lt);
+
+}  // namespace ucp::exec

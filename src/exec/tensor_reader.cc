@@ -71,31 +71,14 @@ Status read_logical_tensor(const plan::LogicalTensor& lt, SourceFiles& files, st
     return base::invalid_argument("'" + lt.name + "': output buffer is " + std::to_string(out.size()) +
                                   " bytes, expected " + std::to_string(numel * out_size));
   std::vector<std::byte> staging;
-  for (const plan::Piece& piece : lt.pieces) {
-    const format::TensorLocation& src = piece.src;
-    // A piece is `rows` rows of row_numel() source elements, row k landing at dst_offset + k * dst_row_stride.
-    const std::uint64_t rows = piece.rows, row_numel = piece.row_numel();
-    if (rows == 0 || row_numel * rows != src.numel ||
-        (rows > 1 && piece.dst_offset + (rows - 1) * piece.dst_row_stride + row_numel > numel) ||
-        (rows == 1 && piece.dst_offset + src.numel > numel))
-      return base::internal_error("'" + lt.name + "': piece runs past the tensor's end");
+  return format::for_each_run(lt, [&](const format::TensorLocation& src, std::uint64_t dst) -> Status {
     if (src.dtype != out_dtype && !base::can_convert(src.dtype, out_dtype))
-      return base::unimplemented("'" + lt.name + "': cannot convert " + std::string(base::dtype_name(src.dtype)) +
-                                 " to " + std::string(base::dtype_name(out_dtype)));
+      return base::unimplemented("'" + lt.name + "': cannot convert " + std::string(base::dtype_name(src.dtype)) + " to " +
+                                 std::string(base::dtype_name(out_dtype)));
     UCP_ASSIGN_OR_RETURN(const int fd, files.fd(src.file));
-    const std::string& path = files.paths()[src.file];
-    const std::size_t in_size = base::dtype_size(src.dtype);
-    if (rows == 1) {
-      UCP_RETURN_IF_ERROR(read_run(fd, path, src.offset, src.numel, src.dtype, out.data() + piece.dst_offset * out_size,
-                                   out_dtype, staging));
-      continue;
-    }
-    for (std::uint64_t k = 0; k < rows; ++k)
-      UCP_RETURN_IF_ERROR(read_run(fd, path, src.offset + k * row_numel * in_size, row_numel, src.dtype,
-                                   out.data() + (piece.dst_offset + k * piece.dst_row_stride) * out_size, out_dtype,
-                                   staging));
-  }
-  return {};
+    return read_run(fd, files.paths()[src.file], src.offset, src.numel, src.dtype, out.data() + dst * out_size, out_dtype,
+                    staging);
+  });
 }
 
 std::optional<format::TensorLocation> single_source_run(const plan::LogicalTensor& lt) {

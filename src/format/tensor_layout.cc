@@ -159,25 +159,30 @@ void clip_pieces(const std::vector<Piece>& pieces, std::uint64_t begin, std::uin
   std::sort(out.begin(), out.end(), [](const Piece& a, const Piece& b) { return a.dst_offset < b.dst_offset; });
 }
 
+Status for_each_run(const LogicalTensor& t, const std::function<Status(const TensorLocation& src, std::uint64_t dst)>& fn) {
+  const std::uint64_t numel = t.numel();
+  for (const Piece& p : t.pieces) {
+    const std::uint64_t rows = p.rows, row = p.row_numel();
+    if (rows == 0 || row * rows != p.src.numel || (rows > 0 && p.dst_offset + (rows - 1) * p.dst_row_stride + row > numel))
+      return base::internal_error("'" + t.name + "': a piece runs past the tensor's end");
+    for (std::uint64_t k = 0; k < rows; ++k) UCP_RETURN_IF_ERROR(fn(p.src.slice(k * row, row), p.dst_offset + k * p.dst_row_stride));
+  }
+  return {};
+}
+
 Status read_tensor(const LogicalTensor& t, std::span<const std::shared_ptr<const MappedFile>> files,
                    std::span<std::byte> out) {
   const std::uint64_t size = base::dtype_size(t.dtype);
   if (out.size() != t.numel() * size) return base::internal_error("read_tensor: buffer of the wrong size for '" + t.name + "'");
-  for (const Piece& p : t.pieces) {
-    if (p.src.file >= files.size() || !files[p.src.file]) return base::internal_error("read_tensor: piece of an unknown file");
-    const MappedFile& f = *files[p.src.file];
-    if (p.src.offset > f.size() || p.src.nbytes() > f.size() - p.src.offset)
-      return base::data_loss("'" + f.path() + "': bytes [" + std::to_string(p.src.offset) + ", +" +
-                             std::to_string(p.src.nbytes()) + ") of tensor '" + t.name + "' run past its end (" +
-                             std::to_string(f.size()) + " bytes)");
-    const std::uint64_t row = p.row_numel() * size;
-    for (std::uint64_t r = 0; r < p.rows; ++r) {
-      const std::uint64_t dst = (p.dst_offset + r * p.dst_row_stride) * size;
-      if (dst + row > out.size()) return base::internal_error("read_tensor: piece outside tensor '" + t.name + "'");
-      std::memcpy(out.data() + dst, f.bytes().data() + p.src.offset + r * row, row);
-    }
-  }
-  return {};
+  return for_each_run(t, [&](const TensorLocation& src, std::uint64_t dst) -> Status {
+    if (src.file >= files.size() || !files[src.file]) return base::internal_error("read_tensor: piece of an unknown file");
+    const MappedFile& f = *files[src.file];
+    if (src.offset > f.size() || src.nbytes() > f.size() - src.offset)
+      return base::data_loss("'" + f.path() + "': bytes [" + std::to_string(src.offset) + ", +" + std::to_string(src.nbytes()) +
+                             ") of tensor '" + t.name + "' run past its end (" + std::to_string(f.size()) + " bytes)");
+    std::memcpy(out.data() + dst * size, f.bytes().data() + src.offset, src.nbytes());
+    return {};
+  });
 }
 
 }  // namespace ucp::format

@@ -41,7 +41,11 @@ struct Chunked {
 // Every tensor cut into its chunks for `world` ranks; chunk k of rank r goes to file r.
 Result<Chunked> cut_chunks(const SourceLayout& layout, int world, FilePlan& plan, const DcpPlanOptions& dcp) {
   Chunked out;
-  for (int r = 0; r < world; ++r) plan.files.push_back({format::dcp::data_file_name(r)});
+  for (int r = 0; r < world; ++r) {
+    OutputFile file;
+    file.name = format::dcp::data_file_name(r);
+    plan.files.push_back(std::move(file));
+  }
   for (const LogicalTensor& source : layout.tensors) {
     const LogicalTensor& values =
         source.role == TensorRole::kAlias ? layout.tensors[static_cast<std::size_t>(source.alias_of)] : source;

@@ -1,9 +1,9 @@
-// Reading one consolidated tensor of a source layout (plan::LogicalTensor) into memory: the one
-// place that walks a tensor's pieces for an in-process reader (the Python module's state dicts and
-// lazy tensors). One process, no plan, no ranks: each piece is pread from its source file (only the
-// tensor's own bytes) and converted into the caller's buffer, a strided piece (rows at a stride)
-// row by row. pread, not format::read_tensor's mappings: pages read stay out of the process's RSS,
-// so a lazy reader's peak memory is the tensor it holds. A new kind of piece changes this file.
+// Reading one consolidated tensor of a source layout (plan::LogicalTensor) into memory for an
+// in-process reader (the Python module's state dicts and lazy tensors). One process, no plan, no
+// ranks: each run of format::for_each_run (the one walk of pieces) is pread from its source file
+// (only the tensor's own bytes) and converted into the caller's buffer. pread, not
+// format::read_tensor's mappings: pages read stay out of the process's RSS, so a lazy reader's
+// peak memory is the tensor it holds.
 #pragma once
 
 #include <cstddef>

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -90,11 +91,17 @@ base::Result<SourceLayout> select_prefix(const SourceLayout& layout, const std::
 /// piece for the rows inside, with single-row pieces for rows cut at the edges. Appends to `out`.
 void clip_pieces(const std::vector<Piece>& pieces, std::uint64_t begin, std::uint64_t end, std::vector<Piece>& out);
 
+/// The one walk of a tensor's pieces to its elements: fn(src, dst) for every contiguous source run
+/// (each row of a strided piece on its own), `dst` its first element in the flattened tensor.
+/// Internal error naming the tensor when a piece does not fit it.
+base::Status for_each_run(const LogicalTensor& t,
+                          const std::function<base::Status(const TensorLocation& src, std::uint64_t dst)>& fn);
+
 class MappedFile;
 
 /// Copies the elements of `t` (in its own dtype, row-major) from the mapped source files
-/// (`files[src.file]`) into `out` (t.numel() * element size bytes): the one place that walks a
-/// tensor's pieces to bytes. DataLoss naming the file when a piece runs past its end.
+/// (`files[src.file]`) into `out` (t.numel() * element size bytes). DataLoss naming the file when
+/// a piece runs past its end.
 base::Status read_tensor(const LogicalTensor& t, std::span<const std::shared_ptr<const MappedFile>> files,
                          std::span<std::byte> out);
 

@@ -2,9 +2,9 @@
 """DCP in: `ucp-reshard to-fp32` of a PyTorch DCP folder against torch's own
 format_utils.dcp_to_torch_save, same run, same checkpoint, and writes bench/results/dcp_to_fp32.md.
 
-The checkpoint: a 505M-parameter GPT-shaped state dict (the bench's --params 505M shapes: vocab
-50304, hidden 1024, 24 layers, fp32 weights) saved by torch's dcp.save on 4 gloo ranks with FSDP2's
-Shard(0) placement, into $TMPDIR/ucp-bench/dcp505m (made once, reused).
+The checkpoint: a 405M-parameter Llama-shaped state dict (vocab 50304, hidden 1024, 24 layers,
+untied embeddings, fp32 weights, 1.51 GiB) saved by torch's dcp.save on 4 gloo ranks with FSDP2's
+Shard(0) placement, into $TMPDIR/ucp-bench/dcp405m (made once, reused).
 
 Each run is a fresh process; wall time and peak RSS (VmHWM of the process, or of the largest rank)
 come from /usr/bin/time. torch writes one nested .pt (dcp_to_torch_save); ucp-reshard writes the
@@ -80,11 +80,11 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dcp_to_fp32.md"))
     a = ap.parse_args()
-    ckpt = os.path.join(os.environ.get("TMPDIR", "/tmp"), "ucp-bench", "dcp505m")
+    ckpt = os.path.join(os.environ.get("TMPDIR", "/tmp"), "ucp-bench", "dcp405m")
     if not os.path.isfile(os.path.join(ckpt, ".metadata")):
         os.makedirs(ckpt, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:  # spawn needs the worker in a file
-            script = os.path.join(tmp, "make_dcp505m.py")
+            script = os.path.join(tmp, "make_dcp405m.py")
             with open(script, "w") as f:
                 f.write(MAKE)
             subprocess.run([a.python, script, ckpt], check=True)
@@ -105,7 +105,7 @@ def main():
             shutil.rmtree(work)
     lines = ["# DCP to one consolidated file: ucp-reshard against torch's dcp_to_torch_save",
              "",
-             f"`bench/dcp_to_fp32.py`: a 505M-parameter fp32 model (`{size / 2**30:.2f} GiB`) saved by `dcp.save` on 4 "
+             f"`bench/dcp_to_fp32.py`: a 405M-parameter fp32 model ({size / 2**30:.2f} GiB) saved by `dcp.save` on 4 "
              "gloo ranks with `Shard(0)`; page cache warm, `sync` before every run; median of "
              f"{a.reps} alternating runs; peak RSS of the process (the largest rank under mpirun).",
              "",

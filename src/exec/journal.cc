@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "ucp/exec/file_io.h"
+#include "ucp/exec/output_dir.h"
 #include "ucp/format/crc32.h"
 
 namespace ucp::exec {
@@ -44,15 +45,6 @@ std::uint64_t get64(const std::byte* p) {
   std::uint64_t v;
   std::memcpy(&v, p, 8);
   return v;
-}
-
-Status sync_dir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return io_error("opening folder", dir, errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  return rc == 0 ? Status() : io_error("syncing folder", dir, err);
 }
 
 }  // namespace
@@ -94,8 +86,8 @@ Status write_run_identity(const std::string& temp, const std::string& identity, 
   Status s = pwrite_full(fd, reinterpret_cast<const std::byte*>(identity.data()), identity.size(), 0, path);
   if (s.ok() && sync && ::fsync(fd) != 0) s = io_error("syncing", path, errno);
   ::close(fd);
-  if (s.ok() && sync) s = sync_dir(dir);
-  if (s.ok() && sync) s = sync_dir(temp);
+  if (s.ok() && sync) s = sync_folder(dir);
+  if (s.ok() && sync) s = sync_folder(temp);
   return s;
 }
 

@@ -19,7 +19,6 @@ import unittest
 
 import torch
 from torch.distributed.checkpoint import FileSystemReader
-from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 from torch.distributed.checkpoint.metadata import MetadataIndex
 
 import ucp_oracle as uo
@@ -33,20 +32,7 @@ OUR_DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: 
 
 
 def reference(ckpt, tmp):
-    """fqn -> tensor as torch's dcp_to_torch_save rebuilds them (planner_data gives each path)."""
-    path = os.path.join(tmp, "reference.pt")
-    dcp_to_torch_save(ckpt, path)
-    nested = torch.load(path, weights_only=False)
-    meta = FileSystemReader(ckpt).read_metadata()
-    out = {}
-    for fqn, item in meta.state_dict_metadata.items():
-        if not hasattr(item, "chunks"):
-            continue
-        value = nested
-        for key in meta.planner_data[fqn]:
-            value = value[key]
-        out[fqn] = value
-    return out
+    return uo.dcp_tensors(ckpt, tmp)
 
 
 def expected_as(t, dtype):

@@ -20,7 +20,6 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 import torch.multiprocessing as mp
 from torch.distributed.checkpoint import FileSystemReader
-from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 import ucp_oracle as uo
 
@@ -29,20 +28,7 @@ DS_FIXTURES = ["gpt_z2_bf16_ws2", "gpt_z3_fp16_ws4", "mlp_z1_bf16_bf16opt_ws2"]
 DCP_FIXTURES = ["mesh2x2_ws4", "shard0_uneven_ws4", "flat_ws1"]
 
 
-def flat_dcp(folder, tmp):
-    """fqn -> tensor as torch's dcp_to_torch_save reads a DCP folder (nested keys flattened)."""
-    path = os.path.join(tmp, f"ref-{len(os.listdir(tmp))}.pt")
-    dcp_to_torch_save(folder, path)
-    nested = torch.load(path, weights_only=False)
-    meta = FileSystemReader(folder).read_metadata()
-    out = {}
-    for fqn, item in meta.state_dict_metadata.items():
-        if hasattr(item, "chunks"):
-            value = nested
-            for key in meta.planner_data[fqn]:
-                value = value[key]
-            out[fqn] = value
-    return out
+flat_dcp = uo.dcp_tensors
 
 
 def source_tensors(name, tmp):

@@ -20,6 +20,8 @@ import unittest
 import numpy as np
 import torch
 
+from tensor_truth import bits_equal, dcp_tensors  # noqa: F401 (uo.bits_equal, uo.dcp_tensors)
+
 UCP = os.environ.get("UCP_RESHARD", "")
 GOLDEN = os.environ.get("UCP_GOLDEN_DIR", os.path.join(os.path.dirname(__file__), "..", "golden"))
 MPIEXEC = os.environ.get("UCP_MPIEXEC") or "mpirun"
@@ -230,18 +232,6 @@ if not any(isinstance(f, _DeepSpeedFinder) for f in sys.meta_path):
 def load_deepspeed_file(path):
     """torch.load of a DeepSpeed file without DeepSpeed: its classes become inert stubs."""
     return torch.load(path, weights_only=False)
-
-
-def bits_equal(a, b):
-    """Same dtype, shape and bytes (NaN payloads included)."""
-    if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
-        return False
-    if a.numel() == 0:
-        return True
-    if a.dtype == torch.bool:
-        return torch.equal(a, b)
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-    return torch.equal(a.contiguous().view(width), b.contiguous().view(width))
 
 
 class TempDir:

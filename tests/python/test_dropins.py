@@ -29,6 +29,9 @@ import deepspeed.utils.zero_to_fp32 as ds  # the real DeepSpeed 0.19, first (bef
 
 import ucp_reshard
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "oracle"))
+from tensor_truth import bits_equal, dcp_tensors  # noqa: E402 (shared with the oracle tests)
+
 GOLDEN = os.environ.get("UCP_GOLDEN_DIR", os.path.join(os.path.dirname(__file__), "..", "golden"))
 SETS = ("deepspeed", "deepspeed-0.19")
 # Fixtures of features refused by design (tests/oracle/ucp_oracle.py REFUSED, "to-fp32").
@@ -50,17 +53,6 @@ FIXTURES = fixtures()
 
 def ckpt_dir(fixture_set, name):
     return os.path.join(GOLDEN, fixture_set, name, "checkpoint")
-
-
-def bits_equal(a, b):
-    if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
-        return False
-    if a.numel() == 0:
-        return True
-    if a.dtype == torch.bool:
-        return torch.equal(a, b)
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-    return torch.equal(a.contiguous().view(width), b.contiguous().view(width))
 
 
 class FixtureTruth:
@@ -493,19 +485,8 @@ DCP_FIXTURES = sorted(n for n in os.listdir(os.path.join(GOLDEN, "dcp"))
 def test_open_dcp(tmp_path, name):
     # PyTorch DCP folders (tests/golden/dcp: uneven shards, 2x2 meshes cut along dimension 1,
     # nesting, bf16/fp16/int, 0-dim) against torch's own dcp_to_torch_save, tensor for tensor.
-    from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     d = os.path.join(GOLDEN, "dcp", name, "checkpoint")
-    dcp_to_torch_save(d, str(tmp_path / "ref.pt"))
-    nested = torch.load(tmp_path / "ref.pt", weights_only=False)
-    meta = FileSystemReader(d).read_metadata()
-    want = {}
-    for fqn, item in meta.state_dict_metadata.items():
-        if hasattr(item, "chunks"):
-            value = nested
-            for key in meta.planner_data[fqn]:
-                value = value[key]
-            want[fqn] = value
+    want = dcp_tensors(d, str(tmp_path))
     ck = ucp_reshard.open_checkpoint(d)
     assert sorted(ck) == sorted(want)
     for k, v in want.items():

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""DCP in: `ucp-reshard to-fp32` of a PyTorch DCP folder against torch's own
-format_utils.dcp_to_torch_save, same run, same checkpoint, and writes bench/results/dcp_to_fp32.md.
+"""DCP in and out, same run, same checkpoint: `ucp-reshard to-fp32` of a PyTorch DCP folder against
+torch's format_utils.dcp_to_torch_save, and `ucp-reshard to-dcp` (re-chunked for 8 ranks) against
+torch_save_to_dcp of torch's own consolidated .pt; writes bench/results/dcp_to_fp32.md.
 
 The checkpoint: a 405M-parameter Llama-shaped state dict (vocab 50304, hidden 1024, 24 layers,
 untied embeddings, fp32 weights, 1.51 GiB) saved by torch's dcp.save on 4 gloo ranks with FSDP2's
@@ -61,6 +62,12 @@ from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 dcp_to_torch_save(sys.argv[1], sys.argv[2])
 '''
 
+TORCH_TO_DCP = r'''
+import sys
+from torch.distributed.checkpoint.format_utils import torch_save_to_dcp
+torch_save_to_dcp(sys.argv[1], sys.argv[2])
+'''
+
 
 def timed(cmd):
     p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
@@ -89,12 +96,20 @@ def main():
                 f.write(MAKE)
             subprocess.run([a.python, script, ckpt], check=True)
     size = sum(os.path.getsize(os.path.join(ckpt, f)) for f in os.listdir(ckpt))
+    consolidated = ckpt + ".pt"  # torch_save_to_dcp's input: torch's own consolidation (made once)
+    if not os.path.isfile(consolidated):
+        subprocess.run([a.python, "-c", TORCH, ckpt, consolidated], check=True)
     mpirun = ["mpirun", "-np", "2", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none"]
     cases = {
         "torch dcp_to_torch_save (one .pt)": lambda o: [a.python, "-c", TORCH, ckpt, o + ".pt"],
         "ucp-reshard to-fp32 --format torch, 1 rank": lambda o: [a.ucp, "to-fp32", ckpt, o, "--format", "torch", "--no-progress"],
         "ucp-reshard to-fp32 --format torch, 2 ranks": lambda o: [*mpirun, a.ucp, "to-fp32", ckpt, o, "--format", "torch", "--no-progress"],
         "ucp-reshard to-fp32 (safetensors), 1 rank": lambda o: [a.ucp, "to-fp32", ckpt, o, "--no-progress"],
+        "torch torch_save_to_dcp (.pt -> DCP, one file)": lambda o: [a.python, "-c", TORCH_TO_DCP, consolidated, o],
+        "ucp-reshard to-dcp --target-world-size 8 (DCP -> DCP), 1 rank":
+            lambda o: [a.ucp, "to-dcp", ckpt, o, "--target-world-size", "8", "--no-progress"],
+        "ucp-reshard to-dcp --target-world-size 8, 2 ranks":
+            lambda o: [*mpirun, a.ucp, "to-dcp", ckpt, o, "--target-world-size", "8", "--no-progress"],
     }
     results = {k: [] for k in cases}
     for _ in range(a.reps):
@@ -103,7 +118,7 @@ def main():
             subprocess.run(["sh", "-c", f"cat {ckpt}/* > /dev/null; sync"], check=True)
             results[name].append(timed(cmd(os.path.join(work, "out"))))
             shutil.rmtree(work)
-    lines = ["# DCP to one consolidated file: ucp-reshard against torch's dcp_to_torch_save",
+    lines = ["# DCP in and out: ucp-reshard against torch's dcp_to_torch_save and torch_save_to_dcp",
              "",
              f"`bench/dcp_to_fp32.py`: a 405M-parameter fp32 model ({size / 2**30:.2f} GiB) saved by `dcp.save` on 4 "
              "gloo ranks with `Shard(0)`; page cache warm, `sync` before every run; median of "

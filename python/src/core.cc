@@ -157,7 +157,7 @@ class TensorSet {
 
   /// (path, byte offset) when tensor `index` is one contiguous run of its own dtype in one file.
   std::optional<std::tuple<std::string, std::uint64_t>> source_run(std::size_t index) const {
-    auto run = exec::single_source_run(tensor(index));
+    auto run = format::whole_run(tensor(index));
     if (!run) return std::nullopt;
     return std::make_tuple(files_->paths().at(run->file), run->offset);
   }

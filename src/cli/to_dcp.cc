@@ -16,7 +16,7 @@ CLI::App* add_to_dcp_command(CLI::App& app, ToDcpOptions& o) {
   cmd->add_option("out", o.out, "Output folder (created; must not exist or be empty unless --overwrite)")->required();
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest' (DeepSpeed sources)");
   cmd->add_option("--target-world-size", o.target_world_size, "Ranks of the run that will load it (each reads its own box)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: keep (as stored), fp32, bf16 or fp16")
       ->check(CLI::IsMember({"keep", "fp32", "bf16", "fp16"}))->capture_default_str();
   cmd->add_option("--select", o.select, "Only the tensors under this key prefix, written without it");

@@ -395,20 +395,13 @@ void FilePlanRun::stream_local_runs(const std::vector<Transfer>& round, const st
   }
 }
 
-// Record i's CRC combines its fixed runs (pickle, zero padding) and its written runs; offsets in
-// the zip count from its base.
+// Record i's CRC combines its fixed runs (pickle, zero padding) and its written runs.
 Status FilePlanRun::finish_zip(int f, const plan::PlacedZip& z, int fd, const std::string& path) {
-  const plan::OutputFile& file = plan_.files[static_cast<std::size_t>(f)];
   std::vector<std::vector<CrcPiece>> pieces(z.layout.entries.size());
   for (std::size_t e = 0; e < pieces.size(); ++e)
-    if (auto it = crcs_.find({f, z.first_entry + static_cast<int>(e)}); it != crcs_.end()) {
-      pieces[e] = std::move(it->second);
-      for (CrcPiece& p : pieces[e]) p.offset -= z.base;
-    }
-  std::vector<std::pair<std::uint64_t, std::vector<std::byte>>> fixed;
-  for (const auto& [offset, bytes] : file.fixed)
-    if (offset >= z.base && offset < z.base + z.layout.total_size) fixed.emplace_back(offset - z.base, bytes);
-  const std::vector<std::uint32_t> crc = format::combine_record_crcs(z.layout, std::move(pieces), fixed);
+    if (auto it = crcs_.find({f, z.first_entry + static_cast<int>(e)}); it != crcs_.end()) pieces[e] = std::move(it->second);
+  const std::vector<std::uint32_t> crc =
+      format::combine_record_crcs(z.layout, std::move(pieces), plan_.files[static_cast<std::size_t>(f)].fixed, z.base);
   for (const auto& [offset, bytes] : format::zip_finish_writes(z.layout, crc))
     UCP_RETURN_IF_ERROR(pwrite_full(fd, bytes.data(), bytes.size(), z.base + offset, path));
   return {};

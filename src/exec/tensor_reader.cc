@@ -81,11 +81,4 @@ Status read_logical_tensor(const plan::LogicalTensor& lt, SourceFiles& files, st
   });
 }
 
-std::optional<format::TensorLocation> single_source_run(const plan::LogicalTensor& lt) {
-  if (lt.role == plan::TensorRole::kAlias || lt.pieces.size() != 1) return std::nullopt;
-  const plan::Piece& p = lt.pieces.front();
-  if (p.rows != 1 || p.dst_offset != 0 || p.src.numel != lt.numel() || p.src.dtype != lt.dtype) return std::nullopt;
-  return p.src;
-}
-
 }  // namespace ucp::exec

@@ -330,10 +330,14 @@ Result<StateDict> open_dcp(const std::string& path) {
   for (const auto& f : m.files) b.add_file(path + "/" + f);
   b.add_skipped(m.bytes_items.size());
   for (const LogicalTensor& t : layout.tensors) {
+    if (const auto run = whole_run(t)) {  // one chunk: a view of its data file, as for other formats
+      const auto& file = files[run->file];
+      b.add({t.name, t.dtype, t.shape, file->bytes().subspan(run->offset, run->nbytes()), file, file->path()});
+      continue;
+    }
     auto bytes = std::make_shared<std::vector<std::byte>>(t.numel() * base::dtype_size(t.dtype));
     UCP_RETURN_IF_ERROR(read_tensor(t, files, *bytes));
-    StateDictTensor x{t.name, t.dtype, t.shape, std::span<const std::byte>(*bytes), bytes, m.metadata_path()};
-    b.add(std::move(x));
+    b.add({t.name, t.dtype, t.shape, std::span<const std::byte>(*bytes), bytes, m.metadata_path()});
   }
   return std::move(b.dict);
 }

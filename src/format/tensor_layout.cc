@@ -170,6 +170,13 @@ Status for_each_run(const LogicalTensor& t, const std::function<Status(const Ten
   return {};
 }
 
+std::optional<TensorLocation> whole_run(const LogicalTensor& t) {
+  if (t.role == TensorRole::kAlias || t.pieces.size() != 1) return std::nullopt;
+  const Piece& p = t.pieces.front();
+  if (p.rows != 1 || p.dst_offset != 0 || p.src.numel != t.numel() || p.src.dtype != t.dtype) return std::nullopt;
+  return p.src;
+}
+
 Status read_tensor(const LogicalTensor& t, std::span<const std::shared_ptr<const MappedFile>> files,
                    std::span<std::byte> out) {
   const std::uint64_t size = base::dtype_size(t.dtype);

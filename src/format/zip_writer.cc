@@ -311,12 +311,13 @@ base::Result<std::vector<std::byte>> zip_file_bytes(std::span<const ZipBlob> blo
 }
 
 std::vector<std::uint32_t> combine_record_crcs(const ZipLayout& layout, std::vector<std::vector<ZipCrcPiece>> pieces,
-                                               std::span<const std::pair<std::uint64_t, std::vector<std::byte>>> fixed) {
+                                               std::span<const std::pair<std::uint64_t, std::vector<std::byte>>> fixed,
+                                               std::uint64_t base) {
   std::vector<std::uint32_t> crcs(layout.entries.size(), 0);
   pieces.resize(layout.entries.size());
   for (std::size_t e = 0; e < layout.entries.size(); ++e) {
     std::vector<ZipCrcPiece>& record = pieces[e];
-    const std::uint64_t begin = layout.entries[e].data_offset, end = begin + layout.entries[e].size;
+    const std::uint64_t begin = base + layout.entries[e].data_offset, end = begin + layout.entries[e].size;
     for (const auto& [offset, bytes] : fixed)
       if (offset >= begin && offset + bytes.size() <= end && !bytes.empty())
         record.push_back({offset, bytes.size(), crc32_update(0, bytes)});

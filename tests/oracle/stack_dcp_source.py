@@ -210,6 +210,25 @@ class DcpBadInput(uo.BadInputCase):
         self.rewrite_metadata(zstd)
         self.check_failure(self.out_args(), uo.UNIMPLEMENTED, ["stream.zstd/1", ".distcp"], self.tmp, {"ckpt"})
 
+    def test_select_that_names_no_tensor(self):
+        self.check_failure([*self.out_args(), "--select", "modle"], uo.INVALID_ARGUMENT,
+                           ["--select modle", "the top-level names are: model"], self.tmp, {"ckpt"})
+
+    def test_to_dcp_of_a_truncated_checkpoint(self):
+        path = os.path.join(self.ckpt, "__1_0.distcp")
+        os.truncate(path, os.path.getsize(path) // 2)
+        self.check_failure(["to-dcp", self.ckpt, os.path.join(self.tmp, "out"), "--target-world-size", "2"],
+                           uo.DATA_LOSS, ["__1_0.distcp", "runs past the end"], self.tmp, {"ckpt"})
+
+    def test_to_dcp_needs_a_positive_target_world_size(self):
+        # A parse error: the parser's usage message, printed once (rank 0), exit 2 on every rank.
+        message = "--target-world-size: Value 0 not in range 1 to 1048576"
+        for ranks in (1, 3):
+            p = uo.run(["to-dcp", self.ckpt, os.path.join(self.tmp, "out"), "--target-world-size", "0"], ranks)
+            self.assertEqual(p.returncode, uo.INVALID_ARGUMENT, p.stderr)
+            self.assertEqual(p.stderr.count(message), 1, p.stderr)
+            self.assertEqual(os.listdir(self.tmp), ["ckpt"])
+
     def test_exclude_frozen_is_refused(self):
         self.check_failure([*self.out_args(), "--exclude-frozen"], uo.INVALID_ARGUMENT, ["--exclude-frozen", "DCP"],
                            self.tmp, {"ckpt"})

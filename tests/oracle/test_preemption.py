@@ -193,10 +193,7 @@ class Preemption(unittest.TestCase):
                          r"\(\d+(\.\d+)? KiB\) of an earlier run: " + why["ranks"].replace("(", r"\(").replace(")", r"\)") + "$")
         self.assert_done(out)
         # A changed source file (its mtime).
-        shutil.rmtree(out)
-        os.makedirs(out)
-        with open(os.path.join(out, "old.txt"), "w") as f:
-            f.write("old")
+        out = self.fresh_out("stale")
         self.kill(out, 3, "transfer:3:1", ckpt)
         latest_states = [os.path.join(d, f) for d, _, fs in os.walk(ckpt) for f in fs if f.endswith("optim_states.pt")]
         st = os.stat(latest_states[0])
@@ -207,10 +204,7 @@ class Preemption(unittest.TestCase):
         self.assertNotIn("resuming", p.stderr)
         self.assert_done(out)
         # --restart.
-        shutil.rmtree(out)
-        os.makedirs(out)
-        with open(os.path.join(out, "old.txt"), "w") as f:
-            f.write("old")
+        out = self.fresh_out("stale")
         self.kill(out, 3, "transfer:3:1", ckpt)
         p = uo.run(self.args(out, ckpt, ["--restart"]), 3, env=ENV)
         self.assertEqual(p.returncode, 0, p.stderr)

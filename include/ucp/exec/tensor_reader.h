@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -48,8 +47,5 @@ class SourceFiles {
 base::Status read_logical_tensor(const plan::LogicalTensor& lt, SourceFiles& files, std::span<std::byte> out,
                                  base::DType out_dtype);
 
-/// The one contiguous source run that holds all of `lt` in its own dtype (one piece covering
-/// [0, numel)), or nothing: such a tensor can be a view of its file's bytes, with no copy.
-std::optional<format::TensorLocation> single_source_run(const plan::LogicalTensor& lt);
 
 }  // namespace ucp::exec

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -96,6 +97,10 @@ void clip_pieces(const std::vector<Piece>& pieces, std::uint64_t begin, std::uin
 /// Internal error naming the tensor when a piece does not fit it.
 base::Status for_each_run(const LogicalTensor& t,
                           const std::function<base::Status(const TensorLocation& src, std::uint64_t dst)>& fn);
+
+/// The one contiguous source run that holds all of `t` in its own dtype (a single row-piece
+/// covering [0, numel)), or nothing: such a tensor can be a view of its file's bytes, no copy.
+std::optional<TensorLocation> whole_run(const LogicalTensor& t);
 
 class MappedFile;
 

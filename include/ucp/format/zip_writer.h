@@ -63,9 +63,11 @@ struct ZipCrcPiece {
 
 /// Every record's CRC-32, combined (crc32_combine) in offset order from `pieces[i]` (record i's
 /// written runs) and from the `fixed` bytes that fall inside the record (pickle, version, padding
-/// known at plan time). Together they must cover each record's data exactly once.
+/// known at plan time). Together they must cover each record's data exactly once. Offsets of
+/// pieces and fixed bytes are file offsets; the zip starts at `base` of the file (a DCP item).
 std::vector<std::uint32_t> combine_record_crcs(const ZipLayout& layout, std::vector<std::vector<ZipCrcPiece>> pieces,
-                                               std::span<const std::pair<std::uint64_t, std::vector<std::byte>>> fixed);
+                                               std::span<const std::pair<std::uint64_t, std::vector<std::byte>>> fixed,
+                                               std::uint64_t base = 0);
 
 /// What finishing a zip laid out by plan_zip_layout writes once every record's CRC is known: each
 /// local header at its offset, then the central directory and end records, as (offset, bytes).

@@ -20,6 +20,13 @@ CLI::App* add_to_dcp_command(CLI::App& app, ToDcpOptions& o) {
   cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: keep (as stored), fp32, bf16 or fp16")
       ->check(CLI::IsMember({"keep", "fp32", "bf16", "fp16"}))->capture_default_str();
   cmd->add_option("--select", o.select, "Only the tensors under this key prefix, written without it");
+  cmd->add_option("--layout", o.layout,
+                  "How the loading run nests its state: plain (the keys as they are), lingua (model.*, optim.*) or "
+                  "torchtitan (model keys at the top, optimizer.*)")
+      ->check(CLI::IsMember({"plain", "lingua", "torchtitan"}))->capture_default_str();
+  cmd->add_flag("--with-optimizer", o.with_optimizer,
+                "Also the optimizer: torch Adam's exp_avg, exp_avg_sq and step per parameter and param_groups, from "
+                "DeepSpeed ZeRO files (needs --layout lingua or torchtitan)");
   add_conversion_flags(cmd, o);
   return cmd;
 }
@@ -31,8 +38,8 @@ Status run_to_dcp(comm::Communicator& comm, const ToDcpOptions& o) {
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-dcp: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
               << comm.description() << " | " << o.target_world_size << " target rank(s), dtype " << o.dtype
-              << ", max memory " << o.max_memory << std::endl;
-  exec::DcpTarget target{o.target_world_size, std::nullopt, o.select};
+              << ", layout " << o.layout << (o.with_optimizer ? " with optimizer" : "") << ", max memory " << o.max_memory << std::endl;
+  exec::DcpTarget target{o.target_world_size, std::nullopt, o.select, o.layout, o.with_optimizer};
   if (o.dtype != "keep") target.float_dtype = base::dtype_from_user_name(o.dtype);
   return exec::convert(comm, o.checkpoint, o.tag, target, *popts, run_options(o, "to-dcp", o.out), timer);
 }

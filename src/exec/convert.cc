@@ -27,7 +27,11 @@ Status convert(comm::Communicator& comm, const std::string& source, const std::s
   }
   if (const auto* dcp = std::get_if<DcpTarget>(&target)) {
     UCP_ASSIGN_OR_RETURN(OpenedModelTensors tensors, open_model_tensors(comm, source, tag, false, timer));
-    return run_conversion(comm, run, plan_dcp_folder(tensors, *dcp, options, run.out), timer);
+    std::vector<OptimizerStep> steps;  // collective, as for HDF5
+    if (dcp->with_optimizer && tensors.zero) {
+      UCP_ASSIGN_OR_RETURN(steps, read_optimizer_steps(comm, *tensors.zero));
+    }
+    return run_conversion(comm, run, plan_dcp_folder(tensors, *dcp, steps, options, run.out), timer);
   }
   if (const auto* hdf5 = std::get_if<Hdf5Target>(&target)) {
     UCP_ASSIGN_OR_RETURN(OpenedModelTensors tensors, open_model_tensors(comm, source, tag, hdf5->exclude_frozen, timer));

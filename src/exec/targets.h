@@ -23,8 +23,10 @@ base::Result<PlannedConversion> plan_hdf5_file(const OpenedModelTensors& source,
                                                const std::vector<OptimizerStep>& steps, const plan::PlanOptions& options,
                                                const std::string& out);
 
+/// `steps`: as for plan_hdf5_file (with_optimizer).
 base::Result<PlannedConversion> plan_dcp_folder(const OpenedModelTensors& source, const DcpTarget& target,
-                                                const plan::PlanOptions& options, const std::string& out);
+                                                const std::vector<OptimizerStep>& steps, const plan::PlanOptions& options,
+                                                const std::string& out);
 
 base::Result<PlannedConversion> plan_universal_folder(const format::ZeroCheckpoint& ckpt, const plan::PlanOptions& options,
                                                       const std::string& out);

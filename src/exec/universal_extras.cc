@@ -32,6 +32,27 @@ ValuePtr fresh_step(const ValuePtr& step) {
 
 }  // namespace
 
+base::Result<Rank0Optimizer> open_rank0_optimizer(const format::ZeroCheckpoint& ck) {
+  if (ck.files.optim_files.empty()) return base::not_found("'" + ck.files.tag_dir + "': no optimizer file");
+  const std::string& path = ck.files.optim_files.at(0);
+  const auto index = static_cast<std::uint32_t>(ck.files.model_state_files.size());
+  if (index >= ck.paths.size() || ck.paths[index] != path)
+    return base::internal_error("'" + path + "' is not where ZeroCheckpoint::paths puts rank 0's optimizer file");
+  UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(path));
+  const ValuePtr top = file.root();
+  UCP_RETURN_IF_ERROR(require_dict(top, path, "the root"));
+  ValuePtr osd = top->get("optimizer_state_dict");
+  UCP_RETURN_IF_ERROR(require_dict(osd, path, "'optimizer_state_dict'"));
+  const bool zero3 = ck.kind == format::DeepSpeedOptimizerKind::kZero3;
+  ValuePtr inner = osd->get(zero3 ? "optimizer_state_dict" : "base_optimizer_state");
+  const std::string inner_name = zero3 ? "['optimizer_state_dict']['optimizer_state_dict']" : "['optimizer_state_dict']['base_optimizer_state']";
+  UCP_RETURN_IF_ERROR(require_dict(inner, path, inner_name));
+  ValuePtr param_groups = inner->get("param_groups");
+  if (!param_groups || param_groups->kind != Value::Kind::kList)
+    return base::data_loss("'" + path + "': " + inner_name + " has no 'param_groups' list");
+  return Rank0Optimizer{path, index, std::move(file), std::move(osd), std::move(inner), std::move(param_groups)};
+}
+
 base::Result<plan::UniversalCarried> universal_carried_files(const format::ZeroCheckpoint& ck,
                                                              std::span<const plan::UniversalParam> params) {
   plan::UniversalCarried result;
@@ -43,24 +64,11 @@ base::Result<plan::UniversalCarried> universal_carried_files(const format::ZeroC
     result.copies.push_back({fs::path(ck.files.model_state_files[i]).filename().string(), static_cast<std::uint32_t>(i), size});
   }
 
-  if (ck.files.optim_files.empty()) return base::not_found("'" + ck.files.tag_dir + "': no optimizer file");
-  const std::string& path = ck.files.optim_files.at(0);
-  const auto index = static_cast<std::uint32_t>(ck.files.model_state_files.size());
-  if (index >= ck.paths.size() || ck.paths[index] != path)
-    return base::internal_error("'" + path + "' is not where ZeroCheckpoint::paths puts rank 0's optimizer file");
-  UCP_ASSIGN_OR_RETURN(format::TorchFile file, format::TorchFile::open(path));
+  UCP_ASSIGN_OR_RETURN(Rank0Optimizer rank0, open_rank0_optimizer(ck));
   MappedFiles mapped;
-  mapped.add(index, file);
-  const ValuePtr& top = file.root();
-  UCP_RETURN_IF_ERROR(require_dict(top, path, "the root"));
-  ValuePtr osd = top->get("optimizer_state_dict");
-  UCP_RETURN_IF_ERROR(require_dict(osd, path, "'optimizer_state_dict'"));
+  mapped.add(rank0.index, rank0.file);
+  const ValuePtr osd = rank0.osd, inner = rank0.inner, param_groups = rank0.param_groups;
   const bool zero3 = ck.kind == format::DeepSpeedOptimizerKind::kZero3;
-  ValuePtr inner = osd->get(zero3 ? "optimizer_state_dict" : "base_optimizer_state");
-  const std::string inner_name = zero3 ? "['optimizer_state_dict']['optimizer_state_dict']" : "['optimizer_state_dict']['base_optimizer_state']";
-  UCP_RETURN_IF_ERROR(require_dict(inner, path, inner_name));
-  ValuePtr param_groups = inner->get("param_groups");
-  if (!param_groups) return base::data_loss("'" + path + "': " + inner_name + " has no 'param_groups'");
 
   // optimizer_state.pt. Stage <= 2 / BF16: rank 0's dict minus the sharded states, with
   // group_paddings zeroed and partition_count [dp] * G (as get_zero_checkpoint_state rewrites

@@ -14,6 +14,21 @@
 
 namespace ucp::exec {
 
+/// Rank 0's optimizer file of a ZeRO checkpoint, parsed: the wrapper's dict and the torch
+/// optimizer's own state_dict inside it (base_optimizer_state below ZeRO-3, optimizer_state_dict
+/// at ZeRO-3), whose param_groups hold the hyper-parameters.
+struct Rank0Optimizer {
+  std::string path;
+  std::uint32_t index = 0;  ///< Its index in ZeroCheckpoint::paths.
+  format::TorchFile file;
+  format::ValuePtr osd;           ///< ['optimizer_state_dict']
+  format::ValuePtr inner;         ///< The torch optimizer's state_dict.
+  format::ValuePtr param_groups;  ///< inner['param_groups'], a list.
+};
+
+/// Not collective. DataLoss naming the file when the dicts are not where DeepSpeed puts them.
+base::Result<Rank0Optimizer> open_rank0_optimizer(const format::ZeroCheckpoint& ckpt);
+
 /// Not collective: what a universal checkpoint of `ckpt` carries from it (plan/universal_plan.h):
 /// the model-state files (sizes read here), and zero/optimizer_state.pt and the zero/<param>/step.pt
 /// files (stage <= 2, when the optimizer keeps a step) of `params` rebuilt from rank 0's optimizer

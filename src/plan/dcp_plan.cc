@@ -36,10 +36,55 @@ Result<std::vector<std::byte>> chunk_pickle(base::DType dtype, const std::vector
 struct Chunked {
   SourceLayout layout;                       // one tensor per chunk (what finish_plan reads)
   std::vector<format::dcp::TensorItem> items;  // what .metadata describes
+  std::vector<format::dcp::BytesItem> objects;
 };
 
+format::dcp::StatePath path_of(const DcpExtras& extras, const std::string& fqn) {
+  auto it = extras.paths.find(fqn);
+  return it == extras.paths.end() ? format::dcp::StatePath{} : it->second;
+}
+
+// Small items go round the ranks' files, so that no one file gathers them all.
+OutputFile& file_for_small_item(FilePlan& plan, std::size_t k) { return plan.files[k % plan.files.size()]; }
+
+// Scalars: a whole 0-d tensor item each, its one record fixed bytes.
+Status add_scalars(const DcpExtras& extras, FilePlan& plan, Chunked& out) {
+  for (std::size_t k = 0; k < extras.scalars.size(); ++k) {
+    const DcpScalar& s = extras.scalars[k];
+    if (s.value.size() != base::dtype_size(s.dtype))
+      return base::internal_error("scalar '" + s.fqn + "': " + std::to_string(s.value.size()) + " bytes for a " +
+                                  std::string(base::dtype_name(s.dtype)));
+    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle, chunk_pickle(s.dtype, {}, 1));
+    OutputFile& file = file_for_small_item(plan, k);
+    const std::uint64_t item_offset = file.size;
+    const std::uint64_t record = append_torch_zip(file, "archive", std::move(pickle), {s.value.size()}).at(0);
+    file.fixed.emplace_back(record, s.value);
+    format::dcp::TensorItem item;
+    item.fqn = s.fqn;
+    item.dtype = s.dtype;
+    item.path = s.path;
+    item.chunks.push_back({{}, {}, {file.name, item_offset, file.size - item_offset, {}}});
+    out.items.push_back(std::move(item));
+  }
+  return {};
+}
+
+// Objects: torch.save of the value, a zip with no storage record.
+Status add_objects(const DcpExtras& extras, FilePlan& plan, Chunked& out) {
+  for (std::size_t k = 0; k < extras.objects.size(); ++k) {
+    const DcpObject& o = extras.objects[k];
+    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle, format::write_pickle(o.value, nullptr));
+    OutputFile& file = file_for_small_item(plan, extras.scalars.size() + k);
+    const std::uint64_t item_offset = file.size;
+    append_torch_zip(file, "archive", std::move(pickle), {});
+    out.objects.push_back({o.fqn, {file.name, item_offset, file.size - item_offset, {}}, o.path});
+  }
+  return {};
+}
+
 // Every tensor cut into its chunks for `world` ranks; chunk k of rank r goes to file r.
-Result<Chunked> cut_chunks(const SourceLayout& layout, int world, FilePlan& plan, const DcpPlanOptions& dcp) {
+Result<Chunked> cut_chunks(const SourceLayout& layout, int world, FilePlan& plan, const DcpPlanOptions& dcp,
+                           const DcpExtras& extras) {
   Chunked out;
   for (int r = 0; r < world; ++r) {
     OutputFile file;
@@ -51,6 +96,7 @@ Result<Chunked> cut_chunks(const SourceLayout& layout, int world, FilePlan& plan
         source.role == TensorRole::kAlias ? layout.tensors[static_cast<std::size_t>(source.alias_of)] : source;
     format::dcp::TensorItem item;
     item.fqn = source.name;
+    item.path = path_of(extras, source.name);
     item.dtype = dcp.float_dtype && base::dtype_is_floating(source.dtype) ? *dcp.float_dtype : source.dtype;
     item.shape = source.shape;
     const std::int64_t rows = source.shape.empty() ? 1 : source.shape[0];
@@ -92,12 +138,14 @@ Result<Chunked> cut_chunks(const SourceLayout& layout, int world, FilePlan& plan
 }  // namespace
 
 Result<FilePlan> plan_dcp(const SourceLayout& layout, const std::vector<std::string>& source_paths,
-                          const PlanOptions& options, const DcpPlanOptions& dcp) {
+                          const PlanOptions& options, const DcpPlanOptions& dcp, const DcpExtras& extras) {
   if (dcp.target_world_size < 1) return base::invalid_argument("--target-world-size must be at least 1");
   FilePlan plan;
-  UCP_ASSIGN_OR_RETURN(Chunked chunked, cut_chunks(layout, dcp.target_world_size, plan, dcp));
+  UCP_ASSIGN_OR_RETURN(Chunked chunked, cut_chunks(layout, dcp.target_world_size, plan, dcp, extras));
+  UCP_RETURN_IF_ERROR(add_scalars(extras, plan, chunked));
+  UCP_RETURN_IF_ERROR(add_objects(extras, plan, chunked));
   UCP_RETURN_IF_ERROR(finish_plan(plan, chunked.layout, source_paths, options));
-  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> metadata, format::dcp::metadata_bytes(chunked.items));
+  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> metadata, format::dcp::metadata_bytes(chunked.items, chunked.objects));
   plan.small_files.push_back({format::dcp::kMetadataFile, std::string(reinterpret_cast<const char*>(metadata.data()), metadata.size()),
                               {}, SmallFile::Place::kInOutput});
   return plan;

@@ -22,6 +22,8 @@ struct ToDcpOptions : ConversionOptions {
   int target_world_size = 1;
   std::string dtype = "keep";
   std::string select;
+  std::string layout = "plain";
+  bool with_optimizer = false;
 };
 
 /// Registers the subcommand and its options on `app`; returns it.

@@ -48,6 +48,8 @@ struct DcpTarget {
   int target_world_size = 1;
   std::optional<base::DType> float_dtype;  ///< Unset: floating tensors keep their dtype.
   std::string select;                      ///< As ModelFolderTarget::select.
+  std::string layout = "plain";            ///< How the loader nests its state: plain, lingua, torchtitan.
+  bool with_optimizer = false;             ///< Also torch Adam's state from a DeepSpeed optimizer.
 };
 
 using Target = std::variant<ModelFolderTarget, Hdf5Target, UniversalTarget, ZeroFilesTarget, DcpTarget>;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "ucp/base/dtype.h"
@@ -35,6 +36,14 @@ struct StoredItem {
   std::vector<std::string> transforms;  ///< transform_descriptors ("stream.zstd/1"); empty for plain items.
 };
 
+/// A step into a nested state dict: a dict key, or a list index (torch descends into lists that
+/// hold dicts or tensors: "optim.param_groups.0.lr" is {"optim", "param_groups", 0, "lr"}).
+using PathElement = std::variant<std::string, std::int64_t>;
+using StatePath = std::vector<PathElement>;
+
+/// The flattened key of `path`: its elements joined by "." (as torch's flatten_state_dict).
+std::string joined_key(const StatePath& path);
+
 struct Chunk {
   std::vector<std::int64_t> offsets;  ///< The box in the global tensor.
   std::vector<std::int64_t> sizes;
@@ -46,12 +55,16 @@ struct TensorItem {
   base::DType dtype = base::DType::kF32;
   std::vector<std::int64_t> shape;  ///< Global shape.
   std::vector<Chunk> chunks;
+  /// Where the value sits in the nested state dict the checkpoint was saved from (planner_data:
+  /// {"optim", "state", "h.0.w", "exp_avg"}); empty when the state dict was flat (the key alone).
+  StatePath path;
 };
 
 /// A non-tensor item (a step counter, param_groups, a string): torch.save'd Python object.
 struct BytesItem {
   std::string fqn;
   StoredItem stored;
+  StatePath path;  ///< As TensorItem::path.
 };
 
 struct Metadata {
@@ -82,10 +95,11 @@ base::Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const st
 base::Result<SourceLayout> read_layout(const Metadata& metadata,
                                        std::vector<std::shared_ptr<const MappedFile>>* mapped = nullptr);
 
-/// The .metadata bytes describing `tensors` (each chunk's `stored` says where its torch.save item
-/// lies) as torch's FileSystemWriter pickles them: what dcp.load and dcp_to_torch_save read.
-/// planner_data maps each key to itself (a flat state dict).
-base::Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors);
+/// The .metadata bytes describing `tensors` and the non-tensor `objects` (each `stored` says where
+/// its torch.save item lies) as torch's FileSystemWriter pickles them: what dcp.load and
+/// dcp_to_torch_save read. planner_data maps each key to its `path` (to the key itself when empty).
+base::Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors,
+                                                    const std::vector<BytesItem>& objects = {});
 
 /// "__{rank}_0.distcp": the one data file a writing rank writes.
 inline std::string data_file_name(int rank) { return "__" + std::to_string(rank) + "_0.distcp"; }

@@ -116,7 +116,7 @@ class MetadataParser {
     const std::string cls = class_name(item);
     if (cls == "BytesStorageMetadata") {
       UCP_ASSIGN_OR_RETURN(StoredItem s, stored_at(fqn, {}));
-      out_.bytes_items.push_back({fqn, std::move(s)});
+      out_.bytes_items.push_back({fqn, std::move(s), {}});
       return {};
     }
     const ValuePtr f = fields_of(item);

@@ -49,9 +49,35 @@ ValuePtr tensor_properties(base::DType dtype) {
                                 Value::boolean(false), contiguous, Value::boolean(false)}));
 }
 
+// planner_data's entry of a key: the path of its value in the nested state dict, as a tuple.
+ValuePtr planner_path(const std::string& fqn, const StatePath& path) {
+  std::vector<ValuePtr> parts;
+  for (const PathElement& p : path)
+    parts.push_back(std::holds_alternative<std::string>(p) ? Value::string(std::get<std::string>(p))
+                                                           : Value::integer(std::get<std::int64_t>(p)));
+  if (parts.empty()) parts.push_back(Value::string(fqn));
+  return Value::tuple(std::move(parts));
+}
+
+ValuePtr storage_info(const StoredItem& stored) {
+  return instance("torch.distributed.checkpoint.filesystem", "_StorageInfo",
+                  fields({{"relative_path", Value::string(stored.file)},
+                          {"offset", Value::integer(static_cast<std::int64_t>(stored.offset))},
+                          {"length", Value::integer(static_cast<std::int64_t>(stored.length))}}));
+}
+
 }  // namespace
 
-Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors) {
+std::string joined_key(const StatePath& path) {
+  std::string out;
+  for (const PathElement& p : path) {
+    if (!out.empty()) out += '.';
+    out += std::holds_alternative<std::string>(p) ? std::get<std::string>(p) : std::to_string(std::get<std::int64_t>(p));
+  }
+  return out;
+}
+
+Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors, const std::vector<BytesItem>& objects) {
   std::vector<std::pair<ValuePtr, ValuePtr>> items, planner, storage;
   for (const TensorItem& t : tensors) {
     std::vector<ValuePtr> chunks;
@@ -62,17 +88,20 @@ Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& ten
       ValuePtr index = instance(kMetadataModule, "MetadataIndex",
                                 fields({{"fqn", Value::string(t.fqn)}, {"offset", Value::size(c.offsets)},
                                         {"index", Value::integer(static_cast<std::int64_t>(k))}}));
-      ValuePtr info = instance("torch.distributed.checkpoint.filesystem", "_StorageInfo",
-                               fields({{"relative_path", Value::string(c.stored.file)},
-                                       {"offset", Value::integer(static_cast<std::int64_t>(c.stored.offset))},
-                                       {"length", Value::integer(static_cast<std::int64_t>(c.stored.length))}}));
-      storage.emplace_back(std::move(index), std::move(info));
+      storage.emplace_back(std::move(index), storage_info(c.stored));
     }
     items.emplace_back(Value::string(t.fqn),
                        instance(kMetadataModule, "TensorStorageMetadata",
                                 fields({{"properties", tensor_properties(t.dtype)}, {"size", Value::size(t.shape)},
                                         {"chunks", Value::list(std::move(chunks))}})));
-    planner.emplace_back(Value::string(t.fqn), Value::tuple({Value::string(t.fqn)}));
+    planner.emplace_back(Value::string(t.fqn), planner_path(t.fqn, t.path));
+  }
+  // A non-tensor item: BytesStorageMetadata (no fields), found by a MetadataIndex without offset.
+  for (const BytesItem& o : objects) {
+    items.emplace_back(Value::string(o.fqn), instance(kMetadataModule, "BytesStorageMetadata", nullptr));
+    ValuePtr index = instance(kMetadataModule, "MetadataIndex", fields({{"fqn", Value::string(o.fqn)}, {"index", Value::none()}}));
+    storage.emplace_back(std::move(index), storage_info(o.stored));
+    planner.emplace_back(Value::string(o.fqn), planner_path(o.fqn, o.path));
   }
   ValuePtr root = instance(kMetadataModule, "Metadata",
                            fields({{"state_dict_metadata", Value::dict(std::move(items))},

@@ -1,0 +1,171 @@
+#include "dcp_training_state.h"
+
+#include <bit>
+#include <cstring>
+
+#include "universal_extras.h"
+#include "ucp/format/value.h"
+
+namespace ucp::exec {
+using base::Result;
+using base::Status;
+using format::Value;
+using format::ValuePtr;
+
+namespace {
+
+using format::dcp::StatePath;
+
+// Where each part of the training state goes in the layout's nested state dict.
+struct Keys {
+  DcpLayout layout;
+
+  StatePath model(const std::string& fqn) const {
+    if (layout == DcpLayout::kLingua) return {"model", fqn};
+    return {fqn};
+  }
+  StatePath state(const std::string& fqn, const std::string& key) const {
+    if (layout == DcpLayout::kLingua) return {"optim", "state", fqn, key};
+    return {"optimizer", "state." + fqn + "." + key};
+  }
+};
+
+void add_tensor(plan::LogicalTensor t, StatePath path, DcpTrainingState& out) {
+  t.name = format::dcp::joined_key(path);
+  out.extras.paths[t.name] = std::move(path);
+  out.layout.tensors.push_back(std::move(t));
+}
+
+// Whether torch's flattening stops at a list: it descends only into lists that hold a dict (or a
+// list that does); tuples, strings and numbers are values.
+bool is_leaf_list(const Value& v) {
+  for (const ValuePtr& item : v.items) {
+    if (item->is_dict()) return false;
+    if (item->kind == Value::Kind::kList && !is_leaf_list(*item)) return false;
+  }
+  return true;
+}
+
+// The non-tensor items of `value` at `path`, flattened as torch's flatten_state_dict does.
+void add_objects(const ValuePtr& value, const StatePath& path, DcpTrainingState& out) {
+  if (value->is_dict()) {
+    for (const auto& [k, v] : value->entries) {
+      StatePath next = path;
+      next.push_back(k->is_str() ? k->str : std::to_string(k->i));
+      add_objects(v, next, out);
+    }
+  } else if (value->kind == Value::Kind::kList && !is_leaf_list(*value)) {
+    for (std::size_t i = 0; i < value->items.size(); ++i) {
+      StatePath next = path;
+      next.emplace_back(std::in_place_index<1>, static_cast<std::int64_t>(i));
+      add_objects(value->items[i], next, out);
+    }
+  } else {
+    out.extras.objects.push_back({format::dcp::joined_key(path), path, value});
+  }
+}
+
+// The fp32 value of a step counter (torch Adam keeps a 0-d float32 tensor; old torch a Python int).
+Result<float> step_value(const OptimizerStep& step, std::size_t group) {
+  if (const auto* i = std::get_if<std::int64_t>(&step)) return static_cast<float>(*i);
+  if (const auto* d = std::get_if<double>(&step)) return static_cast<float>(*d);
+  return base::failed_precondition("flat group " + std::to_string(group) +
+                                   " of the optimizer has no 'step': a torch Adam state needs one");
+}
+
+plan::DcpScalar fp32_scalar(std::string fqn, StatePath path, float value) {
+  static_assert(std::endian::native == std::endian::little, "DCP items are little-endian");
+  plan::DcpScalar s{std::move(fqn), std::move(path), base::DType::kF32, std::vector<std::byte>(sizeof(float))};
+  std::memcpy(s.value.data(), &value, sizeof(float));
+  return s;
+}
+
+// Torch's param groups with 'params' as the parameters' names, as get_optimizer_state_dict
+// gives them: each group's flat groups (DeepSpeed's 'params' are their indices) in order.
+Result<std::vector<ValuePtr>> named_param_groups(const format::ZeroCheckpoint& ckpt, const Rank0Optimizer& rank0) {
+  const auto& flat = ckpt.models.at(0).param_shapes;
+  std::vector<ValuePtr> groups;
+  for (std::size_t g = 0; g < rank0.param_groups->items.size(); ++g) {
+    const ValuePtr& group = rank0.param_groups->items[g];
+    const std::string where = "'" + rank0.path + "': param_groups[" + std::to_string(g) + "]";
+    ValuePtr ids = group && group->is_dict() ? group->get("params") : nullptr;
+    if (!ids || ids->kind != Value::Kind::kList) return base::data_loss(where + " has no 'params' list");
+    std::vector<ValuePtr> names;
+    for (const ValuePtr& id : ids->items) {
+      if (!id || id->kind != Value::Kind::kInt || id->i < 0 || static_cast<std::size_t>(id->i) >= flat.size())
+        return base::data_loss(where + "['params'] names a flat group that param_shapes does not have (" +
+                               std::to_string(flat.size()) + " groups)");
+      for (const format::NamedShape& p : flat[static_cast<std::size_t>(id->i)]) names.push_back(Value::string(p.name));
+    }
+    auto named = std::make_shared<Value>(*group);
+    named->set("params", Value::list(std::move(names)));
+    groups.push_back(std::move(named));
+  }
+  return groups;
+}
+
+void add_param_groups(const std::vector<ValuePtr>& groups, const Keys& keys, DcpTrainingState& out) {
+  if (keys.layout == DcpLayout::kLingua) {
+    add_objects(Value::list(groups), {"optim", "param_groups"}, out);
+    return;
+  }
+  // torchtitan's flattened optimizer state dict: a value per parameter and hyper-parameter.
+  for (const ValuePtr& group : groups)
+    for (const ValuePtr& name : group->get("params")->items)
+      for (const auto& [k, v] : group->entries)
+        if (k->is_str() && k->str != "params") add_objects(v, {"optimizer", "param_groups." + name->str + "." + k->str}, out);
+}
+
+Status add_optimizer(const format::ZeroCheckpoint& ckpt, const std::vector<OptimizerStep>& steps, const Keys& keys,
+                     DcpTrainingState& out) {
+  UCP_ASSIGN_OR_RETURN(std::vector<plan::LogicalTensor> exp_avg, plan::layout_optimizer_state(ckpt, plan::OptimizerState::kExpAvg));
+  UCP_ASSIGN_OR_RETURN(std::vector<plan::LogicalTensor> exp_avg_sq, plan::layout_optimizer_state(ckpt, plan::OptimizerState::kExpAvgSq));
+  const auto& flat = ckpt.models.at(0).param_shapes;
+  std::size_t p = 0;
+  for (std::size_t g = 0; g < flat.size(); ++g) {
+    if (g >= steps.size()) return base::internal_error("no step read for flat group " + std::to_string(g));
+    UCP_ASSIGN_OR_RETURN(float step, step_value(steps[g], g));
+    for (std::size_t k = 0; k < flat[g].size(); ++k, ++p) {
+      if (p >= exp_avg.size() || exp_avg[p].name != flat[g][k].name)
+        return base::internal_error("optimizer states are not in param_shapes order at '" + flat[g][k].name + "'");
+      const std::string& fqn = flat[g][k].name;
+      StatePath step_path = keys.state(fqn, "step");
+      out.extras.scalars.push_back(fp32_scalar(format::dcp::joined_key(step_path), step_path, step));
+      add_tensor(std::move(exp_avg[p]), keys.state(fqn, "exp_avg"), out);
+      add_tensor(std::move(exp_avg_sq[p]), keys.state(fqn, "exp_avg_sq"), out);
+    }
+  }
+  UCP_ASSIGN_OR_RETURN(Rank0Optimizer rank0, open_rank0_optimizer(ckpt));
+  UCP_ASSIGN_OR_RETURN(std::vector<ValuePtr> groups, named_param_groups(ckpt, rank0));
+  add_param_groups(groups, keys, out);
+  return {};
+}
+
+}  // namespace
+
+Result<DcpLayout> dcp_layout_from_name(const std::string& name) {
+  if (name == "plain") return DcpLayout::kPlain;
+  if (name == "lingua") return DcpLayout::kLingua;
+  if (name == "torchtitan") return DcpLayout::kTorchtitan;
+  return base::invalid_argument("--layout '" + name + "': expected plain, lingua or torchtitan");
+}
+
+Result<DcpTrainingState> dcp_training_state(const plan::SourceLayout& model, DcpLayout layout,
+                                            const format::ZeroCheckpoint* ckpt, const std::vector<OptimizerStep>& steps) {
+  const Keys keys{layout};
+  DcpTrainingState out;
+  for (const plan::LogicalTensor& t : model.tensors) {
+    if (layout == DcpLayout::kLingua) {
+      add_tensor(t, keys.model(t.name), out);
+    } else {
+      out.layout.tensors.push_back(t);  // top level: the key is its own path
+    }
+  }
+  if (!ckpt) return out;
+  if (layout == DcpLayout::kPlain)
+    return base::invalid_argument("--with-optimizer needs --layout lingua or torchtitan (where the optimizer's keys go)");
+  UCP_RETURN_IF_ERROR(add_optimizer(*ckpt, steps, keys, out));
+  return out;
+}
+
+}  // namespace ucp::exec

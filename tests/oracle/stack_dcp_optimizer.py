@@ -8,7 +8,8 @@ of DeepSpeed's own optimizer file. For each layout:
   the same state dict (get_state_dict for Lingua, torchtitan's flattened optimizer state dict);
 - a torch model and AdamW load our folder through get_state_dict / dcp.load / set_state_dict, and
   every parameter and optimizer state equals the reference bit for bit;
-- one AdamW step from our state equals one step from the reference state, bit for bit."""
+- one AdamW step from our state equals one step from the reference state, bit for bit;
+- the same on 2 and 3 FSDP2 ranks (fully_shard on a gloo mesh), each loading its own shards."""
 
 import os
 import shutil
@@ -126,6 +127,57 @@ def one_step(model, optim, seed):
     optim.step()
 
 
+def fsdp2_worker(rank, world, folder, name, layout, result_dir):
+    """One rank of an FSDP2 run (fully_shard on a gloo mesh) resuming from our folder: checks its
+    full parameters and Adam state against DeepSpeed's, takes one step and checks again."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Shard, distribute_tensor
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("UCP_FSDP_PORT", "29563"))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    mesh = init_device_mesh("cpu", (world,))
+    params, step, groups = universal_state(name)
+    ref_model, ref_optim = reference(params, step, groups)
+    model, optim = model_and_optimizer(params, groups)
+    fully_shard(model, mesh=mesh)
+    optim = torch.optim.AdamW([{"params": [dict(model.named_parameters())[n] for n in names], **hyper}
+                               for hyper, names in groups])
+    sd = layout_state_dict(model, optim, layout)
+    dcp.load(sd, checkpoint_id=folder)
+    if layout == "lingua":
+        set_state_dict(model, optim, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+    else:
+        set_state_dict(model, optim, model_state_dict={k: v for k, v in sd.items() if k != "optimizer"},
+                       optim_state_dict=sd["optimizer"])
+    failures = []
+
+    def compare(what):
+        ref_named = dict(ref_model.named_parameters())
+        for n, p in model.named_parameters():
+            if not uo.bits_equal(p.full_tensor().detach(), ref_named[n].detach()):
+                failures.append(f"{what}: parameter {n}")
+            for k in ("exp_avg", "exp_avg_sq", "step"):
+                mine, theirs = optim.state[p][k], ref_optim.state[ref_named[n]][k]
+                mine = mine.full_tensor() if hasattr(mine, "full_tensor") else mine
+                if not uo.bits_equal(mine, theirs):
+                    failures.append(f"{what}: {k} of {n}")
+
+    compare("loaded")
+    gen = torch.Generator().manual_seed(11)
+    ref_named = dict(ref_model.named_parameters())
+    for n, p in model.named_parameters():
+        g = torch.randn(p.shape, generator=gen)
+        ref_named[n].grad = g.clone()
+        p.grad = distribute_tensor(g, mesh, [Shard(0)])
+    optim.step()
+    ref_optim.step()
+    compare("after one AdamW step")
+    with open(os.path.join(result_dir, f"rank{rank}.txt"), "w") as f:
+        f.write("\n".join(failures))
+    dist.destroy_process_group()
+
+
 class ToDcpWithOptimizer(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="ucp-oracle-")
@@ -177,6 +229,21 @@ class ToDcpWithOptimizer(unittest.TestCase):
                 self.assert_same_state(ours, ref, "after one AdamW step")
                 if world == 1 and ranks == 1:
                     self.assert_keys_as_torch_writes(out, *reference(params, step, groups), layout)
+
+    def test_fsdp2_ranks_continue_from_deepspeed(self):
+        import torch.multiprocessing as mp
+        for name, layout, world in (("gpt_z2_fp32_ws2", "lingua", 2), ("gpt1g_z3_bf16_ws2", "torchtitan", 3)):
+            with self.subTest(source=name, layout=layout, M=world):
+                out = os.path.join(self.tmp, f"fsdp-{name}-{layout}")
+                p = uo.run(["to-dcp", os.path.join(uo.DEEPSPEED, name, "checkpoint"), out, "--layout", layout,
+                            "--with-optimizer", "--target-world-size", str(world), "--no-progress"], 2)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                results = os.path.join(self.tmp, f"fsdp-results-{name}")
+                os.makedirs(results)
+                mp.spawn(fsdp2_worker, args=(world, out, name, layout, results), nprocs=world, join=True)
+                for rank in range(world):
+                    with open(os.path.join(results, f"rank{rank}.txt")) as f:
+                        self.assertEqual(f.read(), "", f"rank {rank}")
 
     def test_refusals(self):
         ckpt = os.path.join(uo.DEEPSPEED, "gpt_z2_fp32_ws2", "checkpoint")

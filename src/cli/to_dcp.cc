@@ -20,6 +20,13 @@ CLI::App* add_to_dcp_command(CLI::App& app, ToDcpOptions& o) {
   cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: keep (as stored), fp32, bf16 or fp16")
       ->check(CLI::IsMember({"keep", "fp32", "bf16", "fp16"}))->capture_default_str();
   cmd->add_option("--select", o.select, "Only the tensors under this key prefix, written without it");
+  add_key_map_flags(cmd, o.keys);
+  cmd->add_option("--like", o.like,
+                  "An existing DCP folder (a torchtitan seed checkpoint, Lingua step 0) whose tensor keys, shapes and "
+                  "dtypes the output takes; refused unless every key is filled and every source tensor used or dropped");
+  cmd->add_option("--lingua-params", o.lingua_params,
+                  "HF config.json from which to write Lingua's params.json beside .metadata (needs --lingua-tokenizer)");
+  cmd->add_option("--lingua-tokenizer", o.lingua_tokenizer, "The tokenizer params.json names: NAME[:PATH] (tiktoken, sp, bytes)");
   add_conversion_flags(cmd, o);
   return cmd;
 }
@@ -32,7 +39,11 @@ Status run_to_dcp(comm::Communicator& comm, const ToDcpOptions& o) {
     std::cerr << "ucp-reshard to-dcp: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
               << comm.description() << " | " << o.target_world_size << " target rank(s), dtype " << o.dtype
               << ", max memory " << o.max_memory << std::endl;
-  exec::DcpTarget target{o.target_world_size, std::nullopt, o.select};
+  auto keys = key_mapping(o.keys, o.checkpoint);
+  if (keys.ok() && o.lingua_params.empty() != o.lingua_tokenizer.empty())
+    keys = base::invalid_argument("--lingua-params and --lingua-tokenizer go together (params.json names Lingua's tokenizer)");
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "options", keys.status()).status);
+  exec::DcpTarget target{o.target_world_size, std::nullopt, o.select, std::move(*keys), o.like, o.lingua_params, o.lingua_tokenizer};
   if (o.dtype != "keep") target.float_dtype = base::dtype_from_user_name(o.dtype);
   return exec::convert(comm, o.checkpoint, o.tag, target, *popts, run_options(o, "to-dcp", o.out), timer);
 }

@@ -5,6 +5,7 @@
 // is a small file rank 0 writes last, after every data byte is in place. Pure.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ namespace ucp::plan {
 struct DcpPlanOptions {
   int target_world_size = 1;               ///< M: the ranks the chunks are cut for.
   std::optional<base::DType> float_dtype;  ///< Floating tensors cast to this; unset: kept as stored.
+  std::map<std::string, base::DType> dtype_of;  ///< Floating tensors by key (to-dcp --like), unless float_dtype.
 };
 
 /// Builds the plan (options.world_size = ranks running the conversion). Tied names are written as

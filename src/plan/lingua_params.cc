@@ -58,17 +58,8 @@ base::Status check_expressible(const json& c, const std::string& name) {
   return {};
 }
 
-}  // namespace
-
-Result<std::string> lingua_params_json(std::string_view hf_config, const std::string& name, const std::string& tokenizer,
-                                       const std::string& model_dtype) {
-  json c;
-  try {
-    c = json::parse(hf_config);
-  } catch (const json::exception& e) {
-    return base::invalid_argument("--lingua-params " + name + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!c.is_object()) return base::invalid_argument("--lingua-params " + name + ": expected an HF config.json object");
+Result<std::string> params_of(const json& c, const std::string& name, const std::string& tokenizer,
+                              const std::string& model_dtype) {
   UCP_RETURN_IF_ERROR(check_expressible(c, name));
   UCP_ASSIGN_OR_RETURN(const std::int64_t dim, positive(c, "hidden_size", name));
   UCP_ASSIGN_OR_RETURN(const std::int64_t n_heads, positive(c, "num_attention_heads", name));
@@ -98,6 +89,19 @@ Result<std::string> lingua_params_json(std::string_view hf_config, const std::st
   params["distributed"] = {{"model_dtype", model_dtype}};
   params["data"] = {{"tokenizer", std::move(tok)}};
   return params.dump(2) + "\n";
+}
+
+}  // namespace
+
+Result<std::string> lingua_params_json(std::string_view hf_config, const std::string& name, const std::string& tokenizer,
+                                       const std::string& model_dtype) {
+  try {  // a field of an unexpected JSON type (null where a bool belongs) throws: refused, one line
+    const json c = json::parse(hf_config);
+    if (!c.is_object()) return base::invalid_argument("--lingua-params " + name + ": expected an HF config.json object");
+    return params_of(c, name, tokenizer, model_dtype);
+  } catch (const json::exception& e) {
+    return base::invalid_argument("--lingua-params " + name + ": not an HF config.json we can read (" + e.what() + ")");
+  }
 }
 
 }  // namespace ucp::plan

@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <ostream>
 
 #include "testutil/status_matchers.h"
 #include "ucp/plan/lingua_params.h"
@@ -110,6 +111,13 @@ struct PermuteCase {
   int row_parts, col_parts;  // 0: flat ZeRO-like parts instead (col_parts of them)
   RotaryPermute direction;
 };
+
+void PrintTo(const PermuteCase& c, std::ostream* os) {
+  *os << c.heads << " heads of " << c.head_dim << " x " << c.width << ", "
+      << (c.row_parts ? std::to_string(c.row_parts) + "x" + std::to_string(c.col_parts) + " DCP chunks"
+                      : std::to_string(c.col_parts) + " flat runs")
+      << (c.direction == RotaryPermute::kHfToMeta ? ", HF -> Meta" : ", Meta -> HF");
+}
 
 class PermuteRows : public ::testing::TestWithParam<PermuteCase> {};
 

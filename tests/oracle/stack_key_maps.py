@@ -115,6 +115,12 @@ CASES = {  # name -> (heads, kv heads, tied, seed)
     "mha": (4, 4, False, 2),
     "tied": (4, 2, True, 3),
 }
+# LMTransformerArgs' fields (facebookresearch/lingua 437d680e: BaseTransformerArgs in lingua/transformer.py
+# and LMTransformerArgs in apps/main/transformer.py). Lingua builds it with strict=False, so a
+# misspelt key would be ignored silently: every key we write must be one of these.
+LINGUA_MODEL_FIELDS = {"dim", "n_layers", "head_dim", "n_heads", "n_kv_heads", "ffn_dim_multiplier", "multiple_of",
+                       "norm_eps", "rope_theta", "init_base_std", "init_std_factor", "max_seqlen", "seed", "vocab_size",
+                       "weight_tying", "sliding_window"}
 TOKENS = torch.randint(0, 96, (2, 12), generator=torch.Generator().manual_seed(0))
 
 
@@ -285,6 +291,7 @@ class KeyMaps(unittest.TestCase):
         with open(os.path.join(out, "params.json")) as f:
             params = json.load(f)
         m, cfg = params["model"], self.configs["gqa"]
+        self.assertLessEqual(set(m), LINGUA_MODEL_FIELDS)
         self.assertEqual((m["dim"], m["n_layers"], m["n_heads"], m["n_kv_heads"], m["vocab_size"]),
                          (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"],
                           cfg["num_key_value_heads"], cfg["vocab_size"]))

@@ -94,11 +94,12 @@ Result<RenameRule> parse_rename(const json& r, const std::string& name, std::siz
 
 Result<TieRule> parse_tie(const json& t, const std::string& name, std::size_t index) {
   const std::string where = "tie[" + std::to_string(index) + "]";
-  UCP_RETURN_IF_ERROR(only_keys(t, {"key", "from", "when"}, name, where));
+  UCP_RETURN_IF_ERROR(only_keys(t, {"key", "from", "when", "unless"}, name, where));
   TieRule tie;
   UCP_ASSIGN_OR_RETURN(tie.key, string_field(t, "key", name, where, true));
   UCP_ASSIGN_OR_RETURN(tie.from, string_field(t, "from", name, where, true));
   UCP_ASSIGN_OR_RETURN(const std::string when, string_field(t, "when", name, where, false));
+  UCP_ASSIGN_OR_RETURN(tie.unless, string_list(t, "unless", name + " " + where));
   if (when == "template") tie.only_in_template = true;
   else if (!when.empty() && when != "absent")
     return bad_field(name, where + ": \"when\" is absent or template, not '" + when + "'");
@@ -401,6 +402,8 @@ Status add_ties(SourceLayout& out, const KeyMap& map, const std::vector<std::str
       return std::find_if(out.tensors.begin(), out.tensors.end(), [&](const LogicalTensor& t) { return t.name == k; });
     };
     if (named(tie.key) != out.tensors.end()) continue;  // a source filled it
+    if (std::any_of(tie.unless.begin(), tie.unless.end(), [&](const std::string& k) { return named(k) != out.tensors.end(); }))
+      continue;
     const auto from = named(tie.from);
     if (from == out.tensors.end())
       return base::invalid_argument("--key-map " + map.name + ": '" + tie.key + "' is tied to '" + tie.from +

@@ -312,6 +312,25 @@ class KeyMaps(unittest.TestCase):
         self.assertTrue(all(k.startswith("model.") for k in state), sorted(state)[:3])
         self.assert_same_logits(self.meta_model({k[len("model."):]: v for k, v in state.items()}, built), "gqa")
 
+    def test_tied_model_to_lingua_and_back(self):
+        from transformers import LlamaForCausalLM
+        out = self.out("lingua-tied")
+        p = ucp(["to-dcp", self.sources["tied"], out, "--key-map", "hf-to-lingua", "--model-config", self.config("tied"),
+                 "--lingua-params", self.config("tied"), "--lingua-tokenizer", "bytes", "--target-world-size", "2"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(os.path.join(out, "params.json")) as f:
+            self.assertIs(json.load(f)["model"]["weight_tying"], True)
+        state = uo.dcp_tensors(out, self.tmp.name)
+        # Lingua's TiedLinear keeps the embedding as a submodule: its key, not an output.weight.
+        self.assertNotIn("model.output.weight", state)
+        self.assertTrue(torch.equal(state["model.output.tied_module.weight"], state["model.tok_embeddings.weight"]))
+        back = self.out("hf-from-lingua-tied")
+        p = ucp(["to-fp32", out, back, "--key-map", "lingua-to-hf", "--model-config", self.config("tied")], 3)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        hf = LlamaForCausalLM(self.models["tied"].config).eval()
+        hf.load_state_dict(load_file(os.path.join(back, "model.safetensors")), strict=True)
+        self.assert_same_logits(hf, "tied")
+
     def test_like_takes_the_template(self):
         params = meta_params(self.configs["gqa"])
         template = MetaLlama(params).to(torch.bfloat16).state_dict()

@@ -9,7 +9,8 @@
 //    "rename": [{"from": "model\\.layers\\.(\\d+)\\.self_attn\\.q_proj\\.weight",
 //                "to": "layers.$1.attention.wq.weight", "rotary": "hf_to_meta", "heads": "n_heads"}],
 //    "keep_unmatched": false,                           // keys no rule names: refused (default)
-//    "tie":    [{"key": "output.weight", "from": "tok_embeddings.weight", "when": "absent"}]}
+//    "tie":    [{"key": "output.weight", "from": "tok_embeddings.weight", "when": "absent",
+//                "unless": ["lm_head.weight"]}]}
 //
 // Order: strip, drop, rename (first whole match wins), then ties. See docs/architecture.md.
 #pragma once
@@ -54,6 +55,9 @@ struct TieRule {
   /// when it has `key`. false ("when": "absent"): also without a template; true ("when":
   /// "template"): only with one.
   bool only_in_template = false;
+  /// Target keys whose presence means the source has its own output under another name: no tie
+  /// (Lingua's tied `output.tied_module.weight` is not made when `output.weight` is there).
+  std::vector<std::string> unless;
 };
 
 struct KeyMap {

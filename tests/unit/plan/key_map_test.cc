@@ -254,6 +254,24 @@ TEST(KeyMap, HfToMetaRenamesDropsTiesAndPermutes) {
   ASSERT_NE(named(*back, "lm_head.weight"), nullptr);
 }
 
+TEST(KeyMap, LinguaTiesTheEmbeddingOnlyWithoutAnOutput) {
+  const ModelHeads heads{4, 2, 8, "c"};
+  auto untied = apply_key_map(hf_layout(4, 2, 8, true), preset("hf-to-lingua"), heads);
+  ASSERT_TRUE(untied.ok()) << untied.status().message();
+  EXPECT_EQ(named(*untied, "model.output.weight")->role, TensorRole::kStored);
+  EXPECT_EQ(named(*untied, "model.output.tied_module.weight"), nullptr);  // "unless" output.weight
+  auto tied = apply_key_map(hf_layout(4, 2, 8, false), preset("hf-to-lingua"), heads);
+  ASSERT_TRUE(tied.ok()) << tied.status().message();
+  EXPECT_EQ(named(*tied, "model.output.weight"), nullptr);  // a template-only tie
+  EXPECT_EQ(named(*tied, "model.output.tied_module.weight")->role, TensorRole::kAlias);
+  // With a template asking for output.weight, that is the key filled.
+  const std::vector<std::string> keys = {"model.output.weight"};
+  auto templated = apply_key_map(hf_layout(4, 2, 8, false), preset("hf-to-lingua"), heads, &keys);
+  ASSERT_TRUE(templated.ok());
+  EXPECT_NE(named(*templated, "model.output.weight"), nullptr);
+  EXPECT_EQ(named(*templated, "model.output.tied_module.weight"), nullptr);
+}
+
 TEST(KeyMap, StripsWrapperComponents) {
   SourceLayout l = hf_layout(2, 2, 4, true);
   for (auto& t : l.tensors) t.name = "_orig_mod." + t.name;

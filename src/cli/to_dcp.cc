@@ -38,7 +38,8 @@ Status run_to_dcp(comm::Communicator& comm, const ToDcpOptions& o) {
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-dcp: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
               << comm.description() << " | " << o.target_world_size << " target rank(s), dtype " << o.dtype
-              << ", max memory " << o.max_memory << std::endl;
+              << ", max memory " << o.max_memory
+              << (o.keys.key_map.empty() ? "" : ", key map " + o.keys.key_map) << std::endl;
   auto keys = key_mapping(o.keys, o.checkpoint);
   if (keys.ok() && o.lingua_params.empty() != o.lingua_tokenizer.empty())
     keys = base::invalid_argument("--lingua-params and --lingua-tokenizer go together (params.json names Lingua's tokenizer)");

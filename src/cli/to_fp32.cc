@@ -85,6 +85,7 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
     std::cerr << "ucp-reshard to-fp32: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
               << comm.description() << " | format " << o.format << ", dtype " << o.dtype << ", max shard "
               << o.max_shard_size << ", max memory " << o.max_memory << (o.exclude_frozen ? ", frozen excluded" : "")
+              << (o.keys.key_map.empty() ? "" : ", key map " + o.keys.key_map)
               << std::endl;
   return exec::convert(comm, o.checkpoint, o.tag, target_of(o, std::move(*keys)), *popts, run_options(o, "to-fp32", o.out), timer);
 }

@@ -4,6 +4,9 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 
 #include "ucp/base/size.h"
@@ -38,6 +41,43 @@ void add_conversion_flags(CLI::App* cmd, ConversionOptions& o) {
                 "Do not fsync the journal, the output files and their folders before OUT appears (faster on "
                 "scratch space; a node crash can then leave an OUT that looks complete and is not)");
   o.progress = ::isatty(STDERR_FILENO) != 0;
+}
+
+void add_key_map_flags(CLI::App* cmd, KeyMapOptions& o) {
+  std::string presets;
+  for (const std::string& p : plan::key_map_preset_names()) presets += (presets.empty() ? "" : ", ") + p;
+  cmd->add_option("--key-map", o.key_map,
+                  "Rename, drop, tie and q/k-permute tensors after --select: a preset (" + presets +
+                      ") or a JSON file of the same schema (README: Key maps)");
+  cmd->add_option("--model-config", o.model_config,
+                  "HF config.json or Meta/Lingua params.json giving the heads a q/k permutation needs "
+                  "(default: config.json or params.json in the checkpoint folder)");
+}
+
+base::Result<exec::KeyMapping> key_mapping(const KeyMapOptions& o, const std::string& checkpoint) {
+  exec::KeyMapping mapping;
+  if (o.key_map.empty()) {
+    if (!o.model_config.empty()) return base::invalid_argument("--model-config is read for --key-map's q/k permutation: give --key-map");
+    return mapping;
+  }
+  if (std::optional<std::string_view> preset = plan::key_map_preset(o.key_map)) {
+    UCP_ASSIGN_OR_RETURN(mapping.map, plan::parse_key_map(*preset, o.key_map));
+  } else {
+    std::ifstream in(o.key_map, std::ios::binary);
+    if (!in.is_open()) {
+      std::string names;
+      for (const std::string& p : plan::key_map_preset_names()) names += (names.empty() ? "" : ", ") + p;
+      return base::invalid_argument("--key-map " + o.key_map + ": neither a preset (" + names + ") nor a readable JSON file");
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    UCP_ASSIGN_OR_RETURN(mapping.map, plan::parse_key_map(text.str(), o.key_map));
+  }
+  mapping.model_config = o.model_config;
+  for (const char* name : {"config.json", "params.json"})
+    if (mapping.model_config.empty() && std::filesystem::is_regular_file(checkpoint + "/" + name))
+      mapping.model_config = checkpoint + "/" + name;
+  return mapping;
 }
 
 base::Result<plan::PlanOptions> shared_plan_options(comm::Communicator& comm, const ConversionOptions& o) {

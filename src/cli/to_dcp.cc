@@ -27,6 +27,13 @@ CLI::App* add_to_dcp_command(CLI::App& app, ToDcpOptions& o) {
   cmd->add_flag("--with-optimizer", o.with_optimizer,
                 "Also the optimizer: torch Adam's exp_avg, exp_avg_sq and step per parameter and param_groups, from "
                 "DeepSpeed ZeRO files (needs --layout lingua or torchtitan)");
+  add_key_map_flags(cmd, o.keys);
+  cmd->add_option("--like", o.like,
+                  "An existing DCP folder (a torchtitan seed checkpoint, Lingua step 0) whose tensor keys, shapes and "
+                  "dtypes the output takes; refused unless every key is filled and every source tensor used or dropped");
+  cmd->add_option("--lingua-params", o.lingua_params,
+                  "HF config.json from which to write Lingua's params.json beside .metadata (needs --lingua-tokenizer)");
+  cmd->add_option("--lingua-tokenizer", o.lingua_tokenizer, "The tokenizer params.json names: NAME[:PATH] (tiktoken, sp, bytes)");
   add_conversion_flags(cmd, o);
   return cmd;
 }
@@ -38,8 +45,14 @@ Status run_to_dcp(comm::Communicator& comm, const ToDcpOptions& o) {
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-dcp: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
               << comm.description() << " | " << o.target_world_size << " target rank(s), dtype " << o.dtype
-              << ", layout " << o.layout << (o.with_optimizer ? " with optimizer" : "") << ", max memory " << o.max_memory << std::endl;
-  exec::DcpTarget target{o.target_world_size, std::nullopt, o.select, o.layout, o.with_optimizer};
+              << ", layout " << o.layout << (o.with_optimizer ? " with optimizer" : "") << ", max memory " << o.max_memory
+              << (o.keys.key_map.empty() ? "" : ", key map " + o.keys.key_map) << std::endl;
+  auto keys = key_mapping(o.keys, o.checkpoint);
+  if (keys.ok() && o.lingua_params.empty() != o.lingua_tokenizer.empty())
+    keys = base::invalid_argument("--lingua-params and --lingua-tokenizer go together (params.json names Lingua's tokenizer)");
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "options", keys.status()).status);
+  exec::DcpTarget target{o.target_world_size, std::nullopt, o.select, o.layout, o.with_optimizer,
+                         std::move(*keys), o.like, o.lingua_params, o.lingua_tokenizer};
   if (o.dtype != "keep") target.float_dtype = base::dtype_from_user_name(o.dtype);
   return exec::convert(comm, o.checkpoint, o.tag, target, *popts, run_options(o, "to-dcp", o.out), timer);
 }

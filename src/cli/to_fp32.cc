@@ -34,6 +34,7 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
   cmd->add_option("--select", o.select,
                   "Only the tensors under this key prefix, written without it (a DCP of Lingua's {model, optim}: "
                   "--select model)");
+  add_key_map_flags(cmd, o.keys);
   add_conversion_flags(cmd, o);
   return cmd;
 }
@@ -65,10 +66,11 @@ Result<plan::PlanOptions> plan_options(comm::Communicator& comm, const ToFp32Opt
 
 
 // The target the options name.
-exec::Target target_of(const ToFp32Options& o) {
+exec::Target target_of(const ToFp32Options& o, exec::KeyMapping keys) {
   if (o.format == "hdf5")
-    return exec::Hdf5Target{o.exclude_frozen, o.with_optimizer, std::string("ucp-reshard ") + UCP_VERSION + " to-fp32", o.select};
-  return exec::ModelFolderTarget{o.format == "lightning", o.exclude_frozen, o.hf_config, o.select};
+    return exec::Hdf5Target{o.exclude_frozen, o.with_optimizer, std::string("ucp-reshard ") + UCP_VERSION + " to-fp32", o.select,
+                            std::move(keys)};
+  return exec::ModelFolderTarget{o.format == "lightning", o.exclude_frozen, o.hf_config, o.select, std::move(keys)};
 }
 
 }  // namespace
@@ -77,12 +79,15 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
   exec::PhaseTimer timer;
   auto popts = plan_options(comm, o);
   UCP_RETURN_IF_ERROR(comm::agree(comm, "options", popts.status()).status);
+  auto keys = key_mapping(o.keys, o.checkpoint);
+  UCP_RETURN_IF_ERROR(comm::agree(comm, "options", keys.status()).status);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-fp32: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
               << comm.description() << " | format " << o.format << ", dtype " << o.dtype << ", max shard "
               << o.max_shard_size << ", max memory " << o.max_memory << (o.exclude_frozen ? ", frozen excluded" : "")
+              << (o.keys.key_map.empty() ? "" : ", key map " + o.keys.key_map)
               << std::endl;
-  return exec::convert(comm, o.checkpoint, o.tag, target_of(o), *popts, run_options(o, "to-fp32", o.out), timer);
+  return exec::convert(comm, o.checkpoint, o.tag, target_of(o, std::move(*keys)), *popts, run_options(o, "to-fp32", o.out), timer);
 }
 
 }  // namespace ucp::cli

@@ -2,8 +2,10 @@
 
 #include <bit>
 #include <cstring>
+#include <map>
 
 #include "universal_extras.h"
+#include "ucp/plan/key_map.h"
 #include "ucp/format/value.h"
 
 namespace ucp::exec {
@@ -80,9 +82,14 @@ plan::DcpScalar fp32_scalar(std::string fqn, StatePath path, float value) {
   return s;
 }
 
-// Torch's param groups with 'params' as the parameters' names, as get_optimizer_state_dict
+// The output name of every parameter (by the source's name) that keeps optimizer state: what the
+// key map makes of it; a parameter it drops is absent.
+using NewNames = std::map<std::string, std::string>;
+
+// Torch's param groups with 'params' as the parameters' output names, as get_optimizer_state_dict
 // gives them: each group's flat groups (DeepSpeed's 'params' are their indices) in order.
-Result<std::vector<ValuePtr>> named_param_groups(const format::ZeroCheckpoint& ckpt, const Rank0Optimizer& rank0) {
+Result<std::vector<ValuePtr>> named_param_groups(const format::ZeroCheckpoint& ckpt, const Rank0Optimizer& rank0,
+                                                 const NewNames& names_of) {
   const auto& flat = ckpt.models.at(0).param_shapes;
   std::vector<ValuePtr> groups;
   for (std::size_t g = 0; g < rank0.param_groups->items.size(); ++g) {
@@ -95,7 +102,8 @@ Result<std::vector<ValuePtr>> named_param_groups(const format::ZeroCheckpoint& c
       if (!id || id->kind != Value::Kind::kInt || id->i < 0 || static_cast<std::size_t>(id->i) >= flat.size())
         return base::data_loss(where + "['params'] names a flat group that param_shapes does not have (" +
                                std::to_string(flat.size()) + " groups)");
-      for (const format::NamedShape& p : flat[static_cast<std::size_t>(id->i)]) names.push_back(Value::string(p.name));
+      for (const format::NamedShape& p : flat[static_cast<std::size_t>(id->i)])
+        if (auto it = names_of.find(p.name); it != names_of.end()) names.push_back(Value::string(it->second));
     }
     auto named = std::make_shared<Value>(*group);
     named->set("params", Value::list(std::move(names)));
@@ -116,27 +124,53 @@ void add_param_groups(const std::vector<ValuePtr>& groups, const Keys& keys, Dcp
         if (k->is_str() && k->str != "params") add_objects(v, {"optimizer", "param_groups." + name->str + "." + k->str}, out);
 }
 
-Status add_optimizer(const format::ZeroCheckpoint& ckpt, const std::vector<OptimizerStep>& steps, const Keys& keys,
-                     DcpTrainingState& out) {
-  UCP_ASSIGN_OR_RETURN(std::vector<plan::LogicalTensor> exp_avg, plan::layout_optimizer_state(ckpt, plan::OptimizerState::kExpAvg));
-  UCP_ASSIGN_OR_RETURN(std::vector<plan::LogicalTensor> exp_avg_sq, plan::layout_optimizer_state(ckpt, plan::OptimizerState::kExpAvgSq));
+// Each trainable parameter's step, by its source name: its flat group's.
+Result<std::map<std::string, float>> steps_by_param(const format::ZeroCheckpoint& ckpt, const std::vector<OptimizerStep>& steps) {
   const auto& flat = ckpt.models.at(0).param_shapes;
-  std::size_t p = 0;
+  std::map<std::string, float> out;
   for (std::size_t g = 0; g < flat.size(); ++g) {
     if (g >= steps.size()) return base::internal_error("no step read for flat group " + std::to_string(g));
     UCP_ASSIGN_OR_RETURN(float step, step_value(steps[g], g));
-    for (std::size_t k = 0; k < flat[g].size(); ++k, ++p) {
-      if (p >= exp_avg.size() || exp_avg[p].name != flat[g][k].name)
-        return base::internal_error("optimizer states are not in param_shapes order at '" + flat[g][k].name + "'");
-      const std::string& fqn = flat[g][k].name;
-      StatePath step_path = keys.state(fqn, "step");
-      out.extras.scalars.push_back(fp32_scalar(format::dcp::joined_key(step_path), step_path, step));
-      add_tensor(std::move(exp_avg[p]), keys.state(fqn, "exp_avg"), out);
-      add_tensor(std::move(exp_avg_sq[p]), keys.state(fqn, "exp_avg_sq"), out);
-    }
+    for (const format::NamedShape& p : flat[g]) out[p.name] = step;
+  }
+  return out;
+}
+
+// One moment of every parameter, named and permuted as the model is; `names_of` filled from it.
+Result<plan::SourceLayout> mapped_moment(const format::ZeroCheckpoint& ckpt, plan::OptimizerState which, const MomentView& view,
+                                         NewNames& names_of) {
+  UCP_ASSIGN_OR_RETURN(std::vector<plan::LogicalTensor> tensors, plan::layout_optimizer_state(ckpt, which));
+  plan::SourceLayout moments{std::move(tensors)};
+  std::vector<std::size_t> sources;
+  UCP_ASSIGN_OR_RETURN(plan::SourceLayout mapped, view(moments, &sources));
+  plan::SourceLayout out;
+  for (std::size_t k = 0; k < mapped.tensors.size(); ++k) {
+    if (sources.at(k) == plan::kNoSource) continue;  // a tie: the tied-to parameter holds the state
+    names_of[moments.tensors.at(sources[k]).name] = mapped.tensors[k].name;
+    out.tensors.push_back(std::move(mapped.tensors[k]));
+  }
+  return out;
+}
+
+Status add_optimizer(const format::ZeroCheckpoint& ckpt, const std::vector<OptimizerStep>& steps, const Keys& keys,
+                     const MomentView& view, DcpTrainingState& out) {
+  NewNames names_of;
+  UCP_ASSIGN_OR_RETURN(plan::SourceLayout exp_avg, mapped_moment(ckpt, plan::OptimizerState::kExpAvg, view, names_of));
+  UCP_ASSIGN_OR_RETURN(plan::SourceLayout exp_avg_sq, mapped_moment(ckpt, plan::OptimizerState::kExpAvgSq, view, names_of));
+  UCP_ASSIGN_OR_RETURN(const auto step_of, steps_by_param(ckpt, steps));
+  std::map<std::string, float> step_by_name;
+  for (const auto& [source, name] : names_of) step_by_name[name] = step_of.at(source);
+  for (std::size_t p = 0; p < exp_avg.tensors.size(); ++p) {
+    const std::string fqn = exp_avg.tensors[p].name;
+    if (p >= exp_avg_sq.tensors.size() || exp_avg_sq.tensors[p].name != fqn)
+      return base::internal_error("exp_avg and exp_avg_sq are not named alike at '" + fqn + "'");
+    StatePath step_path = keys.state(fqn, "step");
+    out.extras.scalars.push_back(fp32_scalar(format::dcp::joined_key(step_path), step_path, step_by_name.at(fqn)));
+    add_tensor(std::move(exp_avg.tensors[p]), keys.state(fqn, "exp_avg"), out);
+    add_tensor(std::move(exp_avg_sq.tensors[p]), keys.state(fqn, "exp_avg_sq"), out);
   }
   UCP_ASSIGN_OR_RETURN(Rank0Optimizer rank0, open_rank0_optimizer(ckpt));
-  UCP_ASSIGN_OR_RETURN(std::vector<ValuePtr> groups, named_param_groups(ckpt, rank0));
+  UCP_ASSIGN_OR_RETURN(std::vector<ValuePtr> groups, named_param_groups(ckpt, rank0, names_of));
   add_param_groups(groups, keys, out);
   return {};
 }
@@ -151,7 +185,8 @@ Result<DcpLayout> dcp_layout_from_name(const std::string& name) {
 }
 
 Result<DcpTrainingState> dcp_training_state(const plan::SourceLayout& model, DcpLayout layout,
-                                            const format::ZeroCheckpoint* ckpt, const std::vector<OptimizerStep>& steps) {
+                                            const format::ZeroCheckpoint* ckpt, const std::vector<OptimizerStep>& steps,
+                                            const MomentView& view) {
   const Keys keys{layout};
   DcpTrainingState out;
   for (const plan::LogicalTensor& t : model.tensors) {
@@ -164,7 +199,7 @@ Result<DcpTrainingState> dcp_training_state(const plan::SourceLayout& model, Dcp
   if (!ckpt) return out;
   if (layout == DcpLayout::kPlain)
     return base::invalid_argument("--with-optimizer needs --layout lingua or torchtitan (where the optimizer's keys go)");
-  UCP_RETURN_IF_ERROR(add_optimizer(*ckpt, steps, keys, out));
+  UCP_RETURN_IF_ERROR(add_optimizer(*ckpt, steps, keys, view, out));
   return out;
 }
 

@@ -5,6 +5,7 @@
 // run continues under FSDP2 (Lingua, torchtitan) with its optimizer.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,11 +32,18 @@ struct DcpTrainingState {
   plan::DcpExtras extras;     ///< Nesting, steps and param_groups.
 };
 
-/// The model tensors `model` (the consolidated fp32 model) named for `layout`; with `ckpt` (and its
-/// `steps`, exec/optimizer_steps.h) also the optimizer state. Not collective. InvalidArgument when
-/// the optimizer is asked of the plain layout; FailedPrecondition when the optimizer keeps no Adam
-/// moments (naming the file) or a flat group has no step.
+/// How the optimizer's per-parameter tensors (named by the source's parameter names) are named in
+/// the output, as the model's are (--key-map): the mapped layout, and per output tensor the index
+/// of its source tensor (plan::kNoSource for a tie, which gets no state of its own).
+using MomentView = std::function<base::Result<plan::SourceLayout>(const plan::SourceLayout&, std::vector<std::size_t>*)>;
+
+/// The model tensors `model` (the consolidated fp32 model, as the user asked to see it) named for
+/// `layout`; with `ckpt` (and its `steps`, exec/optimizer_steps.h) also the optimizer state, its
+/// parameters named through `view`. Not collective. InvalidArgument when the optimizer is asked of
+/// the plain layout; FailedPrecondition when the optimizer keeps no Adam moments (naming the file)
+/// or a flat group has no step.
 base::Result<DcpTrainingState> dcp_training_state(const plan::SourceLayout& model, DcpLayout layout,
-                                                  const format::ZeroCheckpoint* ckpt, const std::vector<OptimizerStep>& steps);
+                                                  const format::ZeroCheckpoint* ckpt, const std::vector<OptimizerStep>& steps,
+                                                  const MomentView& view);
 
 }  // namespace ucp::exec

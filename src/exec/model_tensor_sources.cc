@@ -4,8 +4,12 @@
 #include "model_tensor_sources.h"
 
 #include <array>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "ucp/base/size.h"
+#include "ucp/exec/convert.h"
 #include "ucp/format/dcp.h"
 #include "ucp/plan/source_layout.h"
 #include "zero_source.h"
@@ -70,6 +74,52 @@ constexpr std::array<ModelTensorSource, 2> kSources = {{
 Result<format::SourceLayout> selected(const format::SourceLayout& layout, const std::string& prefix) {
   if (prefix.empty()) return layout;
   return format::select_prefix(layout, prefix);
+}
+
+namespace {
+
+// The heads a key map's permutations need: --model-config, else config.json in the save dir.
+Result<std::optional<plan::ModelHeads>> model_heads(const OpenedModelTensors& source, const KeyMapping& key_map) {
+  std::string path = key_map.model_config;
+  if (path.empty() && !source.save_dir.empty() && std::filesystem::is_regular_file(source.save_dir + "/config.json"))
+    path = source.save_dir + "/config.json";
+  if (path.empty()) return std::optional<plan::ModelHeads>();
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  if (in.is_open()) text << in.rdbuf();
+  if (!in.is_open() || !in) return base::invalid_argument("--model-config " + path + ": cannot read it (expected an HF config.json or a "
+                                         "Meta/Lingua params.json)");
+  UCP_ASSIGN_OR_RETURN(plan::ModelHeads heads, plan::parse_model_heads(text.str(), path));
+  return std::optional<plan::ModelHeads>(std::move(heads));
+}
+
+}  // namespace
+
+Result<format::SourceLayout> source_view(const OpenedModelTensors& source, const std::string& select,
+                                         const KeyMapping& key_map, const std::vector<std::string>* template_keys) {
+  UCP_ASSIGN_OR_RETURN(format::SourceLayout layout, selected(source.layout, select));
+  if (!key_map.map) return layout;
+  std::optional<plan::ModelHeads> heads;
+  if (key_map.map->needs_heads()) {
+    UCP_ASSIGN_OR_RETURN(heads, model_heads(source, key_map));
+  }
+  return plan::apply_key_map(layout, *key_map.map, heads, template_keys);
+}
+
+Result<format::SourceLayout> key_mapped(const OpenedModelTensors& source, const KeyMapping& key_map,
+                                        const format::SourceLayout& layout, std::vector<std::size_t>* sources) {
+  if (!key_map.map) {
+    if (sources) {
+      sources->resize(layout.tensors.size());
+      for (std::size_t i = 0; i < sources->size(); ++i) (*sources)[i] = i;
+    }
+    return layout;
+  }
+  std::optional<plan::ModelHeads> heads;
+  if (key_map.map->needs_heads()) {
+    UCP_ASSIGN_OR_RETURN(heads, model_heads(source, key_map));
+  }
+  return plan::apply_key_map(layout, *key_map.map, heads, nullptr, sources);
 }
 
 Result<OpenedModelTensors> open_model_tensors(comm::Communicator& comm, const std::string& path, const std::string& tag,

@@ -14,6 +14,8 @@
 
 namespace ucp::exec {
 
+struct KeyMapping;
+
 struct OpenedModelTensors {
   format::SourceLayout layout;
   std::vector<std::string> paths;  ///< The files TensorLocation::file indexes.
@@ -25,6 +27,19 @@ struct OpenedModelTensors {
 
 /// `layout`, or the tensors of it under `prefix` (format::select_prefix) when one is given.
 base::Result<format::SourceLayout> selected(const format::SourceLayout& layout, const std::string& prefix);
+
+/// The view of the source every consolidated target reads: its tensors under `select` (as
+/// selected()), then renamed, dropped, permuted and tied by `key_map` (plan::apply_key_map; heads
+/// from key_map.model_config, else the save dir's config.json). `template_keys`: to-dcp --like's.
+/// Pure but for reading the model config file; errors are the same on every rank.
+base::Result<format::SourceLayout> source_view(const OpenedModelTensors& source, const std::string& select,
+                                               const KeyMapping& key_map,
+                                               const std::vector<std::string>* template_keys = nullptr);
+
+/// `layout` (tensors named as the source names its model tensors: optimizer moments) through
+/// `key_map` alone, as source_view maps the model; `sources` as plan::apply_key_map's.
+base::Result<format::SourceLayout> key_mapped(const OpenedModelTensors& source, const KeyMapping& key_map,
+                                              const format::SourceLayout& layout, std::vector<std::size_t>* sources);
 
 /// Collective (every rank, same arguments); ends in an agreement. `exclude_frozen` applies to
 /// sources that know which tensors are frozen (DeepSpeed); others refuse it.

@@ -1,4 +1,5 @@
 // to-dcp: a PyTorch DCP folder chunked for the ranks of the next training run.
+#include "dcp_template.h"
 #include "targets.h"
 #include "dcp_training_state.h"
 #include "ucp/base/size.h"
@@ -13,13 +14,29 @@ Result<PlannedConversion> plan_dcp_folder(const OpenedModelTensors& source, cons
   if (target.with_optimizer && !source.zero)
     return base::invalid_argument("--with-optimizer takes the optimizer's state from DeepSpeed ZeRO files; the source is a " +
                                   source.description);
+  if (target.with_optimizer && !target.select.empty())
+    return base::invalid_argument("--select does not apply with --with-optimizer (the optimizer holds the whole model)");
+  if (!target.like.empty() && target.layout != "plain")
+    return base::invalid_argument("--like takes every key from its template; it goes with --layout plain");
   UCP_ASSIGN_OR_RETURN(const DcpLayout nesting, dcp_layout_from_name(target.layout));
-  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout model, selected(source.layout, target.select));
-  UCP_ASSIGN_OR_RETURN(DcpTrainingState state,
-                       dcp_training_state(model, nesting, target.with_optimizer ? &*source.zero : nullptr, steps));
+  std::map<std::string, base::DType> dtype_of;
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout model, dcp_view(source, target, dtype_of));
+  // The optimizer's moments are named and permuted as the model's tensors are (--key-map).
+  const MomentView moment_view = [&](const plan::SourceLayout& moments, std::vector<std::size_t>* sources) {
+    return key_mapped(source, target.key_map, moments, sources);
+  };
+  UCP_ASSIGN_OR_RETURN(DcpTrainingState state, dcp_training_state(model, nesting, target.with_optimizer ? &*source.zero : nullptr,
+                                                                  steps, moment_view));
   const plan::SourceLayout& layout = state.layout;
-  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, plan::plan_dcp(layout, source.paths, options,
-                                                           {target.target_world_size, target.float_dtype}, state.extras));
+  plan::DcpPlanOptions dcp;
+  dcp.target_world_size = target.target_world_size;
+  dcp.float_dtype = target.float_dtype;
+  if (!target.float_dtype) dcp.dtype_of = std::move(dtype_of);  // --dtype wins over the template's
+  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, plan::plan_dcp(layout, source.paths, options, dcp, state.extras));
+  if (!target.lingua_params.empty()) {
+    UCP_ASSIGN_OR_RETURN(plan::SmallFile params, lingua_params_file(target, model));
+    plan.small_files.push_back(std::move(params));
+  }
   const std::size_t tensors = layout.tensors.size() + state.extras.scalars.size(), chunks = plan.tensors.size(),
                     objects = state.extras.objects.size();
   const int ranks = target.target_world_size;

@@ -81,7 +81,7 @@ Result<PlannedConversion> plan_hdf5_file(const OpenedModelTensors& source, const
                                          const std::string& out) {
   if (target.with_optimizer && !target.select.empty())
     return base::invalid_argument("--select does not apply with --with-optimizer (the file is a whole universal checkpoint)");
-  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, selected(source.layout, target.select));
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, source_view(source, target.select, target.key_map));
   std::vector<plan::Hdf5Attribute> attributes;
   std::optional<plan::Hdf5OptimizerStates> states;
   if (source.zero) {

@@ -31,7 +31,9 @@ Result<PlannedConversion> plan_model_folder(const OpenedModelTensors& source, co
                                   "the source is a " + source.description);
   if (target.lightning && !target.select.empty())
     return base::invalid_argument("--select does not apply to --format lightning (Lightning's file holds the whole model)");
-  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, selected(source.layout, target.select));
+  if (target.lightning && target.key_map.map)
+    return base::invalid_argument("--key-map does not apply to --format lightning (Lightning's file keeps DeepSpeed's names)");
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout layout, source_view(source, target.select, target.key_map));
   UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, target.lightning ? plan_lightning_file(*source.zero, layout, options)
                                                              : plan::plan_consolidated(layout, source.paths, options));
   HfModelFiles hf;

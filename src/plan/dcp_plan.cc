@@ -98,6 +98,8 @@ Result<Chunked> cut_chunks(const SourceLayout& layout, int world, FilePlan& plan
     item.fqn = source.name;
     item.path = path_of(extras, source.name);
     item.dtype = dcp.float_dtype && base::dtype_is_floating(source.dtype) ? *dcp.float_dtype : source.dtype;
+    if (auto it = dcp.dtype_of.find(source.name); it != dcp.dtype_of.end() && base::dtype_is_floating(source.dtype))
+      item.dtype = it->second;
     item.shape = source.shape;
     const std::int64_t rows = source.shape.empty() ? 1 : source.shape[0];
     const std::uint64_t row_numel = source.shape.empty() ? 1 : source.numel() / static_cast<std::uint64_t>(std::max<std::int64_t>(rows, 1));

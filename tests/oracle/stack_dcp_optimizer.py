@@ -11,7 +11,9 @@ of DeepSpeed's own optimizer file. For each layout:
 - one AdamW step from our state equals one step from the reference state, bit for bit;
 - the same on 2 and 3 FSDP2 ranks (fully_shard on a gloo mesh), each loading its own shards."""
 
+import json
 import os
+import re
 import shutil
 import tempfile
 import unittest
@@ -244,6 +246,41 @@ class ToDcpWithOptimizer(unittest.TestCase):
                 for rank in range(world):
                     with open(os.path.join(results, f"rank{rank}.txt")) as f:
                         self.assertEqual(f.read(), "", f"rank {rank}")
+
+    def test_key_map_names_and_permutes_the_moments(self):
+        # A user map renames the qkv projections and permutes their rows HF -> Meta (4 heads of 12
+        # rows): Adam's moments must move with their parameter's rows, or the next step differs.
+        key_map = os.path.join(self.tmp, "map.json")
+        with open(key_map, "w") as f:
+            json.dump({"rename": [{"from": "blocks\\.(\\d+)\\.qkv\\.weight", "to": "layers.$1.attention.wqkv.weight",
+                                   "rotary": "hf_to_meta", "heads": "n_heads"}], "keep_unmatched": True}, f)
+        config = os.path.join(self.tmp, "config.json")
+        with open(config, "w") as f:
+            json.dump({"num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 12, "hidden_size": 16}, f)
+        name = "gpt_z2_fp32_ws2"
+        params, step, groups = universal_state(name)
+
+        def renamed(p):
+            return re.sub(r"^blocks\.(\d+)\.qkv\.weight$", r"layers.\1.attention.wqkv.weight", p)
+
+        def hf_to_meta(w):  # each head's two halves interleaved as rotary pairs (the standard formula's inverse)
+            return w.view(4, 2, 6, w.shape[1]).transpose(1, 2).reshape(w.shape)
+
+        mapped = {renamed(p): {k: (hf_to_meta(v) if renamed(p) != p else v) for k, v in s.items()} for p, s in params.items()}
+        mapped_groups = [(hyper, [renamed(n) for n in names]) for hyper, names in groups]
+        for layout in ("lingua", "torchtitan"):
+            with self.subTest(layout=layout):
+                out = os.path.join(self.tmp, f"mapped-{layout}")
+                p = uo.run(["to-dcp", os.path.join(uo.DEEPSPEED, name, "checkpoint"), out, "--layout", layout,
+                            "--with-optimizer", "--key-map", key_map, "--model-config", config,
+                            "--target-world-size", "2", "--no-progress"], 2)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                ref = reference(mapped, step, mapped_groups)
+                ours = load_ours(out, mapped, mapped_groups, layout)
+                self.assert_same_state(ours, ref, "loaded")
+                one_step(*ours, seed=3)
+                one_step(*ref, seed=3)
+                self.assert_same_state(ours, ref, "after one AdamW step")
 
     def test_refusals(self):
         ckpt = os.path.join(uo.DEEPSPEED, "gpt_z2_fp32_ws2", "checkpoint")

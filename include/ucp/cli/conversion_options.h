@@ -7,6 +7,7 @@
 
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
+#include "ucp/exec/convert.h"
 #include "ucp/exec/pipeline.h"
 #include "ucp/plan/file_plan.h"
 
@@ -27,6 +28,19 @@ struct ConversionOptions {
   bool restart = false;  ///< Throw away an interrupted run's temporary folder instead of resuming it.
   bool no_sync = false;  ///< Skip fsync of the journal, the output files and folders (scratch space).
 };
+
+/// --key-map and --model-config (to-fp32, to-dcp).
+struct KeyMapOptions {
+  std::string key_map;       ///< A preset name (configs/key-maps/) or a JSON file; "" = keys kept.
+  std::string model_config;  ///< HF config.json or Meta/Lingua params.json giving the heads.
+};
+
+/// Adds --key-map and --model-config to `cmd`.
+void add_key_map_flags(CLI::App* cmd, KeyMapOptions& options);
+
+/// The key mapping the options name: the preset or file parsed; the model config explicit, else
+/// config.json or params.json in `checkpoint` when there. Local (no collective): callers agree.
+base::Result<exec::KeyMapping> key_mapping(const KeyMapOptions& options, const std::string& checkpoint);
 
 /// Adds --max-memory, --dry-run, --progress/--no-progress, --overwrite, --timings, --transport,
 /// --shared-output, --restart, --no-sync and

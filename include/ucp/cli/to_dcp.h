@@ -24,6 +24,10 @@ struct ToDcpOptions : ConversionOptions {
   std::string select;
   std::string layout = "plain";
   bool with_optimizer = false;
+  KeyMapOptions keys;             ///< --key-map, --model-config.
+  std::string like;               ///< --like DIR: keys, shapes and dtypes of an existing DCP.
+  std::string lingua_params;      ///< --lingua-params CONFIG: write Lingua's params.json from it.
+  std::string lingua_tokenizer;   ///< --lingua-tokenizer NAME[:PATH], named in that params.json.
 };
 
 /// Registers the subcommand and its options on `app`; returns it.

@@ -27,6 +27,7 @@ struct ToFp32Options : ConversionOptions {
   bool with_optimizer = false;        ///< hdf5 only: also store the optimizer states per parameter.
   std::string hf_config;              ///< HF model folder whose config/tokenizer files join the output.
   std::string select;                 ///< Only the tensors under this key prefix, prefix stripped.
+  KeyMapOptions keys;                 ///< --key-map, --model-config.
 };
 
 /// Registers the subcommand and its options on `app`; returns it.

@@ -12,8 +12,17 @@
 #include "ucp/exec/phases.h"
 #include "ucp/exec/pipeline.h"
 #include "ucp/plan/file_plan.h"
+#include "ucp/plan/key_map.h"
 
 namespace ucp::exec {
+
+/// --key-map and --model-config: the map applied to the source's tensors after --select
+/// (plan/key_map.h), and where the model's heads come from when it permutes q/k rows.
+struct KeyMapping {
+  std::optional<plan::KeyMap> map;  ///< Unset: keys as the source names them.
+  /// An HF config.json or Meta/Lingua params.json; "": the source's save dir's config.json, if any.
+  std::string model_config;
+};
 
 /// to-fp32: the consolidated model as an HF model folder (safetensors or torch shards, index,
 /// config and tokenizer files; options.format, max_shard_bytes, float_dtype) or as the one file
@@ -23,6 +32,7 @@ struct ModelFolderTarget {
   bool exclude_frozen = false;
   std::string hf_config;  ///< HF outputs: the folder whose config/tokenizer files join the output.
   std::string select;     ///< Only the tensors under this key prefix, renamed without it ("" = all).
+  KeyMapping key_map;     ///< Applied after select.
 };
 
 /// to-fp32 --format hdf5: one parallel-HDF5 file, optionally with the optimizer states and the
@@ -32,6 +42,7 @@ struct Hdf5Target {
   bool with_optimizer = false;
   std::string producer;  ///< Recorded as the file's "producer" attribute ("ucp-reshard 0.1.0 to-fp32").
   std::string select;    ///< As ModelFolderTarget::select.
+  KeyMapping key_map;    ///< As ModelFolderTarget::key_map.
 };
 
 /// to-universal: DeepSpeed's universal checkpoint, and latest_universal beside it.
@@ -50,6 +61,13 @@ struct DcpTarget {
   std::string select;                      ///< As ModelFolderTarget::select.
   std::string layout = "plain";            ///< How the loader nests its state: plain, lingua, torchtitan.
   bool with_optimizer = false;             ///< Also torch Adam's state from a DeepSpeed optimizer.
+  KeyMapping key_map;                      ///< As ModelFolderTarget::key_map.
+  /// --like: an existing DCP folder whose tensor keys, shapes and dtypes the output takes.
+  std::string like;
+  /// --lingua-params: an HF config.json from which a Lingua params.json is written beside the
+  /// .metadata, naming `lingua_tokenizer` ("NAME" or "NAME:PATH").
+  std::string lingua_params;
+  std::string lingua_tokenizer;
 };
 
 using Target = std::variant<ModelFolderTarget, Hdf5Target, UniversalTarget, ZeroFilesTarget, DcpTarget>;

@@ -22,6 +22,7 @@ namespace ucp::plan {
 struct DcpPlanOptions {
   int target_world_size = 1;               ///< M: the ranks the chunks are cut for.
   std::optional<base::DType> float_dtype;  ///< Floating tensors cast to this; unset: kept as stored.
+  std::map<std::string, base::DType> dtype_of;  ///< Floating tensors by key (to-dcp --like), unless float_dtype.
 };
 
 /// A 0-d tensor whose value is known when planning (Adam's `step` per parameter), written whole

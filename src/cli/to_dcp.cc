@@ -14,7 +14,8 @@ CLI::App* add_to_dcp_command(CLI::App& app, ToDcpOptions& o) {
                 "shards (Shard(0)), from any source to-fp32 reads");
   cmd->add_option("checkpoint", o.checkpoint,
                   "DeepSpeed save dir or tag folder; or a DCP folder, a universal checkpoint folder, HF-DCP "
-                  "safetensors, a .safetensors / torch .pt/.pth/.bin file, an index or an HF model folder")
+                  "safetensors, the model.h5 of to-fp32 --format hdf5, a .safetensors / torch .pt/.pth/.bin file, an "
+                  "index or an HF model folder")
       ->required();
   cmd->add_option("out", o.out, "Output folder (created; must not exist or be empty unless --overwrite)")->required();
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest' (DeepSpeed sources)");

@@ -195,6 +195,12 @@ class ModelSources(unittest.TestCase):
                     p = uo.run(["to-fp32", src, out, "--format", fmt, "--no-progress"], ranks)
                     self.assertEqual(p.returncode, 0, p.stderr)
                     tf.ToFp32Fixtures.check(self, exp, out, fmt)
+            if name == UNIVERSAL[0]:  # ZeRO-1: frozen parameters known only from the model-state copy
+                with self.subTest(fixture=name, exclude_frozen=True):
+                    out = self.out(name, "fp32-no-frozen")
+                    p = uo.run(["to-fp32", src, out, "--exclude-frozen", "--no-progress"], 2)
+                    self.assertEqual(p.returncode, 0, p.stderr)
+                    tf.ToFp32Fixtures.check(self, exp, out, exclude_frozen=True)
             # to-dcp keeps the stored dtypes: upcast, they are what zero_to_fp32 gives.
             for world, ranks in DCP_RUNS[::2]:  # to-dcp's cuts are checked on every source above: 2 runs here
                 with self.subTest(fixture=name, target_world_size=world, ranks=ranks):

@@ -11,8 +11,12 @@ using base::Status;
 CLI::App* add_to_dcp_command(CLI::App& app, ToDcpOptions& o) {
   CLI::App* cmd = app.add_subcommand(
       "to-dcp", "Write a PyTorch DCP folder (.metadata + __<rank>_0.distcp) chunked for M training ranks as FSDP2 "
-                "shards (Shard(0)), from a DeepSpeed ZeRO checkpoint or a DCP folder");
-  cmd->add_option("checkpoint", o.checkpoint, "DeepSpeed save dir or tag folder, or a DCP folder")->required();
+                "shards (Shard(0)), from any source to-fp32 reads");
+  cmd->add_option("checkpoint", o.checkpoint,
+                  "DeepSpeed save dir or tag folder; or a DCP folder, a universal checkpoint folder, HF-DCP "
+                  "safetensors, the model.h5 of to-fp32 --format hdf5, a .safetensors / torch .pt/.pth/.bin file, an "
+                  "index or an HF model folder")
+      ->required();
   cmd->add_option("out", o.out, "Output folder (created; must not exist or be empty unless --overwrite)")->required();
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest' (DeepSpeed sources)");
   cmd->add_option("--target-world-size", o.target_world_size, "Ranks of the run that will load it (each reads its own box)")

@@ -12,8 +12,14 @@ using base::Result;
 using base::Status;
 
 CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
-  CLI::App* cmd = app.add_subcommand("to-fp32", "Consolidate a DeepSpeed ZeRO checkpoint into an fp32 model (like zero_to_fp32.py)");
-  cmd->add_option("checkpoint", o.checkpoint, "DeepSpeed save dir (tag from 'latest') or tag folder")->required();
+  CLI::App* cmd = app.add_subcommand("to-fp32", "Consolidate a DeepSpeed ZeRO checkpoint (or a DCP folder, universal "
+                                                "checkpoint, model.h5, HF-DCP safetensors or HF / torch model files) "
+                                                "into an fp32 model (like zero_to_fp32.py)");
+  cmd->add_option("checkpoint", o.checkpoint,
+                  "DeepSpeed save dir (tag from 'latest') or tag folder; or a DCP folder, a universal checkpoint "
+                  "folder, the model.h5 of to-fp32 --format hdf5, HF-DCP safetensors, a .safetensors / torch "
+                  ".pt/.pth/.bin file, an index or an HF model folder")
+      ->required();
   cmd->add_option("out", o.out, "Output directory (created; must not exist or be empty unless --overwrite)")->required();
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
   cmd->add_option("--format", o.format,

@@ -12,6 +12,7 @@
 #include "ucp/exec/convert.h"
 #include "ucp/format/dcp.h"
 #include "ucp/plan/source_layout.h"
+#include "model_file_sources.h"
 #include "zero_source.h"
 
 namespace ucp::exec {
@@ -63,9 +64,15 @@ Result<OpenedModelTensors> read_zero(comm::Communicator& comm, const std::string
   return OpenedModelTensors{std::move(*layout), std::move(paths), std::move(description), std::move(save_dir), std::move(ckpt)};
 }
 
-// In probing order; DeepSpeed's reader takes any path and names what it expected.
-constexpr std::array<ModelTensorSource, 2> kSources = {{
+// In probing order; DeepSpeed's reader takes any path and names what it expected. Model files
+// come after the folders that may hold some beside their own files; the model-file probe leaves
+// DeepSpeed save dirs and tag folders (an HF Trainer checkpoint-K/ among them) to the ZeRO reader.
+constexpr std::array<ModelTensorSource, 6> kSources = {{
     {&format::dcp::is_dcp_folder, &read_dcp},
+    {&is_universal_source, &read_universal_model},
+    {&is_hdf5_model_source, &read_hdf5_model},
+    {&is_hf_dcp_source, &read_hf_dcp},
+    {&is_model_file_source, &read_model_files},
     {&probe_zero, &read_zero},
 }};
 

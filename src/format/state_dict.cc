@@ -98,6 +98,15 @@ StateDictFileLoader& hdf5_loader() {
   return loader;
 }
 
+// Where `bytes` starts in `file` when it lies inside the file's own bytes; nullopt for a copy.
+std::optional<std::uint64_t> offset_in(const MappedFile& file, std::span<const std::byte> bytes) {
+  const auto base = reinterpret_cast<std::uintptr_t>(file.bytes().data());
+  const auto at = reinterpret_cast<std::uintptr_t>(bytes.data());
+  if (bytes.empty()) return 0;
+  if (at < base || at - base > file.size() || bytes.size() > file.size() - (at - base)) return std::nullopt;
+  return static_cast<std::uint64_t>(at - base);
+}
+
 Result<FileContents> read_safetensors(const std::string& path) {
   UCP_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::open(path));
   FileContents out;
@@ -109,12 +118,14 @@ Result<FileContents> read_safetensors(const std::string& path) {
     t.bytes = file.view(e);
     t.owner = file.file();
     t.source_file = path;
+    t.file_offset = offset_in(*file.file(), t.bytes);
     out.tensors.push_back(std::move(t));
   }
   return out;
 }
 
-Result<StateDictTensor> torch_tensor(const std::string& path, const std::string& name, const Tensor& t) {
+Result<StateDictTensor> torch_tensor(const TorchFile& file, const std::string& path, const std::string& name,
+                                     const Tensor& t) {
   const std::string where = in_quotes(path) + ": tensor '" + name + "'";
   UCP_RETURN_IF_ERROR(check_tensor(t).annotate(where));
   StateDictTensor out;
@@ -125,6 +136,7 @@ Result<StateDictTensor> torch_tensor(const std::string& path, const std::string&
   if (auto bytes = contiguous_bytes(t)) {
     out.bytes = *bytes;
     out.owner = t.storage;
+    out.file_offset = offset_in(*file.zip().file(), out.bytes);
     return out;
   }
   // Non-contiguous view: materialise row-major. Its size is bounded by check_tensor (it fits in
@@ -147,13 +159,61 @@ bool has_tensor_value(const Value& dict) {
                      [](const auto& kv) { return kv.second && kv.second->is_tensor(); });
 }
 
-Result<FileContents> read_torch(const std::string& path) {
+// Deepest nesting flatten_torch_dict follows: real state dicts nest a few levels.
+constexpr int kMaxFlattenDepth = 64;
+
+// The tensors of `v` (a dict or list) under `prefix`, keys joined with "." as DCP's
+// flatten_state_dict joins them; other values are counted as skipped.
+Status flatten_torch_value(const TorchFile& file, const std::string& path, const std::string& prefix, const Value& v,
+                           int depth, FileContents& out) {
+  if (depth > kMaxFlattenDepth)
+    return base::data_loss(in_quotes(path) + ": '" + prefix + "' nests more than " + std::to_string(kMaxFlattenDepth) +
+                           " levels of dicts");
+  auto visit = [&](const std::string& key, const ValuePtr& value) -> Status {
+    const std::string name = prefix.empty() ? key : prefix + "." + key;
+    if (!value) {
+      ++out.skipped;
+    } else if (value->is_tensor()) {
+      UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(file, path, name, value->tensor));
+      out.tensors.push_back(std::move(t));
+    } else if (value->is_dict() || value->kind == Value::Kind::kList) {  // tuples are leaves to DCP too
+      UCP_RETURN_IF_ERROR(flatten_torch_value(file, path, name, *value, depth + 1, out));
+    } else {
+      ++out.skipped;
+    }
+    return Status();
+  };
+  for (std::size_t i = 0; i < v.items.size(); ++i) UCP_RETURN_IF_ERROR(visit(std::to_string(i), v.items[i]));
+  for (const auto& [key, value] : v.entries) {
+    if (key && key->is_str()) {
+      UCP_RETURN_IF_ERROR(visit(key->str, value));
+    } else if (key && key->is_int()) {
+      UCP_RETURN_IF_ERROR(visit(std::to_string(key->i), value));
+    } else {
+      ++out.skipped;
+    }
+  }
+  return Status();
+}
+
+void note_skipped(const std::string& path, FileContents& out) {
+  if (out.skipped != 0)
+    out.notes.push_back(in_quotes(path) + ": skipped " + std::to_string(out.skipped) + " non-tensor value" +
+                        (out.skipped == 1 ? "" : "s"));
+}
+
+Result<FileContents> read_torch(const std::string& path, const StateDictOptions& options) {
   UCP_ASSIGN_OR_RETURN(TorchFile file, TorchFile::open(path));
   const ValuePtr& root = file.root();
   if (!root || !root->is_dict())
     return base::data_loss(in_quotes(path) + ": top-level object is a " + (root ? root->type_name() : "null") +
                            ", expected a dict of name -> tensor");
   FileContents out;
+  if (options.flatten_nested) {
+    UCP_RETURN_IF_ERROR(flatten_torch_value(file, path, "", *root, 0, out));
+    note_skipped(path, out);
+    return out;
+  }
   const Value* dict = root.get();
   if (!has_tensor_value(*root)) {
     // Training checkpoints nest the weights: {'state_dict': {...}, 'epoch': 3} or {'module': {...}}.
@@ -172,21 +232,19 @@ Result<FileContents> read_torch(const std::string& path) {
       ++out.skipped;
       continue;
     }
-    UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(path, key->str, value->tensor));
+    UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(file, path, key->str, value->tensor));
     out.tensors.push_back(std::move(t));
   }
-  if (out.skipped != 0)
-    out.notes.push_back(in_quotes(path) + ": skipped " + std::to_string(out.skipped) + " non-tensor value" +
-                        (out.skipped == 1 ? "" : "s"));
+  note_skipped(path, out);
   return out;
 }
 
-Result<FileContents> read_single(const std::string& path, FileKind kind) {
+Result<FileContents> read_single(const std::string& path, FileKind kind, const StateDictOptions& options) {
   switch (kind) {
     case FileKind::kSafetensors:
       return read_safetensors(path);
     case FileKind::kTorch:
-      return read_torch(path);
+      return read_torch(path, options);
     case FileKind::kHdf5:
       if (StateDictFileLoader loader = hdf5_loader()) return loader(path);
       return hdf5_unimplemented(path);
@@ -227,7 +285,7 @@ Status check_shard_name(const std::string& index_path, const std::string& name) 
   return Status();
 }
 
-Status read_index(const std::string& path, StateDictBuilder& b) {
+Status read_index(const std::string& path, const StateDictOptions& options, StateDictBuilder& b) {
   UCP_ASSIGN_OR_RETURN(std::shared_ptr<const MappedFile> file, MappedFile::open(path));
   if (file->size() > kMaxIndexSize)
     return base::resource_exhausted(in_quotes(path) + ": index of " + std::to_string(file->size()) +
@@ -267,7 +325,7 @@ Status read_index(const std::string& path, StateDictBuilder& b) {
     if (kind == FileKind::kIndex) return base::data_loss(in_quotes(path) + ": shard '" + shard_names[i] + "' is an index");
     kinds.insert(kind);
     UCP_ASSIGN_OR_RETURN(FileContents contents,
-                         read_single(shard_path, kind).annotate("shard of " + in_quotes(path)));
+                         read_single(shard_path, kind, options).annotate("shard of " + in_quotes(path)));
     b.add_file(shard_path);
     skipped += contents.skipped;
     for (std::string& n : contents.notes) b.add_note(std::move(n));
@@ -298,10 +356,10 @@ Status read_index(const std::string& path, StateDictBuilder& b) {
   return Status();
 }
 
-Status open_file(const std::string& path, StateDictBuilder& b) {
+Status open_file(const std::string& path, const StateDictOptions& options, StateDictBuilder& b) {
   UCP_ASSIGN_OR_RETURN(FileKind kind, classify(path));
-  if (kind == FileKind::kIndex) return read_index(path, b);
-  UCP_ASSIGN_OR_RETURN(FileContents contents, read_single(path, kind));
+  if (kind == FileKind::kIndex) return read_index(path, options, b);
+  UCP_ASSIGN_OR_RETURN(FileContents contents, read_single(path, kind, options));
   b.add_file(path);
   b.set_format(std::string(kind_name(kind)));
   add_contents(b, std::move(contents));
@@ -332,19 +390,23 @@ Result<StateDict> open_dcp(const std::string& path) {
   for (const LogicalTensor& t : layout.tensors) {
     if (const auto run = whole_run(t)) {  // one chunk: a view of its data file, as for other formats
       const auto& file = files[run->file];
-      b.add({t.name, t.dtype, t.shape, file->bytes().subspan(run->offset, run->nbytes()), file, file->path()});
+      b.add({t.name, t.dtype, t.shape, file->bytes().subspan(run->offset, run->nbytes()), file, file->path(),
+             run->offset});
       continue;
     }
     auto bytes = std::make_shared<std::vector<std::byte>>(t.numel() * base::dtype_size(t.dtype));
     UCP_RETURN_IF_ERROR(read_tensor(t, files, *bytes));
-    b.add({t.name, t.dtype, t.shape, std::span<const std::byte>(*bytes), bytes, m.metadata_path()});
+    b.add({t.name, t.dtype, t.shape, std::span<const std::byte>(*bytes), bytes, m.metadata_path(),
+           std::nullopt});
   }
   return std::move(b.dict);
 }
 
 }  // namespace
 
-Result<StateDict> StateDict::open(const std::string& path) {
+Result<StateDict> StateDict::open(const std::string& path) { return open(path, StateDictOptions{}); }
+
+Result<StateDict> StateDict::open(const std::string& path, const StateDictOptions& options) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) return base::not_found(in_quotes(path) + ": no such file or directory");
@@ -363,7 +425,7 @@ Result<StateDict> StateDict::open(const std::string& path) {
     }
     if (chosen.empty()) {
       if (hdf5_loader() && fs::is_regular_file(fs::path(path) / "model.h5", ec)) {
-        UCP_RETURN_IF_ERROR(open_file((fs::path(path) / "model.h5").string(), b));
+        UCP_RETURN_IF_ERROR(open_file((fs::path(path) / "model.h5").string(), options, b));
         return std::move(b.dict);
       }
       if (fs::is_regular_file(fs::path(path) / "model.h5", ec) || fs::is_regular_file(fs::path(path) / "tf_model.h5", ec))
@@ -371,9 +433,9 @@ Result<StateDict> StateDict::open(const std::string& path) {
       return base::not_found(in_quotes(path) + ": directory holds none of model.safetensors, "
                              "model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json");
     }
-    UCP_RETURN_IF_ERROR(open_file(chosen, b));
+    UCP_RETURN_IF_ERROR(open_file(chosen, options, b));
   } else {
-    UCP_RETURN_IF_ERROR(open_file(path, b));
+    UCP_RETURN_IF_ERROR(open_file(path, options, b));
   }
   return std::move(b.dict);
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,6 +28,10 @@ struct StateDictTensor {
   std::span<const std::byte> bytes;
   std::shared_ptr<const void> owner;  ///< Keeps `bytes` alive.
   std::string source_file;            ///< The file the tensor was read from.
+  /// Where `bytes` starts in `source_file` when it is a view of that file's own bytes (stored
+  /// contiguously, uncompressed); nullopt for copies (non-contiguous torch views, DCP chunks put
+  /// together, HDF5). Lets a reader name the tensor as one run of its file instead of its bytes.
+  std::optional<std::uint64_t> file_offset;
 
   std::uint64_t numel() const { return bytes.size() / base::dtype_size(dtype); }
 };
@@ -44,6 +49,14 @@ using StateDictFileLoader = base::Result<StateDictContents> (*)(const std::strin
 /// loader here (format/hdf5_state_dict.h) before opening state dicts. Without one, HDF5 inputs
 /// are Unimplemented.
 void set_hdf5_state_dict_loader(StateDictFileLoader loader);
+
+/// How StateDict::open reads torch files.
+struct StateDictOptions {
+  /// Torch files: nested dicts and lists (not tuples) are walked and their tensors named by the keys on the
+  /// way joined with "." ({"model": {"w": t}} -> "model.w"), as DCP flattens a state dict; no
+  /// 'state_dict'/'module' sub-dict is picked. Off (diff): the top-level dict only.
+  bool flatten_nested = false;
+};
 
 class StateDict {
  public:
@@ -63,6 +76,7 @@ class StateDict {
   ///    when a loader was installed (set_hdf5_state_dict_loader); Unimplemented otherwise.
   /// Errors name the file.
   static base::Result<StateDict> open(const std::string& path);
+  static base::Result<StateDict> open(const std::string& path, const StateDictOptions& options);
 
   /// Tensors in file order (for an index: weight-map order). Names are unique.
   const std::vector<StateDictTensor>& tensors() const { return tensors_; }

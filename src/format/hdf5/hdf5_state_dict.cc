@@ -28,6 +28,7 @@ Result<StateDictContents> read_hdf5_state_dict(const std::string& path) {
     t.bytes = file->bytes().subspan(static_cast<std::size_t>(d.offset), static_cast<std::size_t>(d.nbytes));
     t.owner = file;
     t.source_file = path;
+    t.file_offset = d.offset;
     out.tensors.push_back(std::move(t));
   }
   if (reader->exists(kHdf5OptimizerGroup))

@@ -318,6 +318,59 @@ TEST_F(StateDictTest, NestedStateDictAndNonTensorValues) {
   EXPECT_THAT(m->notes()[0], HasSubstr("skipped 3 non-tensor values"));
 }
 
+// file_offset names where a tensor's bytes lie in its file: the bytes at that offset of the file
+// read on its own are the tensor's.
+void expect_file_offsets_point_at_the_bytes(const StateDict& sd) {
+  for (const StateDictTensor& t : sd.tensors()) {
+    ASSERT_TRUE(t.file_offset.has_value()) << t.name;
+    std::ifstream f(t.source_file, std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(*t.file_offset));
+    std::vector<char> buf(t.bytes.size());
+    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    ASSERT_TRUE(f) << t.name;
+    EXPECT_EQ(std::memcmp(buf.data(), t.bytes.data(), buf.size()), 0) << t.name;
+  }
+}
+
+TEST_F(StateDictTest, FileOffsetsOfSafetensorsAndTorchTensors) {
+  const auto names = names_of(reference());
+  const fs::path st = tmp_ / "m.safetensors", pt = tmp_ / "m.pt";
+  ASSERT_THAT(write_safetensors_file(st.string(), blobs_of(reference(), names)), IsOk());
+  ASSERT_THAT(write_torch_file(pt.string(), torch_dict_of(reference(), names)), IsOk());
+  for (const fs::path& p : {st, pt}) {
+    auto sd = StateDict::open(p.string());
+    ASSERT_THAT(sd, IsOk());
+    expect_file_offsets_point_at_the_bytes(*sd);
+  }
+}
+
+TEST_F(StateDictTest, FlattenNestedNamesTensorsAsDcpDoes) {
+  const fs::path path = tmp_ / "consolidated.pth";
+  auto inner = Value::dict();
+  inner->entries.emplace_back(Value::integer(0),  // optimizer states are keyed by parameter index
+                              Value::dict({{Value::string("exp_avg"), tensor_value_of(*reference().find("gain"))}}));
+  auto optim = Value::dict();
+  optim->set("state", inner);
+  optim->set("param_groups", Value::list({Value::dict({{Value::string("lr"), Value::floating(0.1)}})}));
+  auto root = Value::dict();
+  root->set("model", torch_dict_of(reference(), {"fc1.weight", "scale"}));
+  root->set("optim", optim);
+  root->set("pair", Value::tuple({tensor_value_of(*reference().find("scale"))}));  // a leaf, as for DCP
+  root->set("list", Value::list({tensor_value_of(*reference().find("scale"))}));
+  ASSERT_THAT(write_torch_file(path.string(), root), IsOk());
+  StateDictOptions options;
+  options.flatten_nested = true;
+  auto sd = StateDict::open(path.string(), options);
+  ASSERT_THAT(sd, IsOk());
+  EXPECT_EQ(names_of(*sd), (std::vector<std::string>{"model.fc1.weight", "model.scale", "optim.state.0.exp_avg", "list.0"}));
+  EXPECT_EQ(sd->skipped_non_tensors(), 2u);  // lr, the tuple
+  expect_file_offsets_point_at_the_bytes(*sd);
+  // Without the option (diff): the top level only, and no tensor there.
+  auto plain = StateDict::open(path.string());
+  ASSERT_THAT(plain, IsOk());
+  EXPECT_EQ(plain->size(), 0u);
+}
+
 TEST_F(StateDictTest, NonContiguousTorchViewsAreMaterialisedRowMajor) {
   // Storage [0 1 2 3 4 5] viewed as the transpose of a 2x3 matrix: shape [3, 2], stride [1, 3].
   std::vector<float> storage = {0, 1, 2, 3, 4, 5};
@@ -340,6 +393,7 @@ TEST_F(StateDictTest, NonContiguousTorchViewsAreMaterialisedRowMajor) {
   std::vector<float> values(6);
   std::memcpy(values.data(), got.bytes.data(), got.bytes.size());
   EXPECT_EQ(values, (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  EXPECT_FALSE(got.file_offset.has_value());  // a copy: no run of the file holds it
 }
 
 TEST_F(StateDictTest, HugeBroadcastViewIsRefused) {

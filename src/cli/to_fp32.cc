@@ -6,6 +6,7 @@
 #include "ucp/base/size.h"
 #include "ucp/exec/convert.h"
 #include "ucp/exec/hdf5_executor.h"
+#include "ucp/format/dcp.h"
 
 namespace ucp::cli {
 using base::Result;
@@ -17,7 +18,8 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
   cmd->add_option("out", o.out, "Output directory (created; must not exist or be empty unless --overwrite)")->required();
   cmd->add_option("--tag", o.tag, "Tag to convert instead of the one in 'latest'");
   cmd->add_option("--format", o.format,
-                  "safetensors (default), torch (.bin), hdf5 (one model.h5, parallel HDF5) or lightning (one "
+                  "safetensors (default), torch (.bin; of a DCP folder without --select: one consolidated.pth holding "
+                  "its whole nested state, as dcp_to_torch_save writes it), hdf5 (one model.h5, parallel HDF5) or lightning (one "
                   "lightning_model.pt as Lightning's convert_zero_checkpoint_to_fp32_state_dict writes it)")
       ->check(CLI::IsMember({"safetensors", "torch", "hdf5", "lightning"}));
   cmd->add_option("--max-shard-size", o.max_shard_size, "Largest output shard, e.g. 5GB (decimal) or 2GiB")
@@ -25,8 +27,12 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
       ->each([&o](const std::string&) { o.max_shard_size_given = true; });
   cmd->add_flag("--with-optimizer", o.with_optimizer,
                 "hdf5: also store fp32 masters, exp_avg, exp_avg_sq (and step) per parameter under /optimizer");
-  cmd->add_option("--dtype", o.dtype, "dtype of floating tensors: fp32, bf16 or fp16 (round to nearest even)")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
+  cmd->add_option("--dtype", o.dtype,
+                  "dtype of floating tensors: fp32, bf16 or fp16 (round to nearest even); a DCP written whole with "
+                  "--format torch keeps its stored dtypes unless this is given")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str()
+      ->each([&o](const std::string&) { o.dtype_given = true; });
   cmd->add_flag("--exclude-frozen", o.exclude_frozen, "Leave out parameters with requires_grad=False");
   cmd->add_option("--hf-config", o.hf_config,
                   "HF model folder whose config.json, generation_config.json and tokenizer files join the output "
@@ -58,6 +64,10 @@ Result<plan::PlanOptions> plan_options(comm::Communicator& comm, const ToFp32Opt
     if (o.max_shard_size_given) return base::invalid_argument("--max-shard-size does not apply to --format lightning (one file)");
     if (!o.hf_config.empty()) return base::invalid_argument("--hf-config makes an HF model folder: use --format safetensors or torch");
   }
+  if (o.format == "torch" && o.select.empty() && o.max_shard_size_given && format::dcp::is_dcp_folder(o.checkpoint))
+    return base::invalid_argument("--max-shard-size: the whole state of DCP folder '" + o.checkpoint +
+                                  "' is one consolidated.pth, as dcp_to_torch_save writes it (add --select model for "
+                                  "sharded model files)");
   UCP_ASSIGN_OR_RETURN(p.max_shard_bytes, base::parse_size(o.max_shard_size).annotate("--max-shard-size"));
   p.float_dtype = *base::dtype_from_user_name(o.dtype);
   return p;
@@ -68,7 +78,7 @@ Result<plan::PlanOptions> plan_options(comm::Communicator& comm, const ToFp32Opt
 exec::Target target_of(const ToFp32Options& o) {
   if (o.format == "hdf5")
     return exec::Hdf5Target{o.exclude_frozen, o.with_optimizer, std::string("ucp-reshard ") + UCP_VERSION + " to-fp32", o.select};
-  return exec::ModelFolderTarget{o.format == "lightning", o.exclude_frozen, o.hf_config, o.select};
+  return exec::ModelFolderTarget{o.format == "lightning", o.exclude_frozen, o.hf_config, o.select, o.dtype_given};
 }
 
 }  // namespace

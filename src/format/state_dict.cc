@@ -31,6 +31,18 @@ class StateDictBuilder {
     sd.index_.emplace(t.name, sd.tensors_.size());
     sd.tensors_.push_back(std::move(t));
   }
+  /// Values follow the same last-one-wins rule as tensors.
+  void add_value(StateDictValue v) {
+    auto& sd = dict;
+    sd.holds_values_ = true;
+    if (auto it = sd.value_index_.find(v.name); it != sd.value_index_.end()) {
+      sd.values_[it->second] = std::move(v);
+      return;
+    }
+    sd.value_index_.emplace(v.name, sd.values_.size());
+    sd.values_.push_back(std::move(v));
+  }
+  void set_holds_values() { dict.holds_values_ = true; }
   void set_format(std::string f) { dict.format_ = std::move(f); }
   void add_file(std::string f) { dict.files_.push_back(std::move(f)); }
   void add_skipped(std::size_t n) { dict.skipped_non_tensors_ += n; }
@@ -147,6 +159,55 @@ bool has_tensor_value(const Value& dict) {
                      [](const auto& kv) { return kv.second && kv.second->is_tensor(); });
 }
 
+// torch's DCP flattening (>= 2.4): dicts are always descended into, lists only when they hold a
+// tensor or a container that is itself descended into; everything else is a leaf.
+bool descend_into(const ValuePtr& v);
+bool list_descended(const Value& list) {
+  return std::any_of(list.items.begin(), list.items.end(),
+                     [](const ValuePtr& x) { return x && (x->is_tensor() || descend_into(x)); });
+}
+bool descend_into(const ValuePtr& v) {
+  return v && (v->is_dict() || (v->kind == Value::Kind::kList && list_descended(*v)));
+}
+
+std::string key_text(const ValuePtr& k) {
+  if (k && k->is_str()) return k->str;
+  if (k && k->is_int()) return std::to_string(k->i);
+  return "";
+}
+
+// Flattens `v` under `prefix` into out (tensors) and out.values (the rest).
+Status flatten_into(const std::string& path, const std::string& prefix, const ValuePtr& v, FileContents& out) {
+  auto leaf = [&](const std::string& name, const ValuePtr& x) -> Status {
+    if (x && x->is_tensor()) {
+      UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(path, name, x->tensor));
+      out.tensors.push_back(std::move(t));
+      return {};
+    }
+    if (descend_into(x)) return flatten_into(path, name, x, out);
+    ++out.skipped;
+    out.values.push_back({name, x, path});
+    return {};
+  };
+  const std::string dot = prefix.empty() ? "" : prefix + ".";
+  if (v->is_dict()) {
+    for (const auto& [k, x] : v->entries) UCP_RETURN_IF_ERROR(leaf(dot + key_text(k), x));
+    return {};
+  }
+  for (std::size_t i = 0; i < v->items.size(); ++i) UCP_RETURN_IF_ERROR(leaf(dot + std::to_string(i), v->items[i]));
+  return {};
+}
+
+bool has_nested_tensor(const ValuePtr& v) {
+  if (!v) return false;
+  if (v->is_tensor()) return true;
+  if (v->is_dict())
+    return std::any_of(v->entries.begin(), v->entries.end(), [](const auto& kv) { return has_nested_tensor(kv.second); });
+  if (v->kind == Value::Kind::kList)
+    return std::any_of(v->items.begin(), v->items.end(), [](const ValuePtr& x) { return has_nested_tensor(x); });
+  return false;
+}
+
 Result<FileContents> read_torch(const std::string& path) {
   UCP_ASSIGN_OR_RETURN(TorchFile file, TorchFile::open(path));
   const ValuePtr& root = file.root();
@@ -167,9 +228,16 @@ Result<FileContents> read_torch(const std::string& path) {
       }
     }
   }
+  if (dict == root.get() && !has_tensor_value(*root) && has_nested_tensor(root)) {
+    // A nested state (dcp_to_torch_save's output): flattened as DCP flattens it.
+    UCP_RETURN_IF_ERROR(flatten_into(path, "", root, out));
+    out.notes.push_back(in_quotes(path) + ": a nested state, flattened to dotted names as DCP flattens it");
+    return out;
+  }
   for (const auto& [key, value] : dict->entries) {
     if (!key || !key->is_str() || !value || !value->is_tensor()) {
       ++out.skipped;
+      if (key && key->is_str() && dict == root.get()) out.values.push_back({key->str, value, path});
       continue;
     }
     UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(path, key->str, value->tensor));
@@ -198,6 +266,7 @@ Result<FileContents> read_single(const std::string& path, FileKind kind) {
 
 void add_contents(StateDictBuilder& b, FileContents contents) {
   for (StateDictTensor& t : contents.tensors) b.add(std::move(t));
+  for (StateDictValue& v : contents.values) b.add_value(std::move(v));
   b.add_skipped(contents.skipped);
   for (std::string& n : contents.notes) b.add_note(std::move(n));
 }
@@ -304,6 +373,7 @@ Status open_file(const std::string& path, StateDictBuilder& b) {
   UCP_ASSIGN_OR_RETURN(FileContents contents, read_single(path, kind));
   b.add_file(path);
   b.set_format(std::string(kind_name(kind)));
+  if (kind == FileKind::kTorch) b.set_holds_values();
   add_contents(b, std::move(contents));
   return Status();
 }
@@ -311,6 +381,11 @@ Status open_file(const std::string& path, StateDictBuilder& b) {
 }  // namespace
 
 void set_hdf5_state_dict_loader(StateDictFileLoader loader) { hdf5_loader() = loader; }
+
+const StateDictValue* StateDict::find_value(std::string_view name) const {
+  auto it = value_index_.find(name);
+  return it == value_index_.end() ? nullptr : &values_[it->second];
+}
 
 const StateDictTensor* StateDict::find(std::string_view name) const {
   auto it = index_.find(name);
@@ -329,6 +404,9 @@ Result<StateDict> open_dcp(const std::string& path) {
   b.set_format("dcp");
   for (const auto& f : m.files) b.add_file(path + "/" + f);
   b.add_skipped(m.bytes_items.size());
+  b.set_holds_values();
+  UCP_ASSIGN_OR_RETURN(std::vector<ValuePtr> values, dcp::read_bytes_items(m));
+  for (std::size_t i = 0; i < values.size(); ++i) b.add_value({m.bytes_items[i].fqn, values[i], m.metadata_path()});
   for (const LogicalTensor& t : layout.tensors) {
     if (const auto run = whole_run(t)) {  // one chunk: a view of its data file, as for other formats
       const auto& file = files[run->file];

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,6 +17,7 @@
 #include "ucp/base/dtype.h"
 #include "ucp/base/status.h"
 #include "ucp/format/tensor_layout.h"
+#include "ucp/format/value.h"
 
 namespace ucp::format {
 class MappedFile;
@@ -54,10 +56,23 @@ struct BytesItem {
   StoredItem stored;
 };
 
+/// One step of a key's path in the nested state dict (Metadata.planner_data): a dict key, or a
+/// list index when `index` >= 0.
+struct PathElement {
+  std::string key;
+  std::int64_t index = -1;
+  bool is_index() const { return index >= 0; }
+};
+
 struct Metadata {
   std::string dir;                    ///< The checkpoint folder.
   std::vector<TensorItem> tensors;    ///< In .metadata order (torch's global plan order).
   std::vector<BytesItem> bytes_items;
+  std::vector<std::string> item_order;  ///< Every key (tensor or bytes item) in .metadata order.
+  /// planner_data: each flat key's path in the nested state dict that was saved ("optim.param_groups.0.lr"
+  /// -> optim / param_groups / 0 / lr). Empty when .metadata has none (torch 1.13): each key is its
+  /// own one-element path.
+  std::map<std::string, std::vector<PathElement>> planner_paths;
   std::vector<std::string> files;     ///< Data files the items name, sorted; TensorLocation::file indexes these.
   std::string version;                ///< Metadata.version ("1.0.0"), "" when absent (torch < 2.9).
   std::string metadata_path() const { return dir + "/" + kMetadataFile; }
@@ -77,10 +92,33 @@ base::Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const st
 /// `dir`): maps every data file, parses each chunk's zip directory and pickle, checks that it
 /// holds a tensor of the chunk's dtype and sizes stored row-major, and places it as pieces. Proves
 /// coverage: chunks that overlap or leave holes are refused naming the tensor and the elements.
-/// Unimplemented for an item stored with a transform (zstd) or non-row-major strides. `mapped`,
-/// when given, receives the mapped data files (index = TensorLocation::file).
+/// Items stored with the zstd transform ("stream.zstd/1") are decoded whole, streamed into unlinked
+/// scratch files (bounded memory) that become extra source files after `files`; DataLoss for a
+/// corrupt stream. Unimplemented for another transform or non-row-major strides. `mapped`, when
+/// given, receives the mapped data files then the scratch files (index = TensorLocation::file;
+/// their path() is what an executor opens: dir/name, or /proc/self/fd/N for a scratch file, valid
+/// while this process lives).
 base::Result<SourceLayout> read_layout(const Metadata& metadata,
                                        std::vector<std::shared_ptr<const MappedFile>>* mapped = nullptr);
+
+/// The Python object bytes item `item` holds (a torch.save zip at its (offset, length)), decoded by
+/// our pickle VM into a Value tree; nothing is executed. Only what torch.load(weights_only=True)
+/// accepts is allowed: None, bool, int, float, str, bytes, tuple, list, set, dict, OrderedDict,
+/// torch.Size, torch dtypes and devices, tensors. Anything else (a class, a function such as
+/// os.system) is refused naming the item and the global (DataLoss); so is an item that runs past
+/// its data file or is not a torch.save zip. Unimplemented for a transform we do not undo.
+base::Result<ValuePtr> read_bytes_item(const Metadata& metadata, const BytesItem& item);
+/// read_bytes_item of every bytes item, in Metadata::bytes_items order (each data file mapped once).
+base::Result<std::vector<ValuePtr>> read_bytes_items(const Metadata& metadata);
+
+/// The path of flat key `fqn` in the nested state: planner_data's, else the key itself.
+std::vector<PathElement> path_of(const Metadata& metadata, const std::string& fqn);
+
+/// The nested state dict dcp_to_torch_save rebuilds: every key of `leaves` (flat key -> value;
+/// keys of metadata.item_order absent from it are left out) placed at its path, in .metadata
+/// order: dicts are plain dicts, list indices make lists (holes None), as torch's set_element
+/// does. DataLoss when two paths disagree (a key used as a dict and as a list).
+base::Result<ValuePtr> nested_state(const Metadata& metadata, const std::map<std::string, ValuePtr>& leaves);
 
 /// The .metadata bytes describing `tensors` (each chunk's `stored` says where its torch.save item
 /// lies) as torch's FileSystemWriter pickles them: what dcp.load and dcp_to_torch_save read.

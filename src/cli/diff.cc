@@ -380,7 +380,7 @@ void report_text(const DiffOptions& options, const StateDict& a, const StateDict
   for (std::size_t i = 0; i < value_limit; ++i) out << render_value_line(c.value_diffs[i]) << "\n";
   if (value_limit < c.value_diffs.size())
     out << "... and " << c.value_diffs.size() - value_limit << " more non-tensor differences (--max-report)\n";
-  const std::string values = c.values_compared ? ", " + std::to_string(c.common_values) + " non-tensor values" : "";
+  const std::string values = c.common_values > 0 ? ", " + std::to_string(c.common_values) + " non-tensor values" : "";
   if (c.equal()) {
     out << "equal: " << c.common << " tensors" << values << " (" << mode << ")\n";
   } else if (c.diffs.empty()) {

@@ -80,6 +80,15 @@ Result<ValuePtr> decode_item(const std::shared_ptr<const MappedFile>& data, cons
   return file->root();
 }
 
+// Makes `list` long enough to hold index `i`, holes None (as set_element's extend_list).
+Status grow_list(Value& list, std::size_t i, std::uint64_t& slots) {
+  if (list.items.size() > i) return {};
+  slots += i + 1 - list.items.size();
+  if (slots > kMaxListSlots) return base::data_loss("planner_data asks for lists of more than 2^24 entries");
+  list.items.resize(i + 1, Value::none());
+  return {};
+}
+
 // One step of torch's set_element: the child of `parent` at `at`, made `fresh` when missing.
 Result<ValuePtr> child_at(const ValuePtr& parent, const PathElement& at, bool want_list, std::uint64_t& slots,
                           const std::string& fqn) {
@@ -96,11 +105,7 @@ Result<ValuePtr> child_at(const ValuePtr& parent, const PathElement& at, bool wa
   if (parent->kind != Value::Kind::kList || !at.is_index())
     return base::data_loss("the path of '" + fqn + "' steps into a " + parent->type_name() + " with key '" + at.key + "'");
   const auto i = static_cast<std::size_t>(at.index);
-  if (parent->items.size() <= i) {
-    slots += i + 1 - parent->items.size();
-    if (slots > kMaxListSlots) return base::data_loss("planner_data asks for lists of more than 2^24 entries");
-    parent->items.resize(i + 1, Value::none());
-  }
+  UCP_RETURN_IF_ERROR(grow_list(*parent, i, slots));
   if (!parent->items[i] || parent->items[i]->kind == Value::Kind::kNone) parent->items[i] = fresh();
   return parent->items[i];
 }
@@ -121,11 +126,7 @@ Status place(const ValuePtr& root, const std::vector<PathElement>& path, const V
   }
   if (!last.is_index()) return base::data_loss("the path of '" + fqn + "' names key '" + last.key + "' in a list");
   const auto i = static_cast<std::size_t>(last.index);
-  if (cur->items.size() <= i) {
-    slots += i + 1 - cur->items.size();
-    if (slots > kMaxListSlots) return base::data_loss("planner_data asks for lists of more than 2^24 entries");
-    cur->items.resize(i + 1, Value::none());
-  }
+  UCP_RETURN_IF_ERROR(grow_list(*cur, i, slots));
   cur->items[i] = leaf;
   return {};
 }

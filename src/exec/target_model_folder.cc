@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 
 namespace ucp::exec {
 using base::Result;
@@ -51,7 +52,15 @@ Result<PlannedConversion> plan_dcp_state_file(const OpenedModelTensors& source, 
     auto nested = format::dcp::nested_state(*metadata, all);
     return nested.ok() ? *nested : format::Value::dict();  // checked above with the same keys
   };
-  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan, plan::plan_torch_state_file(source.layout, source.paths, options, kDcpStateFile, root));
+  // An asked --dtype casts floating tensors but not optimizer step counters (torch keeps `step` as
+  // a float tensor; bf16 cannot count past 256 exactly).
+  std::set<std::string> keep_dtype;
+  for (const auto& t : source.layout.tensors) {
+    const auto path = format::dcp::path_of(m, t.name);
+    if (t.shape.empty() && !path.back().is_index() && path.back().key == "step") keep_dtype.insert(t.name);
+  }
+  UCP_ASSIGN_OR_RETURN(plan::FilePlan plan,
+                       plan::plan_torch_state_file(source.layout, source.paths, options, kDcpStateFile, root, keep_dtype));
   const std::size_t tensors = plan.tensors.size(), items = values.size();
   PlannedConversion p{std::move(plan), source.description, {}};
   p.done_message = [=](std::uint64_t written) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "ucp/base/checked_math.h"
@@ -251,12 +252,14 @@ Result<OutputTensor> output_tensor_of(const LogicalTensor& lt, int logical, base
 }
 
 Result<FilePlan> plan_torch_state_file(const SourceLayout& layout, const std::vector<std::string>& source_paths,
-                                       const PlanOptions& opt, const std::string& name, const TorchRootFn& root) {
+                                       const PlanOptions& opt, const std::string& name, const TorchRootFn& root,
+                                       const std::set<std::string>& keep_dtype) {
   FilePlan plan;
   std::vector<int> members;
   for (std::size_t i = 0; i < layout.tensors.size(); ++i) {
     const LogicalTensor& lt = layout.tensors[i];
-    UCP_ASSIGN_OR_RETURN(OutputTensor t, output_tensor_of(lt, static_cast<int>(i), opt.keep_float_dtypes ? lt.dtype : opt.float_dtype));
+    const bool keep = opt.keep_float_dtypes || keep_dtype.count(lt.name);
+    UCP_ASSIGN_OR_RETURN(OutputTensor t, output_tensor_of(lt, static_cast<int>(i), keep ? lt.dtype : opt.float_dtype));
     if (lt.role == TensorRole::kAlias) t.shares_storage_with = lt.alias_of;
     t.file = 0;
     plan.tensors.push_back(std::move(t));

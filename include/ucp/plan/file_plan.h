@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -204,9 +205,11 @@ base::Result<FilePlan> plan_consolidated(const SourceLayout& layout, const std::
 /// One torch.save file `name` holding every tensor of `layout` inside the pickle root `root` builds
 /// (a DCP's nested state with its non-tensor values, as dcp_to_torch_save writes it): not sharded,
 /// no index. Tensors still flow through the rounds of finish_plan; storages the root holds of its
-/// own (tensors inside non-tensor values) are written as fixed bytes.
+/// own (tensors inside non-tensor values) are written as fixed bytes. Tensors named in `keep_dtype`
+/// keep their source dtype whatever options.float_dtype says (optimizer step counters).
 base::Result<FilePlan> plan_torch_state_file(const SourceLayout& layout, const std::vector<std::string>& source_paths,
-                                             const PlanOptions& options, const std::string& name, const TorchRootFn& root);
+                                             const PlanOptions& options, const std::string& name, const TorchRootFn& root,
+                                             const std::set<std::string>& keep_dtype = {});
 
 /// Checks that the plan writes every byte of every output file exactly once (fixed bytes, tensor
 /// runs, and for torch files the zip headers and directory written at finalize).

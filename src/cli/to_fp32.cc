@@ -46,6 +46,11 @@ CLI::App* add_to_fp32_command(CLI::App& app, ToFp32Options& o) {
 
 namespace {
 
+// --format torch of a DCP folder without --select: dcp_to_torch_save's one file of the whole state.
+bool whole_dcp_state(const ToFp32Options& o) {
+  return o.format == "torch" && o.select.empty() && format::dcp::is_dcp_folder(o.checkpoint);
+}
+
 Result<plan::PlanOptions> plan_options(comm::Communicator& comm, const ToFp32Options& o) {
   UCP_ASSIGN_OR_RETURN(plan::PlanOptions p, shared_plan_options(comm, o));
   p.format = o.format == "torch" ? plan::OutputFormat::kTorch : plan::OutputFormat::kSafetensors;
@@ -64,7 +69,7 @@ Result<plan::PlanOptions> plan_options(comm::Communicator& comm, const ToFp32Opt
     if (o.max_shard_size_given) return base::invalid_argument("--max-shard-size does not apply to --format lightning (one file)");
     if (!o.hf_config.empty()) return base::invalid_argument("--hf-config makes an HF model folder: use --format safetensors or torch");
   }
-  if (o.format == "torch" && o.select.empty() && o.max_shard_size_given && format::dcp::is_dcp_folder(o.checkpoint))
+  if (o.max_shard_size_given && whole_dcp_state(o))
     return base::invalid_argument("--max-shard-size: the whole state of DCP folder '" + o.checkpoint +
                                   "' is one consolidated.pth, as dcp_to_torch_save writes it (add --select model for "
                                   "sharded model files)");
@@ -89,7 +94,8 @@ Status run_to_fp32(comm::Communicator& comm, const ToFp32Options& o) {
   UCP_RETURN_IF_ERROR(comm::agree(comm, "options", popts.status()).status);
   if (comm.rank() == 0)
     std::cerr << "ucp-reshard to-fp32: " << o.checkpoint << " -> " << o.out << " | " << comm.size() << " rank(s), "
-              << comm.description() << " | format " << o.format << ", dtype " << o.dtype << ", max shard "
+              << comm.description() << " | format " << o.format << ", dtype "
+              << (o.dtype_given || !whole_dcp_state(o) ? o.dtype : std::string("as stored (the whole DCP state)")) << ", max shard "
               << o.max_shard_size << ", max memory " << o.max_memory << (o.exclude_frozen ? ", frozen excluded" : "")
               << std::endl;
   return exec::convert(comm, o.checkpoint, o.tag, target_of(o), *popts, run_options(o, "to-fp32", o.out), timer);

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -160,52 +161,70 @@ bool has_tensor_value(const Value& dict) {
 }
 
 // torch's DCP flattening (>= 2.4): dicts are always descended into, lists only when they hold a
-// tensor or a container that is itself descended into; everything else is a leaf.
-bool descend_into(const ValuePtr& v);
-bool list_descended(const Value& list) {
-  return std::any_of(list.items.begin(), list.items.end(),
-                     [](const ValuePtr& x) { return x && (x->is_tensor() || descend_into(x)); });
-}
-bool descend_into(const ValuePtr& v) {
-  return v && (v->is_dict() || (v->kind == Value::Kind::kList && list_descended(*v)));
-}
+// tensor or a container that is itself descended into; everything else is a leaf. Answers are
+// memoised per object: a pickle may share one subtree many times (a DAG), and an unmemoised walk
+// of it would be exponential.
+class Flattener {
+ public:
+  Flattener(const std::string& path, FileContents& out) : path_(path), out_(out) {}
 
-std::string key_text(const ValuePtr& k) {
-  if (k && k->is_str()) return k->str;
-  if (k && k->is_int()) return std::to_string(k->i);
-  return "";
-}
-
-// Flattens `v` under `prefix` into out (tensors) and out.values (the rest).
-Status flatten_into(const std::string& path, const std::string& prefix, const ValuePtr& v, FileContents& out) {
-  auto leaf = [&](const std::string& name, const ValuePtr& x) -> Status {
-    if (x && x->is_tensor()) {
-      UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(path, name, x->tensor));
-      out.tensors.push_back(std::move(t));
+  Status flatten(const std::string& prefix, const ValuePtr& v) {
+    const std::string dot = prefix.empty() ? "" : prefix + ".";
+    if (v->is_dict()) {
+      for (const auto& [k, x] : v->entries) UCP_RETURN_IF_ERROR(leaf(dot + key_text(k), x));
       return {};
     }
-    if (descend_into(x)) return flatten_into(path, name, x, out);
-    ++out.skipped;
-    out.values.push_back({name, x, path});
-    return {};
-  };
-  const std::string dot = prefix.empty() ? "" : prefix + ".";
-  if (v->is_dict()) {
-    for (const auto& [k, x] : v->entries) UCP_RETURN_IF_ERROR(leaf(dot + key_text(k), x));
+    for (std::size_t i = 0; i < v->items.size(); ++i) UCP_RETURN_IF_ERROR(leaf(dot + std::to_string(i), v->items[i]));
     return {};
   }
-  for (std::size_t i = 0; i < v->items.size(); ++i) UCP_RETURN_IF_ERROR(leaf(dot + std::to_string(i), v->items[i]));
-  return {};
-}
 
-bool has_nested_tensor(const ValuePtr& v) {
+ private:
+  static std::string key_text(const ValuePtr& k) {
+    if (k && k->is_str()) return k->str;
+    if (k && k->is_int()) return std::to_string(k->i);
+    return "";
+  }
+
+  bool descend_into(const ValuePtr& v) {
+    if (!v) return false;
+    if (v->is_dict()) return true;
+    if (v->kind != Value::Kind::kList) return false;
+    if (auto it = descends_.find(v.get()); it != descends_.end()) return it->second;
+    const bool d = std::any_of(v->items.begin(), v->items.end(),
+                               [&](const ValuePtr& x) { return x && (x->is_tensor() || descend_into(x)); });
+    descends_[v.get()] = d;
+    return d;
+  }
+
+  Status leaf(const std::string& name, const ValuePtr& x) {
+    if (x && x->is_tensor()) {
+      UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(path_, name, x->tensor));
+      out_.tensors.push_back(std::move(t));
+      return {};
+    }
+    if (descend_into(x)) return flatten(name, x);
+    ++out_.skipped;
+    out_.values.push_back({name, x, path_});
+    return {};
+  }
+
+  const std::string& path_;
+  FileContents& out_;
+  std::map<const Value*, bool> descends_;
+};
+
+// Whether a tensor sits anywhere under `v` in dicts and lists (memoised as above).
+bool has_nested_tensor(const ValuePtr& v, std::map<const Value*, bool>& seen) {
   if (!v) return false;
   if (v->is_tensor()) return true;
-  if (v->is_dict())
-    return std::any_of(v->entries.begin(), v->entries.end(), [](const auto& kv) { return has_nested_tensor(kv.second); });
-  if (v->kind == Value::Kind::kList)
-    return std::any_of(v->items.begin(), v->items.end(), [](const ValuePtr& x) { return has_nested_tensor(x); });
-  return false;
+  if (!v->is_dict() && v->kind != Value::Kind::kList) return false;
+  if (auto it = seen.find(v.get()); it != seen.end()) return it->second;
+  seen[v.get()] = false;
+  bool found = false;
+  for (const auto& [k, x] : v->entries) found = found || has_nested_tensor(x, seen);
+  for (const ValuePtr& x : v->items) found = found || has_nested_tensor(x, seen);
+  seen[v.get()] = found;
+  return found;
 }
 
 Result<FileContents> read_torch(const std::string& path) {
@@ -228,9 +247,10 @@ Result<FileContents> read_torch(const std::string& path) {
       }
     }
   }
-  if (dict == root.get() && !has_tensor_value(*root) && has_nested_tensor(root)) {
+  std::map<const Value*, bool> seen;
+  if (dict == root.get() && !has_tensor_value(*root) && has_nested_tensor(root, seen)) {
     // A nested state (dcp_to_torch_save's output): flattened as DCP flattens it.
-    UCP_RETURN_IF_ERROR(flatten_into(path, "", root, out));
+    UCP_RETURN_IF_ERROR(Flattener(path, out).flatten("", root));
     out.notes.push_back(in_quotes(path) + ": a nested state, flattened to dotted names as DCP flattens it");
     return out;
   }

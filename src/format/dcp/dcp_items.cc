@@ -4,6 +4,7 @@
 // ever carried into an output as if it were data.
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,19 +34,21 @@ bool allowed_global(const Global& g) {
   return g.module == "torch" && g.name == "device";
 }
 
-// The first thing in `v` that weights_only loading refuses, as a phrase, or "".
-std::string forbidden_in(const ValuePtr& v) {
-  if (!v) return "";
+// The first thing in `v` that weights_only loading refuses, as a phrase, or "". `clean` holds the
+// objects already found acceptable: a pickle may share one subtree many times.
+std::string forbidden_in(const ValuePtr& v, std::set<const Value*>& clean) {
+  if (!v || clean.count(v.get())) return "";
   switch (v->kind) {
     case Value::Kind::kGlobal:
-      return allowed_global(v->global) ? "" : "the global " + global_text(v->global);
+      if (!allowed_global(v->global)) return "the global " + global_text(v->global);
+      break;
     case Value::Kind::kObject: {
       const Object& o = v->object;
       if (!o.callable || o.callable->kind != Value::Kind::kGlobal) return "an object built by a non-global callable";
       if (o.callable->global.module != "torch" || o.callable->global.name != "device" || o.state || !o.list_items.empty() ||
           !o.dict_items.empty())
         return "the global " + global_text(o.callable->global);
-      return forbidden_in(o.args);
+      break;
     }
     case Value::Kind::kTensor:
       if (Status s = check_tensor(v->tensor); !s.ok()) return "an invalid tensor (" + s.message() + ")";
@@ -55,8 +58,9 @@ std::string forbidden_in(const ValuePtr& v) {
   }
   std::string found;
   for_each_child(*v, [&](const ValuePtr& c) {
-    if (found.empty()) found = forbidden_in(c);
+    if (found.empty()) found = forbidden_in(c, clean);
   });
+  if (found.empty()) clean.insert(v.get());
   return found;
 }
 
@@ -74,7 +78,8 @@ Result<ValuePtr> decode_item(const std::shared_ptr<const MappedFile>& data, cons
   }
   auto file = TorchFile::parse(bytes);
   if (!file.ok()) return std::move(file).take_status().annotate(where);
-  if (const std::string bad = forbidden_in(file->root()); !bad.empty())
+  std::set<const Value*> clean;
+  if (const std::string bad = forbidden_in(file->root(), clean); !bad.empty())
     return base::data_loss(where + " (" + m.metadata_path() + ") holds " + bad +
                            ", which torch.load(weights_only=True) refuses; nothing was executed");
   return file->root();

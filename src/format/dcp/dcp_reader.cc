@@ -206,10 +206,12 @@ std::string box_text(const Chunk& c) {
 
 // The chunk's elements in its data file: the item is a torch.save zip of one tensor (offsets
 // inside it are relative to the item's start). A transformed (zstd) item has been decoded into a
-// scratch file of its own: then `item` is that whole file.
+// scratch file of its own: then [offset, +length) is that whole file, and `shown` names the data
+// file it came from in messages (data->path() is /proc/self/fd/N).
 Result<TensorLocation> locate_chunk(const std::shared_ptr<const MappedFile>& data, std::uint32_t file_index,
-                                    const TensorItem& t, const Chunk& c, std::uint64_t offset, std::uint64_t length) {
-  const std::string where = "chunk " + box_text(c) + " of '" + t.fqn + "' in '" + data->path() + "'";
+                                    const TensorItem& t, const Chunk& c, std::uint64_t offset, std::uint64_t length,
+                                    const std::string& shown) {
+  const std::string where = "chunk " + box_text(c) + " of '" + t.fqn + "' in '" + shown + "'";
   auto view = MappedFile::view(data, offset, length, data->path() + "@" + std::to_string(offset));
   if (!view.ok()) return base::data_loss(where + ": item [" + std::to_string(offset) + ", +" +
                                          std::to_string(length) + ") runs past the end of the file (" +
@@ -285,18 +287,20 @@ Result<SourceLayout> read_layout(const Metadata& m, std::vector<std::shared_ptr<
       if (numel == 0) continue;  // uneven Shard(0) leaves empty boxes on the last ranks
       std::uint32_t f = index_of(c.stored.file);
       std::uint64_t offset = c.stored.offset, length = c.stored.length;
+      std::string shown = files[f]->path();
       if (!c.stored.transforms.empty()) {  // decoded whole into a scratch file: one more source file
         const std::string where = "chunk " + box_text(c) + " of '" + t.fqn + "' in '" + files[f]->path() + "'";
         auto item = MappedFile::view(files[f], offset, length, files[f]->path() + "@" + std::to_string(offset));
         if (!item.ok()) return base::data_loss(where + ": item [" + std::to_string(offset) + ", +" + std::to_string(length) +
                                                ") runs past the end of the file (" + std::to_string(files[f]->size()) + " bytes)");
         UCP_ASSIGN_OR_RETURN(std::shared_ptr<const MappedFile> decoded, undo_transforms(*item, c.stored.transforms, where));
+        shown += " (zstd item at " + std::to_string(offset) + ", decoded)";
         f = static_cast<std::uint32_t>(files.size());
         offset = 0;
         length = decoded->size();
         files.push_back(std::move(decoded));
       }
-      UCP_ASSIGN_OR_RETURN(TensorLocation src, locate_chunk(files[f], f, t, c, offset, length));
+      UCP_ASSIGN_OR_RETURN(TensorLocation src, locate_chunk(files[f], f, t, c, offset, length, shown));
       auto pieces = box_pieces(t.shape, c.offsets, c.sizes, src);
       if (!pieces.ok()) return std::move(pieces).take_status().annotate("'" + m.metadata_path() + "': '" + t.fqn + "'");
       lt.pieces.insert(lt.pieces.end(), pieces->begin(), pieces->end());

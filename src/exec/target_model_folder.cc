@@ -7,6 +7,8 @@
 #include "ucp/plan/lightning_plan.h"
 #include "ucp/plan/source_layout.h"
 
+#include <sys/stat.h>
+
 #include <map>
 #include <memory>
 #include <set>
@@ -61,11 +63,18 @@ Result<PlannedConversion> plan_dcp_state_file(const OpenedModelTensors& source, 
   }
   UCP_ASSIGN_OR_RETURN(plan::FilePlan plan,
                        plan::plan_torch_state_file(source.layout, source.paths, options, kDcpStateFile, root, keep_dtype));
+  // Lingua's consolidation copies the step folder's params.json beside consolidated.pth: its
+  // evaluation reads the model configuration from there.
+  const std::string params = m.dir + "/params.json";
+  struct stat st {};
+  const bool with_params = ::stat(params.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  if (with_params) plan.small_files.push_back({"params.json", "", params, plan::SmallFile::Place::kInOutput});
   const std::size_t tensors = plan.tensors.size(), items = values.size();
   PlannedConversion p{std::move(plan), source.description, {}};
   p.done_message = [=](std::uint64_t written) {
     return "wrote the whole state (" + std::to_string(tensors) + " tensors, " + std::to_string(items) +
-           " non-tensor values) in " + std::string(kDcpStateFile) + ", " + base::format_bytes(written) + " to " + out;
+           " non-tensor values) in " + std::string(kDcpStateFile) + (with_params ? " (+ params.json)" : "") + ", " +
+           base::format_bytes(written) + " to " + out;
   };
   return p;
 }

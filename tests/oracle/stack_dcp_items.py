@@ -88,6 +88,20 @@ class WholeState(SameState, unittest.TestCase):
                         self.assertEqual(os.listdir(out), ["consolidated.pth"])
                         self.assert_same(ours(out), ref)
 
+    def test_lingua_params_json_travels_with_the_state(self):
+        # Lingua's consolidate_checkpoints copies the step folder's params.json beside consolidated.pth.
+        with uo.TempDir() as tmp:
+            ckpt = uo.writable_copy(ITEMS, os.path.join(tmp, "0000000100"))
+            params = b'{"model": {"dim": 4, "n_layers": 1}, "distributed": {"model_dtype": "bf16"}}\n'
+            with open(os.path.join(ckpt, "params.json"), "wb") as f:
+                f.write(params)
+            out = os.path.join(ckpt, "consolidated")
+            p = uo.run(["to-fp32", ckpt, out, "--format", "torch", "--no-progress"], 2)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(sorted(os.listdir(out)), ["consolidated.pth", "params.json"])
+            with open(os.path.join(out, "params.json"), "rb") as f:
+                self.assertEqual(f.read(), params)
+
     def test_zstd_items_equal_their_uncompressed_twin(self):
         with uo.TempDir() as tmp:
             ref, _ = torch_state(ITEMS, tmp)

@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config zlib1g-dev
+  libzstd-dev                         # DCP items saved with torch's ZStandard extension
   openmpi-bin libopenmpi-dev          # MPI: the CPU transport and the launcher
   nlohmann-json3-dev libcli11-dev     # JSON, command line
   googletest libgtest-dev libgmock-dev

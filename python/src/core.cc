@@ -210,6 +210,7 @@ void convert_to_model_folder(const std::string& checkpoint, const std::string& o
   run.quiet = true;
   exec::ModelFolderTarget target;
   target.exclude_frozen = exclude_frozen;
+  target.dtype_given = true;  // DeepSpeed's functions always write their dtype, whatever the source
   base::Status s;
   {
     nb::gil_scoped_release release;

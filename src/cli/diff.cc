@@ -13,6 +13,7 @@
 #include "ucp/base/convert.h"
 #include "ucp/base/dtype.h"
 #include "ucp/format/state_dict.h"
+#include "ucp/format/value.h"
 
 namespace ucp::cli {
 namespace {
@@ -228,12 +229,59 @@ Json render_json(const Difference& d) {
 
 namespace {
 
+// A non-tensor value (a DCP non-tensor item, a torch file's step counter) present on one side
+// only, or different: `what` says how ("17 in A, 18 in B", or the first differing path).
+struct ValueDifference {
+  enum class Kind { kOnlyInA, kOnlyInB, kDiffers };
+  Kind kind;
+  std::string name;
+  std::string what;
+};
+
 // Every difference between A and B, in report order, with counts.
 struct Comparison {
   std::vector<Difference> diffs;
+  std::vector<ValueDifference> value_diffs;
   std::size_t common = 0, only_a = 0, only_b = 0, dtype_n = 0, shape_n = 0, values_n = 0, differing_tensors = 0;
-  bool equal() const { return diffs.empty(); }
+  std::size_t common_values = 0;
+  bool values_compared = false;  ///< Both sides can hold non-tensor values.
+  bool equal() const { return diffs.empty() && value_diffs.empty(); }
 };
+
+// Non-tensor values are compared only when both inputs can hold them (a safetensors file cannot:
+// comparing a DCP with one is about its tensors). Equal means equal as Python values, tensors
+// inside included, floats bitwise.
+void compare_non_tensors(const StateDict& a, const StateDict& b, Comparison& c) {
+  c.values_compared = a.holds_values() && b.holds_values();
+  if (!c.values_compared) return;
+  for (const format::StateDictValue& va : a.values()) {
+    const format::StateDictValue* vb = b.find_value(va.name);
+    if (!vb) {
+      c.value_diffs.push_back({ValueDifference::Kind::kOnlyInA, va.name, va.value ? va.value->type_name() : "None"});
+      continue;
+    }
+    ++c.common_values;
+    if (!format::values_equal(va.value, vb->value)) {
+      std::string where = format::first_difference(va.value, vb->value);
+      c.value_diffs.push_back({ValueDifference::Kind::kDiffers, va.name, where});
+    }
+  }
+  for (const format::StateDictValue& vb : b.values())
+    if (!a.find_value(vb.name))
+      c.value_diffs.push_back({ValueDifference::Kind::kOnlyInB, vb.name, vb.value ? vb.value->type_name() : "None"});
+}
+
+std::string render_value_line(const ValueDifference& d) {
+  switch (d.kind) {
+    case ValueDifference::Kind::kOnlyInA:
+      return "only in A: " + d.name + " (non-tensor " + d.what + ")";
+    case ValueDifference::Kind::kOnlyInB:
+      return "only in B: " + d.name + " (non-tensor " + d.what + ")";
+    case ValueDifference::Kind::kDiffers:
+      break;
+  }
+  return "non-tensor value differs: " + d.name + (d.what.empty() ? "" : ": " + d.what);
+}
 
 Comparison compare_state_dicts(const StateDict& a, const StateDict& b, const Tolerance& tol) {
   Comparison c;
@@ -277,6 +325,7 @@ Comparison compare_state_dicts(const StateDict& a, const StateDict& b, const Tol
       ++c.only_b;
     }
   }
+  compare_non_tensors(a, b, c);
   return c;
 }
 
@@ -306,6 +355,14 @@ void report_json(const DiffOptions& options, const StateDict& a, const StateDict
   Json list = Json::array();
   for (const Difference& d : c.diffs) list.push_back(render_json(d));
   j["differences"] = std::move(list);
+  if (c.values_compared) {
+    static constexpr const char* kKinds[] = {"only_in_a", "only_in_b", "differs"};
+    Json values = Json::array();
+    for (const ValueDifference& d : c.value_diffs)
+      values.push_back({{"name", d.name}, {"kind", kKinds[static_cast<int>(d.kind)]}, {"detail", d.what}});
+    j["common_values"] = c.common_values;
+    j["value_differences"] = std::move(values);
+  }
   out << j.dump(2) << "\n";
 }
 
@@ -318,12 +375,22 @@ void report_text(const DiffOptions& options, const StateDict& a, const StateDict
       options.max_report < 0 ? c.diffs.size() : std::min(c.diffs.size(), static_cast<std::size_t>(options.max_report));
   for (std::size_t i = 0; i < limit; ++i) out << render_line(c.diffs[i]) << "\n";
   if (limit < c.diffs.size()) out << "... and " << c.diffs.size() - limit << " more differences (--max-report)\n";
+  const std::size_t value_limit = options.max_report < 0 ? c.value_diffs.size()
+                                                         : std::min(c.value_diffs.size(), static_cast<std::size_t>(options.max_report));
+  for (std::size_t i = 0; i < value_limit; ++i) out << render_value_line(c.value_diffs[i]) << "\n";
+  if (value_limit < c.value_diffs.size())
+    out << "... and " << c.value_diffs.size() - value_limit << " more non-tensor differences (--max-report)\n";
+  const std::string values = c.common_values > 0 ? ", " + std::to_string(c.common_values) + " non-tensor values" : "";
   if (c.equal()) {
-    out << "equal: " << c.common << " tensors (" << mode << ")\n";
+    out << "equal: " << c.common << " tensors" << values << " (" << mode << ")\n";
+  } else if (c.diffs.empty()) {
+    out << "DIFFERENT: " << c.value_diffs.size() << " non-tensor value difference(s); " << c.common << " tensors equal ("
+        << mode << ")\n";
   } else {
     out << "DIFFERENT: " << c.differing_tensors << " of " << c.common << " tensors differ (" << c.dtype_n << " dtype, "
         << c.shape_n << " shape, " << c.values_n << " values; " << mode << "), " << c.only_a + c.only_b << " missing ("
-        << c.only_a << " only in A, " << c.only_b << " only in B)\n";
+        << c.only_a << " only in A, " << c.only_b << " only in B)"
+        << (c.value_diffs.empty() ? "" : "; " + std::to_string(c.value_diffs.size()) + " non-tensor value difference(s)") << "\n";
   }
 }
 

@@ -225,6 +225,7 @@ Status inspect_deepspeed(const InspectOptions& o, std::ostream& out) {
 Status inspect_dcp(const InspectOptions& o, std::ostream& out) {
   UCP_ASSIGN_OR_RETURN(format::dcp::Metadata m, format::dcp::read_metadata(o.path));
   const Status coverage = format::dcp::read_layout(m).status();
+  Status items_status;  // the first non-tensor item we cannot decode (or refuse)
   if (o.json) {
     Json tensors = Json::object(), bytes_items = Json::object();
     for (const auto& t : m.tensors) {
@@ -234,11 +235,16 @@ Status inspect_dcp(const InspectOptions& o, std::ostream& out) {
                           {"length", c.stored.length}});
       tensors[t.fqn] = {{"dtype", base::dtype_name(t.dtype)}, {"shape", t.shape}, {"chunks", chunks}};
     }
-    for (const auto& b : m.bytes_items)
+    for (const auto& b : m.bytes_items) {
       bytes_items[b.fqn] = {{"file", b.stored.file}, {"offset", b.stored.offset}, {"length", b.stored.length}};
+      auto value = format::dcp::read_bytes_item(m, b);
+      if (value.ok()) bytes_items[b.fqn]["value"] = tree_json(*value);
+      else bytes_items[b.fqn]["error"] = value.status().message();
+      if (!value.ok() && items_status.ok()) items_status = value.status();
+    }
     out << Json{{"path", o.path}, {"format", "dcp"}, {"version", m.version}, {"files", m.files}, {"tensors", tensors},
                 {"bytes_items", bytes_items}, {"coverage", coverage.ok() ? "complete" : coverage.message()}}.dump(2) << '\n';
-    return coverage;
+    return coverage.ok() ? items_status : coverage;
   }
   std::uint64_t bytes = 0;
   std::error_code ec;
@@ -261,8 +267,21 @@ Status inspect_dcp(const InspectOptions& o, std::ostream& out) {
     for (const auto& c : t.chunks) out << ' ' << shape_string(c.offsets) << '+' << shape_string(c.sizes) << '@' << c.stored.file;
     out << '\n';
   }
-  for (const auto& b : m.bytes_items) out << "  " << quoted(b.fqn) << ": non-tensor item, " << human_bytes(b.stored.length) << " in " << b.stored.file << '\n';
-  return coverage;
+  for (const auto& b : m.bytes_items) {
+    const std::string where = " (non-tensor, " + human_bytes(b.stored.length) + " in " + b.stored.file + ")";
+    auto value = format::dcp::read_bytes_item(m, b);
+    std::string line;
+    if (!value.ok()) {
+      out << "  " << quoted(b.fqn) << ": unreadable" << where << ": " << value.status().message() << '\n';
+      if (items_status.ok()) items_status = value.status();
+    } else if (inline_text(*value, line)) {
+      out << "  " << quoted(b.fqn) << ": " << line << where << '\n';
+    } else {
+      out << "  " << quoted(b.fqn) << where << ":\n";
+      print_tree(*value, out, 2, o.max_items < 0 ? 16 : o.max_items, "");
+    }
+  }
+  return coverage.ok() ? items_status : coverage;
 }
 
 // An HDF5 file of to-fp32: its /model datasets, through the state-dict loader (no HDF5 here).

@@ -59,7 +59,7 @@ void add_objects(const ValuePtr& value, const StatePath& path, DcpTrainingState&
   } else if (value->kind == Value::Kind::kList && !is_leaf_list(*value)) {
     for (std::size_t i = 0; i < value->items.size(); ++i) {
       StatePath next = path;
-      next.emplace_back(std::in_place_index<1>, static_cast<std::int64_t>(i));
+      next.push_back(format::dcp::PathElement::at(static_cast<std::int64_t>(i)));
       add_objects(value->items[i], next, out);
     }
   } else {

@@ -114,7 +114,7 @@ Result<OpenedModelTensors> open_model_files(const std::string& path, const std::
   std::error_code ec;
   std::string save_dir = fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
   std::string description = describe(sd.format() + " model", path, layout, sd.files().size());
-  return OpenedModelTensors{std::move(layout), sd.files(), std::move(description), std::move(save_dir), std::nullopt};
+  return OpenedModelTensors{std::move(layout), sd.files(), std::move(description), std::move(save_dir), std::nullopt, nullptr};
 }
 
 // ------------------------------------------------------------------ HF-DCP safetensors
@@ -133,7 +133,7 @@ Result<OpenedModelTensors> open_hf_dcp(const std::string& path, const std::strin
   std::string description = describe("HF-DCP safetensors checkpoint", path, *layout, files.size());
   std::string save_dir = fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
   return OpenedModelTensors{std::move(*layout), std::move(files), std::move(description), std::move(save_dir),
-                            std::nullopt};
+                            std::nullopt, nullptr};
 }
 
 // ------------------------------------------------------------------ universal checkpoints
@@ -229,7 +229,7 @@ Result<OpenedModelTensors> open_universal(const std::string& path, const std::st
   std::string description = describe("universal checkpoint", folder, layout, ps.paths.size()) + " (ZeRO stage " +
                             std::to_string(ps.zero_stage) + ", dp " + std::to_string(ps.dp) + ")";
   std::string save_dir = fs::path(folder).parent_path().string();
-  return OpenedModelTensors{std::move(layout), ps.paths, std::move(description), std::move(save_dir), std::nullopt};
+  return OpenedModelTensors{std::move(layout), ps.paths, std::move(description), std::move(save_dir), std::nullopt, nullptr};
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "ucp/base/size.h"
 #include "ucp/exec/convert.h"
 #include "ucp/format/dcp.h"
+#include "ucp/format/mapped_file.h"
 #include "ucp/plan/source_layout.h"
 #include "model_file_sources.h"
 #include "zero_source.h"
@@ -36,16 +37,18 @@ Result<OpenedModelTensors> read_dcp(comm::Communicator& comm, const std::string&
                                     "') does not record it");
     UCP_ASSIGN_OR_RETURN(format::dcp::Metadata m, format::dcp::read_metadata(path));
     timer.mark("metadata");
-    UCP_ASSIGN_OR_RETURN(format::SourceLayout layout, format::dcp::read_layout(m));
+    std::vector<std::shared_ptr<const format::MappedFile>> mapped;  // data files, then decoded zstd items
+    UCP_ASSIGN_OR_RETURN(format::SourceLayout layout, format::dcp::read_layout(m, &mapped));
     std::uint64_t bytes = 0;
     for (const auto& t : layout.tensors)
       for (const auto& p : t.pieces) bytes += p.src.nbytes();
     std::vector<std::string> paths;
-    for (const auto& f : m.files) paths.push_back(path + "/" + f);
+    for (const auto& f : mapped) paths.push_back(f->path());
     std::string description = "PyTorch DCP checkpoint " + path + " (" + std::to_string(layout.tensors.size()) + " tensors, " +
                               std::to_string(m.bytes_items.size()) + " non-tensor items, " + base::format_bytes(bytes) +
                               " in " + std::to_string(m.files.size()) + " data files)";
-    return OpenedModelTensors{std::move(layout), std::move(paths), std::move(description), {}, std::nullopt};
+    return OpenedModelTensors{std::move(layout), std::move(paths), std::move(description), {}, std::nullopt,
+                              std::make_shared<const format::dcp::Metadata>(std::move(m))};
   }();
   UCP_RETURN_IF_ERROR(comm::agree(comm, "source", opened.status()).status);
   return opened;
@@ -61,7 +64,8 @@ Result<OpenedModelTensors> read_zero(comm::Communicator& comm, const std::string
   UCP_RETURN_IF_ERROR(comm::agree(comm, "plan", layout.status()).status);
   std::string description = describe_checkpoint(ckpt), save_dir = ckpt.files.save_dir;
   std::vector<std::string> paths = ckpt.paths;
-  return OpenedModelTensors{std::move(*layout), std::move(paths), std::move(description), std::move(save_dir), std::move(ckpt)};
+  return OpenedModelTensors{std::move(*layout), std::move(paths),    std::move(description),
+                            std::move(save_dir), std::move(ckpt), nullptr};
 }
 
 // In probing order; DeepSpeed's reader takes any path and names what it expected. Model files

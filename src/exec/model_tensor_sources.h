@@ -2,6 +2,7 @@
 // format::SourceLayout (what the consolidated targets read): probed in order, first match wins.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "ucp/base/status.h"
 #include "ucp/comm/communicator.h"
 #include "ucp/exec/phases.h"
+#include "ucp/format/dcp.h"
 #include "ucp/format/tensor_layout.h"
 #include "ucp/format/zero_checkpoint.h"
 
@@ -23,6 +25,9 @@ struct OpenedModelTensors {
   std::string save_dir;            ///< Where HF model files (config.json, tokenizer) may sit; may be empty.
   /// DeepSpeed ZeRO files only: the checkpoint, for the targets that carry its other contents.
   std::optional<format::ZeroCheckpoint> zero;
+  /// DCP folders only: the parsed .metadata, for the targets that carry its non-tensor items and
+  /// nesting (to-fp32 --format torch writes dcp_to_torch_save's whole state).
+  std::shared_ptr<const format::dcp::Metadata> dcp;
 };
 
 /// `layout`, or the tensors of it under `prefix` (format::select_prefix) when one is given.

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -31,6 +32,18 @@ class StateDictBuilder {
     sd.index_.emplace(t.name, sd.tensors_.size());
     sd.tensors_.push_back(std::move(t));
   }
+  /// Values follow the same last-one-wins rule as tensors.
+  void add_value(StateDictValue v) {
+    auto& sd = dict;
+    sd.holds_values_ = true;
+    if (auto it = sd.value_index_.find(v.name); it != sd.value_index_.end()) {
+      sd.values_[it->second] = std::move(v);
+      return;
+    }
+    sd.value_index_.emplace(v.name, sd.values_.size());
+    sd.values_.push_back(std::move(v));
+  }
+  void set_holds_values() { dict.holds_values_ = true; }
   void set_format(std::string f) { dict.format_ = std::move(f); }
   void add_file(std::string f) { dict.files_.push_back(std::move(f)); }
   void add_skipped(std::size_t n) { dict.skipped_non_tensors_ += n; }
@@ -159,42 +172,74 @@ bool has_tensor_value(const Value& dict) {
                      [](const auto& kv) { return kv.second && kv.second->is_tensor(); });
 }
 
-// Deepest nesting flatten_torch_dict follows: real state dicts nest a few levels.
-constexpr int kMaxFlattenDepth = 64;
+// torch's DCP flattening (>= 2.4): dicts are always descended into, lists only when they hold a
+// tensor or a container that is itself descended into; everything else is a leaf. Answers are
+// memoised per object: a pickle may share one subtree many times (a DAG), and an unmemoised walk
+// of it would be exponential.
+class Flattener {
+ public:
+  Flattener(const TorchFile& file, const std::string& path, FileContents& out) : file_(file), path_(path), out_(out) {}
 
-// The tensors of `v` (a dict or list) under `prefix`, keys joined with "." as DCP's
-// flatten_state_dict joins them; other values are counted as skipped.
-Status flatten_torch_value(const TorchFile& file, const std::string& path, const std::string& prefix, const Value& v,
-                           int depth, FileContents& out) {
-  if (depth > kMaxFlattenDepth)
-    return base::data_loss(in_quotes(path) + ": '" + prefix + "' nests more than " + std::to_string(kMaxFlattenDepth) +
-                           " levels of dicts");
-  auto visit = [&](const std::string& key, const ValuePtr& value) -> Status {
-    const std::string name = prefix.empty() ? key : prefix + "." + key;
-    if (!value) {
-      ++out.skipped;
-    } else if (value->is_tensor()) {
-      UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(file, path, name, value->tensor));
-      out.tensors.push_back(std::move(t));
-    } else if (value->is_dict() || value->kind == Value::Kind::kList) {  // tuples are leaves to DCP too
-      UCP_RETURN_IF_ERROR(flatten_torch_value(file, path, name, *value, depth + 1, out));
-    } else {
-      ++out.skipped;
+  Status flatten(const std::string& prefix, const ValuePtr& v) {
+    const std::string dot = prefix.empty() ? "" : prefix + ".";
+    if (v->is_dict()) {
+      for (const auto& [k, x] : v->entries) UCP_RETURN_IF_ERROR(leaf(dot + key_text(k), x));
+      return {};
     }
-    return Status();
-  };
-  for (std::size_t i = 0; i < v.items.size(); ++i) UCP_RETURN_IF_ERROR(visit(std::to_string(i), v.items[i]));
-  for (const auto& [key, value] : v.entries) {
-    if (key && key->is_str()) {
-      UCP_RETURN_IF_ERROR(visit(key->str, value));
-    } else if (key && key->is_int()) {
-      UCP_RETURN_IF_ERROR(visit(std::to_string(key->i), value));
-    } else {
-      ++out.skipped;
-    }
+    for (std::size_t i = 0; i < v->items.size(); ++i) UCP_RETURN_IF_ERROR(leaf(dot + std::to_string(i), v->items[i]));
+    return {};
   }
-  return Status();
+
+ private:
+  static std::string key_text(const ValuePtr& k) {
+    if (k && k->is_str()) return k->str;
+    if (k && k->is_int()) return std::to_string(k->i);
+    return "";
+  }
+
+  bool descend_into(const ValuePtr& v) {
+    if (!v) return false;
+    if (v->is_dict()) return true;
+    if (v->kind != Value::Kind::kList) return false;
+    if (auto it = descends_.find(v.get()); it != descends_.end()) return it->second;
+    const bool d = std::any_of(v->items.begin(), v->items.end(),
+                               [&](const ValuePtr& x) { return x && (x->is_tensor() || descend_into(x)); });
+    descends_[v.get()] = d;
+    return d;
+  }
+
+  Status leaf(const std::string& name, const ValuePtr& x) {
+    if (x && x->is_tensor()) {
+      UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(file_, path_, name, x->tensor));
+      out_.tensors.push_back(std::move(t));
+      return {};
+    }
+    if (descend_into(x)) return flatten(name, x);
+    ++out_.skipped;
+    out_.values.push_back({name, x, path_});
+    return {};
+  }
+
+  const TorchFile& file_;
+  const std::string& path_;
+  FileContents& out_;
+  std::map<const Value*, bool> descends_;
+};
+
+// Whether a tensor sits anywhere under `v` in dicts and lists (memoised as above).
+bool has_nested_tensor(const ValuePtr& v, std::map<const Value*, bool>& seen) {
+  if (!v) return false;
+  if (v->is_tensor()) return true;
+  if (!v->is_dict() && v->kind != Value::Kind::kList) return false;
+  if (auto it = seen.find(v.get()); it != seen.end()) return it->second;
+  seen[v.get()] = false;
+  bool found = false;
+  for (const auto& [k, x] : v->entries) found = found || has_nested_tensor(x, seen);
+  for (const ValuePtr& x : v->items) found = found || has_nested_tensor(x, seen);
+  seen[v.get()] = found;
+  return found;
 }
+
 
 void note_skipped(const std::string& path, FileContents& out) {
   if (out.skipped != 0)
@@ -210,7 +255,7 @@ Result<FileContents> read_torch(const std::string& path, const StateDictOptions&
                            ", expected a dict of name -> tensor");
   FileContents out;
   if (options.flatten_nested) {
-    UCP_RETURN_IF_ERROR(flatten_torch_value(file, path, "", *root, 0, out));
+    UCP_RETURN_IF_ERROR(Flattener(file, path, out).flatten("", root));
     note_skipped(path, out);
     return out;
   }
@@ -227,9 +272,17 @@ Result<FileContents> read_torch(const std::string& path, const StateDictOptions&
       }
     }
   }
+  std::map<const Value*, bool> seen;
+  if (dict == root.get() && !has_tensor_value(*root) && has_nested_tensor(root, seen)) {
+    // A nested state (dcp_to_torch_save's output): flattened as DCP flattens it.
+    UCP_RETURN_IF_ERROR(Flattener(file, path, out).flatten("", root));
+    out.notes.push_back(in_quotes(path) + ": a nested state, flattened to dotted names as DCP flattens it");
+    return out;
+  }
   for (const auto& [key, value] : dict->entries) {
     if (!key || !key->is_str() || !value || !value->is_tensor()) {
       ++out.skipped;
+      if (key && key->is_str() && dict == root.get()) out.values.push_back({key->str, value, path});
       continue;
     }
     UCP_ASSIGN_OR_RETURN(StateDictTensor t, torch_tensor(file, path, key->str, value->tensor));
@@ -256,6 +309,7 @@ Result<FileContents> read_single(const std::string& path, FileKind kind, const S
 
 void add_contents(StateDictBuilder& b, FileContents contents) {
   for (StateDictTensor& t : contents.tensors) b.add(std::move(t));
+  for (StateDictValue& v : contents.values) b.add_value(std::move(v));
   b.add_skipped(contents.skipped);
   for (std::string& n : contents.notes) b.add_note(std::move(n));
 }
@@ -362,6 +416,7 @@ Status open_file(const std::string& path, const StateDictOptions& options, State
   UCP_ASSIGN_OR_RETURN(FileContents contents, read_single(path, kind, options));
   b.add_file(path);
   b.set_format(std::string(kind_name(kind)));
+  if (kind == FileKind::kTorch) b.set_holds_values();
   add_contents(b, std::move(contents));
   return Status();
 }
@@ -369,6 +424,11 @@ Status open_file(const std::string& path, const StateDictOptions& options, State
 }  // namespace
 
 void set_hdf5_state_dict_loader(StateDictFileLoader loader) { hdf5_loader() = loader; }
+
+const StateDictValue* StateDict::find_value(std::string_view name) const {
+  auto it = value_index_.find(name);
+  return it == value_index_.end() ? nullptr : &values_[it->second];
+}
 
 const StateDictTensor* StateDict::find(std::string_view name) const {
   auto it = index_.find(name);
@@ -387,6 +447,9 @@ Result<StateDict> open_dcp(const std::string& path) {
   b.set_format("dcp");
   for (const auto& f : m.files) b.add_file(path + "/" + f);
   b.add_skipped(m.bytes_items.size());
+  b.set_holds_values();
+  UCP_ASSIGN_OR_RETURN(std::vector<ValuePtr> values, dcp::read_bytes_items(m));
+  for (std::size_t i = 0; i < values.size(); ++i) b.add_value({m.bytes_items[i].fqn, values[i], m.metadata_path()});
   for (const LogicalTensor& t : layout.tensors) {
     if (const auto run = whole_run(t)) {  // one chunk: a view of its data file, as for other formats
       const auto& file = files[run->file];

@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 #include "ucp/base/checked_math.h"
@@ -108,12 +109,33 @@ format::ValuePtr ordered_dict_root(std::vector<std::pair<std::string, format::Va
   return format::Value::dict(std::move(entries), /*ordered=*/true);
 }
 
+namespace {
+
+// Storages the root holds besides the planned tensors' (tensors inside a DCP non-tensor item, such
+// as a tuple of tensors), in pickling order: their bytes are known at plan time.
+void collect_foreign_storages(const format::ValuePtr& v, const std::map<const format::Storage*, std::string>& planned,
+                              std::vector<std::shared_ptr<format::Storage>>& out) {
+  if (!v) return;
+  if (v->kind == format::Value::Kind::kTensor && v->tensor.storage && !planned.count(v->tensor.storage.get()) &&
+      std::find(out.begin(), out.end(), v->tensor.storage) == out.end())
+    out.push_back(v->tensor.storage);
+  if (v->kind == format::Value::Kind::kStorage && v->storage && !planned.count(v->storage.get()) &&
+      std::find(out.begin(), out.end(), v->storage) == out.end())
+    out.push_back(v->storage);
+  if (format::may_have_children(*v))
+    format::for_each_child(*v, [&](const format::ValuePtr& c) { collect_foreign_storages(c, planned, out); });
+}
+
+}  // namespace
+
 // One storage record per distinct tensor, aliases pickled as a second reference to the same
-// storage (as torch.save does for tied weights).
+// storage (as torch.save does for tied weights). Storages the root brings of its own (non-tensor
+// values holding tensors) follow as records whose bytes are fixed at plan time.
 Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, const std::vector<int>& members,
                         const TorchRootFn& make_root) {
   std::map<int, std::shared_ptr<format::Storage>> storage_of;  // tensor index -> storage
   std::vector<int> storage_tensor;                              // key -> tensor index
+  std::map<const format::Storage*, std::string> key_of;
   std::vector<std::pair<std::string, format::ValuePtr>> entries;
   for (int i : members) {
     const auto& t = tensors[static_cast<std::size_t>(i)];
@@ -125,6 +147,7 @@ Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, co
       st->dtype = src.dtype;
       st->numel = src.nbytes / base::dtype_size(src.dtype);
       st->key = std::to_string(storage_tensor.size());
+      key_of[st.get()] = st->key;
       storage_tensor.push_back(owner);
     }
     format::Tensor tensor;
@@ -135,14 +158,22 @@ Status build_torch_file(OutputFile& file, std::vector<OutputTensor>& tensors, co
     entries.emplace_back(t.name, format::Value::tensor_value(std::move(tensor)));
   }
   format::ValuePtr root = make_root(std::move(entries));
+  std::vector<std::shared_ptr<format::Storage>> foreign;
+  collect_foreign_storages(root, key_of, foreign);
+  for (const auto& st : foreign) key_of[st.get()] = std::to_string(key_of.size());
   UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle,
-                       format::write_pickle(root, [](const std::shared_ptr<format::Storage>& s) { return s->key; }));
+                       format::write_pickle(root, [&](const std::shared_ptr<format::Storage>& s) { return key_of.at(s.get()); }));
 
   std::vector<std::uint64_t> record_bytes;
   for (int k : storage_tensor) record_bytes.push_back(tensors[static_cast<std::size_t>(k)].nbytes);
+  for (const auto& st : foreign) record_bytes.push_back(st->bytes.size());
   const std::vector<std::uint64_t> offsets = lay_out_torch_zip(file, std::move(pickle), record_bytes);
   for (std::size_t k = 0; k < storage_tensor.size(); ++k)
     tensors[static_cast<std::size_t>(storage_tensor[k])].file_offset = offsets[k];
+  for (std::size_t k = 0; k < foreign.size(); ++k)
+    if (!foreign[k]->bytes.empty())
+      file.fixed.emplace_back(offsets[storage_tensor.size() + k],
+                              std::vector<std::byte>(foreign[k]->bytes.begin(), foreign[k]->bytes.end()));
   for (int i : members) {
     auto& t = tensors[static_cast<std::size_t>(i)];
     if (t.shares_storage_with >= 0) t.file_offset = tensors[static_cast<std::size_t>(t.shares_storage_with)].file_offset;
@@ -220,6 +251,28 @@ Result<OutputTensor> output_tensor_of(const LogicalTensor& lt, int logical, base
   return t;
 }
 
+Result<FilePlan> plan_torch_state_file(const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                                       const PlanOptions& opt, const std::string& name, const TorchRootFn& root,
+                                       const std::set<std::string>& keep_dtype) {
+  FilePlan plan;
+  std::vector<int> members;
+  for (std::size_t i = 0; i < layout.tensors.size(); ++i) {
+    const LogicalTensor& lt = layout.tensors[i];
+    const bool keep = opt.keep_float_dtypes || keep_dtype.count(lt.name);
+    UCP_ASSIGN_OR_RETURN(OutputTensor t, output_tensor_of(lt, static_cast<int>(i), keep ? lt.dtype : opt.float_dtype));
+    if (lt.role == TensorRole::kAlias) t.shares_storage_with = lt.alias_of;
+    t.file = 0;
+    plan.tensors.push_back(std::move(t));
+    members.push_back(static_cast<int>(i));
+  }
+  OutputFile file;
+  file.name = name;
+  UCP_RETURN_IF_ERROR(build_torch_file(file, plan.tensors, members, root));
+  plan.files.push_back(std::move(file));
+  UCP_RETURN_IF_ERROR(finish_plan(plan, layout, source_paths, opt));
+  return plan;
+}
+
 Result<FilePlan> plan_consolidated(const SourceLayout& layout, const std::vector<std::string>& source_paths,
                            const PlanOptions& opt) {
   if (opt.world_size < 1) return base::internal_error("plan_consolidated: world size < 1");
@@ -234,7 +287,7 @@ Result<FilePlan> plan_consolidated(const SourceLayout& layout, const std::vector
   std::vector<int> follows(layout.tensors.size(), -1);
   for (std::size_t i = 0; i < layout.tensors.size(); ++i) {
     const LogicalTensor& lt = layout.tensors[i];
-    UCP_ASSIGN_OR_RETURN(OutputTensor t, output_tensor_of(lt, static_cast<int>(i), opt.float_dtype));
+    UCP_ASSIGN_OR_RETURN(OutputTensor t, output_tensor_of(lt, static_cast<int>(i), opt.keep_float_dtypes ? lt.dtype : opt.float_dtype));
     if (lt.role == TensorRole::kAlias) {
       follows[i] = lt.alias_of;
       if (torch) t.shares_storage_with = lt.alias_of;

@@ -1,9 +1,11 @@
 // libFuzzer target for the DCP .metadata parser (a pickle of torch's Metadata, read through the
 // pickle VM): any input must give a Metadata or an error, never a crash, hang or leak. A parsed
-// Metadata must name each tensor once and give every chunk as many dimensions as its tensor.
+// Metadata must name each tensor once and give every chunk as many dimensions as its tensor, and
+// its planner_data must nest into a state (dcp_to_torch_save's) or be refused, never crash.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <set>
 #include <span>
 #include <string>
@@ -20,5 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (const auto& c : t.chunks)
       if (c.offsets.size() != c.sizes.size()) std::abort();
   }
+  std::map<std::string, ucp::format::ValuePtr> leaves;
+  for (const auto& fqn : m->item_order) leaves[fqn] = ucp::format::Value::none();
+  (void)ucp::format::dcp::nested_state(*m, leaves);
   return 0;
 }

@@ -5,8 +5,9 @@ format_utils.torch_save_to_dcp: see make_dcp_fixtures.py there) hold uneven Shar
 empty boxes, replicated tensors, a 2x2 mesh whose chunks are boxes cut along dimension 1 (and a 3-D
 tensor cut along two dimensions), Lingua-style nesting, bytes items, bf16/fp16/int tensors and a
 0-dim tensor. The oracle is torch's dcp_to_torch_save of the same folder: every tensor we write
-(HF safetensors, torch shards; 1 and 3 ranks; direct writes on and off) must equal its tensor bit
-for bit (floating tensors upcast to fp32, which is exact, or cast to --dtype as torch casts).
+(HF safetensors; torch's one consolidated.pth of the whole state; 1 and 3 ranks; direct writes on
+and off) must equal its tensor bit for bit (safetensors: floating tensors upcast to fp32, which is
+exact; torch: as stored; both cast to --dtype as torch casts when it is given).
 Bad input: a missing or truncated data file, chunks that overlap or leave a hole, an item stored
 with a transform we do not undo: one error line naming the file, the same exit code on every rank,
 no output."""
@@ -24,7 +25,9 @@ from torch.distributed.checkpoint.metadata import MetadataIndex
 import ucp_oracle as uo
 
 DCP = os.path.join(uo.GOLDEN, "dcp")
-FIXTURES = sorted(n for n in os.listdir(DCP) if os.path.isfile(os.path.join(DCP, n, "checkpoint", ".metadata")))
+# zstd_ws2 needs zstandard for torch to read it: stack_dcp_items.py compares it with its plain twin.
+FIXTURES = sorted(n for n in os.listdir(DCP)
+                  if os.path.isfile(os.path.join(DCP, n, "checkpoint", ".metadata")) and not n.startswith("zstd"))
 
 
 OUR_DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.int64: "i64",
@@ -33,6 +36,20 @@ OUR_DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: 
 
 def reference(ckpt, tmp):
     return uo.dcp_tensors(ckpt, tmp)
+
+
+def whole_state_tensors(ckpt, out):
+    """fqn -> tensor of to-fp32 --format torch's consolidated.pth, found by planner_data's paths."""
+    nested = torch.load(os.path.join(out, "consolidated.pth"), weights_only=True)
+    meta = FileSystemReader(ckpt).read_metadata()
+    found = {}
+    for fqn, item in meta.state_dict_metadata.items():
+        if hasattr(item, "chunks"):
+            value = nested
+            for key in meta.planner_data[fqn]:
+                value = value[key]
+            found[fqn] = value
+    return found
 
 
 def expected_as(t, dtype):
@@ -52,9 +69,11 @@ class DcpToFp32(unittest.TestCase):
         self.assertIn("shard0_uneven_ws4", FIXTURES)
 
     def test_every_tensor_equals_torch_dcp_to_torch_save(self):
+        # torch: one consolidated.pth of the whole nested state (stack_dcp_items.py checks its
+        # non-tensor values), tensors in their stored dtypes unless --dtype is given.
         runs = [("safetensors", 1, []), ("safetensors", 3, ["--shared-output", "no"]),
-                ("torch", 3, ["--shared-output", "yes", "--max-shard-size", "200B"]),
-                ("torch", 2, ["--shared-output", "no", "--dtype", "bf16", "--max-shard-size", "300B"])]
+                ("torch", 3, ["--shared-output", "yes"]),
+                ("torch", 2, ["--shared-output", "no", "--dtype", "bf16"])]
         for name in FIXTURES:
             ckpt = os.path.join(DCP, name, "checkpoint")
             with uo.TempDir() as tmp:
@@ -65,12 +84,14 @@ class DcpToFp32(unittest.TestCase):
                         out = os.path.join(tmp, f"{fmt}-{ranks}-{len(extra)}")
                         p = uo.run(["to-fp32", ckpt, out, "--format", fmt, "--no-progress", *extra], ranks)
                         self.assertEqual(p.returncode, 0, p.stderr)
-                        ours, _ = uo.load_output(out, fmt)
+                        ours = whole_state_tensors(ckpt, out) if fmt == "torch" else uo.load_output(out, fmt)[0]
                         self.assertEqual(set(ours), set(ref))
-                        dtype = torch.bfloat16 if "bf16" in extra else torch.float32
+                        dtype = torch.bfloat16 if "bf16" in extra else torch.float32 if fmt != "torch" else None
                         for fqn, t in ref.items():
-                            self.assertTrue(uo.bits_equal(ours[fqn].contiguous(), expected_as(t, dtype).contiguous()),
-                                            f"{fqn}: {ours[fqn]} vs {t}")
+                            step = fmt == "torch" and fqn.endswith(".step") and t.dim() == 0  # never cast
+                            want = t if dtype is None or step else expected_as(t, dtype)
+                            self.assertTrue(uo.bits_equal(ours[fqn].contiguous(), want.contiguous()),
+                                            f"{fqn}: {ours[fqn]} vs {want}")
 
     def test_hdf5_datasets_equal_torch_dcp_to_torch_save(self):
         import h5py
@@ -204,11 +225,22 @@ class DcpBadInput(uo.BadInputCase):
         self.check_failure(self.out_args(), uo.DATA_LOSS, ["model.counts", "not covered by any source"], self.tmp, {"ckpt"})
 
     def test_transform_we_do_not_undo(self):
+        def lz4(meta):
+            for info in meta.storage_data.values():
+                info.transform_descriptors = ["stream.lz4/1"]
+        self.rewrite_metadata(lz4)
+        self.check_failure(self.out_args(), uo.UNIMPLEMENTED, ["stream.lz4/1", ".distcp"], self.tmp, {"ckpt"})
+
+    def test_items_that_are_not_the_zstd_streams_they_claim(self):
         def zstd(meta):
             for info in meta.storage_data.values():
                 info.transform_descriptors = ["stream.zstd/1"]
         self.rewrite_metadata(zstd)
-        self.check_failure(self.out_args(), uo.UNIMPLEMENTED, ["stream.zstd/1", ".distcp"], self.tmp, {"ckpt"})
+        self.check_failure(self.out_args(), uo.DATA_LOSS, ["corrupt zstd stream", ".distcp"], self.tmp, {"ckpt"})
+
+    def test_whole_state_is_one_file(self):
+        self.check_failure([*self.out_args(), "--format", "torch", "--max-shard-size", "1KB"], uo.INVALID_ARGUMENT,
+                           ["--max-shard-size", "consolidated.pth", "--select"], self.tmp, {"ckpt"})
 
     def test_select_that_names_no_tensor(self):
         self.check_failure([*self.out_args(), "--select", "modle"], uo.INVALID_ARGUMENT,

@@ -24,6 +24,7 @@ struct ToFp32Options : ConversionOptions {
   std::string dtype = "fp32";
   bool exclude_frozen = false;
   bool max_shard_size_given = false;  ///< --max-shard-size was on the command line (refused with hdf5).
+  bool dtype_given = false;           ///< --dtype was on the command line (a DCP's whole state keeps stored dtypes otherwise).
   bool with_optimizer = false;        ///< hdf5 only: also store the optimizer states per parameter.
   std::string hf_config;              ///< HF model folder whose config/tokenizer files join the output.
   std::string select;                 ///< Only the tensors under this key prefix, prefix stripped.

@@ -33,6 +33,9 @@ struct ModelFolderTarget {
   std::string hf_config;  ///< HF outputs: the folder whose config/tokenizer files join the output.
   std::string select;     ///< Only the tensors under this key prefix, renamed without it ("" = all).
   KeyMapping key_map;     ///< Applied after select.
+  /// --dtype was given: a DCP's whole state (torch format, no select) casts floating tensors to it;
+  /// otherwise it keeps the stored dtypes, as dcp_to_torch_save does.
+  bool dtype_given = false;
 };
 
 /// to-fp32 --format hdf5: one parallel-HDF5 file, optionally with the optimizer states and the

@@ -8,15 +8,17 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
-#include <variant>
+#include <utility>
 #include <vector>
 
 #include "ucp/base/dtype.h"
 #include "ucp/base/status.h"
 #include "ucp/format/tensor_layout.h"
+#include "ucp/format/value.h"
 
 namespace ucp::format {
 class MappedFile;
@@ -36,9 +38,18 @@ struct StoredItem {
   std::vector<std::string> transforms;  ///< transform_descriptors ("stream.zstd/1"); empty for plain items.
 };
 
-/// A step into a nested state dict: a dict key, or a list index (torch descends into lists that
-/// hold dicts or tensors: "optim.param_groups.0.lr" is {"optim", "param_groups", 0, "lr"}).
-using PathElement = std::variant<std::string, std::int64_t>;
+/// One step of a key's path in the nested state dict (Metadata.planner_data): a dict key, or a
+/// list index when `index` >= 0 (torch descends into lists that hold dicts or tensors:
+/// "optim.param_groups.0.lr" is optim / param_groups / 0 / lr).
+struct PathElement {
+  std::string key;
+  std::int64_t index = -1;
+  PathElement() = default;
+  PathElement(std::string k, std::int64_t i = -1) : key(std::move(k)), index(i) {}  // NOLINT: implicit, a key
+  PathElement(const char* k) : key(k) {}                                             // NOLINT: implicit, a key
+  static PathElement at(std::int64_t i) { return {"", i}; }
+  bool is_index() const { return index >= 0; }
+};
 using StatePath = std::vector<PathElement>;
 
 /// The flattened key of `path`: its elements joined by "." (as torch's flatten_state_dict).
@@ -71,6 +82,11 @@ struct Metadata {
   std::string dir;                    ///< The checkpoint folder.
   std::vector<TensorItem> tensors;    ///< In .metadata order (torch's global plan order).
   std::vector<BytesItem> bytes_items;
+  std::vector<std::string> item_order;  ///< Every key (tensor or bytes item) in .metadata order.
+  /// planner_data: each flat key's path in the nested state dict that was saved ("optim.param_groups.0.lr"
+  /// -> optim / param_groups / 0 / lr). Empty when .metadata has none (torch 1.13): each key is its
+  /// own one-element path.
+  std::map<std::string, std::vector<PathElement>> planner_paths;
   std::vector<std::string> files;     ///< Data files the items name, sorted; TensorLocation::file indexes these.
   std::string version;                ///< Metadata.version ("1.0.0"), "" when absent (torch < 2.9).
   std::string metadata_path() const { return dir + "/" + kMetadataFile; }
@@ -90,10 +106,33 @@ base::Result<Metadata> parse_metadata(std::span<const std::byte> bytes, const st
 /// `dir`): maps every data file, parses each chunk's zip directory and pickle, checks that it
 /// holds a tensor of the chunk's dtype and sizes stored row-major, and places it as pieces. Proves
 /// coverage: chunks that overlap or leave holes are refused naming the tensor and the elements.
-/// Unimplemented for an item stored with a transform (zstd) or non-row-major strides. `mapped`,
-/// when given, receives the mapped data files (index = TensorLocation::file).
+/// Items stored with the zstd transform ("stream.zstd/1") are decoded whole, streamed into unlinked
+/// scratch files (bounded memory) that become extra source files after `files`; DataLoss for a
+/// corrupt stream. Unimplemented for another transform or non-row-major strides. `mapped`, when
+/// given, receives the mapped data files then the scratch files (index = TensorLocation::file;
+/// their path() is what an executor opens: dir/name, or /proc/self/fd/N for a scratch file, valid
+/// while this process lives).
 base::Result<SourceLayout> read_layout(const Metadata& metadata,
                                        std::vector<std::shared_ptr<const MappedFile>>* mapped = nullptr);
+
+/// The Python object bytes item `item` holds (a torch.save zip at its (offset, length)), decoded by
+/// our pickle VM into a Value tree; nothing is executed. Only what torch.load(weights_only=True)
+/// accepts is allowed: None, bool, int, float, str, bytes, tuple, list, set, dict, OrderedDict,
+/// torch.Size, torch dtypes and devices, tensors. Anything else (a class, a function such as
+/// os.system) is refused naming the item and the global (DataLoss); so is an item that runs past
+/// its data file or is not a torch.save zip. Unimplemented for a transform we do not undo.
+base::Result<ValuePtr> read_bytes_item(const Metadata& metadata, const BytesItem& item);
+/// read_bytes_item of every bytes item, in Metadata::bytes_items order (each data file mapped once).
+base::Result<std::vector<ValuePtr>> read_bytes_items(const Metadata& metadata);
+
+/// The path of flat key `fqn` in the nested state: planner_data's, else the key itself.
+std::vector<PathElement> path_of(const Metadata& metadata, const std::string& fqn);
+
+/// The nested state dict dcp_to_torch_save rebuilds: every key of `leaves` (flat key -> value;
+/// keys of metadata.item_order absent from it are left out) placed at its path, in .metadata
+/// order: dicts are plain dicts, list indices make lists (holes None), as torch's set_element
+/// does. DataLoss when two paths disagree (a key used as a dict and as a list).
+base::Result<ValuePtr> nested_state(const Metadata& metadata, const std::map<std::string, ValuePtr>& leaves);
 
 /// The .metadata bytes describing `tensors` and the non-tensor `objects` (each `stored` says where
 /// its torch.save item lies) as torch's FileSystemWriter pickles them: what dcp.load and

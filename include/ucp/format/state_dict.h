@@ -16,6 +16,7 @@
 
 #include "ucp/base/dtype.h"
 #include "ucp/base/status.h"
+#include "ucp/format/value.h"
 
 namespace ucp::format {
 
@@ -36,9 +37,18 @@ struct StateDictTensor {
   std::uint64_t numel() const { return bytes.size() / base::dtype_size(dtype); }
 };
 
+/// A non-tensor value under a flat name: a DCP folder's non-tensor item ("step",
+/// "optim.param_groups.0.lr"), a torch file's non-tensor entry.
+struct StateDictValue {
+  std::string name;
+  ValuePtr value;
+  std::string source_file;
+};
+
 /// What one file of a state dict holds, in file order.
 struct StateDictContents {
   std::vector<StateDictTensor> tensors;
+  std::vector<StateDictValue> values;  ///< Non-tensor values (torch files; also counted in `skipped`).
   std::size_t skipped = 0;  ///< Non-tensor values left out.
   std::vector<std::string> notes;
 };
@@ -64,14 +74,16 @@ class StateDict {
   ///  - a .safetensors file;
   ///  - a torch.save file (.bin/.pt/.pth/.ckpt, or any zip file): its top-level dict of
   ///    name -> tensor; if the top level holds no tensor but a 'state_dict' or 'module' entry that is
-  ///    a dict of tensors, that dict (noted in notes()); other non-tensor values are skipped and
-  ///    counted;
+  ///    a dict of tensors, that dict (noted in notes()); otherwise a nested state (dcp_to_torch_save's
+  ///    {"model": {...}, "optim": {...}}) flattened as DCP flattens it (dotted keys, list indices
+  ///    where lists hold tensors or containers). Non-tensor values are kept in values() (and counted
+  ///    as skipped);
   ///  - an index file (*.safetensors.index.json / *.bin.index.json) or a directory holding, by
   ///    preference, model.safetensors, model.safetensors.index.json, pytorch_model.bin or
   ///    pytorch_model.bin.index.json. Each shard of an index is opened once; every name of the
   ///    weight map must be in its shard (DataLoss naming the shard otherwise).
   ///  - a PyTorch DCP folder (.metadata): every tensor item assembled from its chunks, non-tensor
-  ///    items skipped and counted;
+  ///    items decoded into values() (refused as dcp::read_bytes_item refuses) and counted as skipped;
   ///  - an HDF5 file (.h5/.hdf5, or a directory holding model.h5) written by to-fp32 --format hdf5,
   ///    when a loader was installed (set_hdf5_state_dict_loader); Unimplemented otherwise.
   /// Errors name the file.
@@ -89,6 +101,13 @@ class StateDict {
   const std::vector<std::string>& files() const { return files_; }
   /// Non-tensor values skipped in torch dicts (step counters, config objects, ...).
   std::size_t skipped_non_tensors() const { return skipped_non_tensors_; }
+  /// Non-tensor values by flat name, in file order (DCP: its non-tensor items, decoded; torch: the
+  /// non-tensor entries beside the tensors). Names are unique and distinct from tensor names.
+  const std::vector<StateDictValue>& values() const { return values_; }
+  const StateDictValue* find_value(std::string_view name) const;
+  /// The input can hold non-tensor values (a torch file, a DCP folder; not safetensors or HDF5):
+  /// diff compares values only when both sides can.
+  bool holds_values() const { return holds_values_; }
   /// Human-readable remarks about how the input was interpreted (which sub-dict was used, what was
   /// skipped or ignored). Empty when nothing needs saying.
   const std::vector<std::string>& notes() const { return notes_; }
@@ -101,6 +120,9 @@ class StateDict {
   std::vector<std::string> files_;
   std::size_t skipped_non_tensors_ = 0;
   std::vector<std::string> notes_;
+  std::vector<StateDictValue> values_;
+  std::map<std::string, std::size_t, std::less<>> value_index_;
+  bool holds_values_ = false;
 };
 
 }  // namespace ucp::format

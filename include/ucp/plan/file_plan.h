@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct PlanOptions {
   OutputFormat format = OutputFormat::kSafetensors;
   std::uint64_t max_shard_bytes = 5'000'000'000;  ///< HF default "5GB" (decimal).
   base::DType float_dtype = base::DType::kF32;    ///< Floating tensors are written in this dtype.
+  /// Floating tensors keep their source dtype (float_dtype unused): a DCP's whole state written as
+  /// dcp_to_torch_save writes it, when the user named no --dtype.
+  bool keep_float_dtypes = false;
   std::uint64_t max_memory = 1ull << 30;          ///< Tensor bytes a rank may hold at once.
   std::uint64_t max_transfer_bytes = 64ull << 20; ///< Source runs are split to at most this (output bytes).
   /// Send + receive bytes a rank moves per round, even when max_memory would allow more: buffers
@@ -197,6 +201,15 @@ base::Status finish_plan(FilePlan& plan, const SourceLayout& layout, const std::
 /// Builds the plan. `source_paths[i]` is the file TensorLocation::file == i refers to.
 base::Result<FilePlan> plan_consolidated(const SourceLayout& layout, const std::vector<std::string>& source_paths,
                                  const PlanOptions& options);
+
+/// One torch.save file `name` holding every tensor of `layout` inside the pickle root `root` builds
+/// (a DCP's nested state with its non-tensor values, as dcp_to_torch_save writes it): not sharded,
+/// no index. Tensors still flow through the rounds of finish_plan; storages the root holds of its
+/// own (tensors inside non-tensor values) are written as fixed bytes. Tensors named in `keep_dtype`
+/// keep their source dtype whatever options.float_dtype says (optimizer step counters).
+base::Result<FilePlan> plan_torch_state_file(const SourceLayout& layout, const std::vector<std::string>& source_paths,
+                                             const PlanOptions& options, const std::string& name, const TorchRootFn& root,
+                                             const std::set<std::string>& keep_dtype = {});
 
 /// Checks that the plan writes every byte of every output file exactly once (fixed bytes, tensor
 /// runs, and for torch files the zip headers and directory written at finalize).

@@ -12,12 +12,16 @@
 #include "ucp/format/pickle_reader.h"
 #include "ucp/format/torch_file.h"
 #include "ucp/format/value.h"
+#include "zstd_items.h"
 
 namespace ucp::format::dcp {
 using base::Result;
 using base::Status;
 
 namespace {
+
+// A list index in planner_data beyond this is refused: set_element would make a list that long.
+constexpr std::int64_t kMaxListIndex = 1 << 20;
 
 // The class an opaque object was built from ("TensorStorageMetadata"), or "".
 std::string class_name(const ValuePtr& v) {
@@ -55,9 +59,10 @@ class MetadataParser {
     for (const auto& [key, item] : items->entries) {
       if (!key || !key->is_str()) return base::data_loss("state_dict_metadata has a key that is not a string");
       UCP_RETURN_IF_ERROR(add_item(key->str, item));
+      out_.item_order.push_back(key->str);
     }
     out_.files.assign(files_.begin(), files_.end());
-    return {};
+    return add_planner_paths(fields->get("planner_data"));
   }
 
  private:
@@ -98,6 +103,26 @@ class MetadataParser {
     files_.insert(item.file);
     if (!stored_.emplace(std::make_pair(fqn->str, offset), std::move(item)).second)
       return base::data_loss("'" + fqn->str + "' has two stored items at one offset");
+    return {};
+  }
+
+  // planner_data: {flat key: tuple of str keys and int list indices}; None or absent in torch 1.13.
+  // Only the paths of listed items matter (a planner may record more).
+  Status add_planner_paths(const ValuePtr& data) {
+    if (!data || data->kind == Value::Kind::kNone) return {};
+    if (!data->is_dict()) return base::data_loss("Metadata.planner_data is a " + data->type_name() + ", expected a dict");
+    for (const auto& [key, path] : data->entries) {
+      if (!key || !key->is_str() || !fqns_.count(key->str)) continue;
+      if (!path || (path->kind != Value::Kind::kTuple && path->kind != Value::Kind::kList) || path->items.empty())
+        return base::data_loss("planner_data of '" + key->str + "' is not a non-empty tuple of keys");
+      std::vector<PathElement> elements;
+      for (const ValuePtr& e : path->items) {
+        if (e && e->is_str()) elements.push_back({e->str, -1});
+        else if (e && e->is_int() && e->i >= 0 && e->i < kMaxListIndex) elements.push_back({"", e->i});
+        else return base::data_loss("planner_data of '" + key->str + "' holds a step that is neither a str key nor a list index");
+      }
+      out_.planner_paths[key->str] = std::move(elements);
+    }
     return {};
   }
 
@@ -180,16 +205,16 @@ std::string box_text(const Chunk& c) {
 }
 
 // The chunk's elements in its data file: the item is a torch.save zip of one tensor (offsets
-// inside it are relative to the item's start).
+// inside it are relative to the item's start). A transformed (zstd) item has been decoded into a
+// scratch file of its own: then [offset, +length) is that whole file, and `shown` names the data
+// file it came from in messages (data->path() is /proc/self/fd/N).
 Result<TensorLocation> locate_chunk(const std::shared_ptr<const MappedFile>& data, std::uint32_t file_index,
-                                    const TensorItem& t, const Chunk& c) {
-  const std::string where = "chunk " + box_text(c) + " of '" + t.fqn + "' in '" + data->path() + "'";
-  if (!c.stored.transforms.empty())
-    return base::unimplemented(where + " is stored with transform '" + c.stored.transforms.front() +
-                               "'; only untransformed items can be read");
-  auto view = MappedFile::view(data, c.stored.offset, c.stored.length, data->path() + "@" + std::to_string(c.stored.offset));
-  if (!view.ok()) return base::data_loss(where + ": item [" + std::to_string(c.stored.offset) + ", +" +
-                                         std::to_string(c.stored.length) + ") runs past the end of the file (" +
+                                    const TensorItem& t, const Chunk& c, std::uint64_t offset, std::uint64_t length,
+                                    const std::string& shown) {
+  const std::string where = "chunk " + box_text(c) + " of '" + t.fqn + "' in '" + shown + "'";
+  auto view = MappedFile::view(data, offset, length, data->path() + "@" + std::to_string(offset));
+  if (!view.ok()) return base::data_loss(where + ": item [" + std::to_string(offset) + ", +" +
+                                         std::to_string(length) + ") runs past the end of the file (" +
                                          std::to_string(data->size()) + " bytes)");
   auto file = TorchFile::parse(*view);
   if (!file.ok()) return std::move(file).take_status().annotate(where);
@@ -203,9 +228,9 @@ Result<TensorLocation> locate_chunk(const std::shared_ptr<const MappedFile>& dat
   if (!x.is_contiguous())
     return base::unimplemented(where + ": the chunk is stored with non-row-major strides (a transposed or channels_last tensor)");
   const std::byte* base = data->bytes().data();
-  const auto offset = static_cast<std::uint64_t>(x.storage->bytes.data() - base) +
-                      static_cast<std::uint64_t>(x.storage_offset) * base::dtype_size(x.dtype());
-  return TensorLocation{file_index, offset, x.numel(), x.dtype()};
+  const auto at = static_cast<std::uint64_t>(x.storage->bytes.data() - base) +
+                  static_cast<std::uint64_t>(x.storage_offset) * base::dtype_size(x.dtype());
+  return TensorLocation{file_index, at, x.numel(), x.dtype()};
 }
 
 }  // namespace
@@ -260,8 +285,22 @@ Result<SourceLayout> read_layout(const Metadata& m, std::vector<std::shared_ptr<
       std::uint64_t numel = 1;
       for (std::int64_t s : c.sizes) numel *= static_cast<std::uint64_t>(s);
       if (numel == 0) continue;  // uneven Shard(0) leaves empty boxes on the last ranks
-      const std::uint32_t f = index_of(c.stored.file);
-      UCP_ASSIGN_OR_RETURN(TensorLocation src, locate_chunk(files[f], f, t, c));
+      std::uint32_t f = index_of(c.stored.file);
+      std::uint64_t offset = c.stored.offset, length = c.stored.length;
+      std::string shown = files[f]->path();
+      if (!c.stored.transforms.empty()) {  // decoded whole into a scratch file: one more source file
+        const std::string where = "chunk " + box_text(c) + " of '" + t.fqn + "' in '" + files[f]->path() + "'";
+        auto item = MappedFile::view(files[f], offset, length, files[f]->path() + "@" + std::to_string(offset));
+        if (!item.ok()) return base::data_loss(where + ": item [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                                               ") runs past the end of the file (" + std::to_string(files[f]->size()) + " bytes)");
+        UCP_ASSIGN_OR_RETURN(std::shared_ptr<const MappedFile> decoded, undo_transforms(*item, c.stored.transforms, where));
+        shown += " (zstd item at " + std::to_string(offset) + ", decoded)";
+        f = static_cast<std::uint32_t>(files.size());
+        offset = 0;
+        length = decoded->size();
+        files.push_back(std::move(decoded));
+      }
+      UCP_ASSIGN_OR_RETURN(TensorLocation src, locate_chunk(files[f], f, t, c, offset, length, shown));
       auto pieces = box_pieces(t.shape, c.offsets, c.sizes, src);
       if (!pieces.ok()) return std::move(pieces).take_status().annotate("'" + m.metadata_path() + "': '" + t.fqn + "'");
       lt.pieces.insert(lt.pieces.end(), pieces->begin(), pieces->end());

@@ -53,8 +53,7 @@ ValuePtr tensor_properties(base::DType dtype) {
 ValuePtr planner_path(const std::string& fqn, const StatePath& path) {
   std::vector<ValuePtr> parts;
   for (const PathElement& p : path)
-    parts.push_back(std::holds_alternative<std::string>(p) ? Value::string(std::get<std::string>(p))
-                                                           : Value::integer(std::get<std::int64_t>(p)));
+    parts.push_back(p.is_index() ? Value::integer(p.index) : Value::string(p.key));
   if (parts.empty()) parts.push_back(Value::string(fqn));
   return Value::tuple(std::move(parts));
 }
@@ -72,7 +71,7 @@ std::string joined_key(const StatePath& path) {
   std::string out;
   for (const PathElement& p : path) {
     if (!out.empty()) out += '.';
-    out += std::holds_alternative<std::string>(p) ? std::get<std::string>(p) : std::to_string(std::get<std::int64_t>(p));
+    out += p.is_index() ? std::to_string(p.index) : p.key;
   }
   return out;
 }

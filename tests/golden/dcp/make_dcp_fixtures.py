@@ -12,7 +12,17 @@ Cases:
                       (Shard(0), Shard(0)), a 1-D tensor
   lingua_nested_ws1   torch_save_to_dcp of a Lingua-style {"model": ..., "optim": ...} dict
   flat_ws1            torch_save_to_dcp of a flat state dict (with a 0-dim tensor)
+  items_ws2           2 ranks, a training state with non-tensor ("bytes") items of every kind
+                      torch.load(weights_only=True) takes: an int step, a float, a string,
+                      param_groups (a list of dicts with tuples and None), a scheduler dict mixing
+                      tensors and values, a tuple holding a tensor, an OrderedDict, a torch.Size
+  zstd_ws2            the same state saved with FileSystemWriter(_extensions=[ZStandard()]): every
+                      item a zstd stream. Needs `zstandard` (not in the oracle venv): run this
+                      script with PYTHONPATH pointing at `pip install --target DIR zstandard`;
+                      tests compare it with items_ws2, so they need no zstandard
+Only the cases named after OUT_DIR are written when any are (python make_dcp_fixtures.py OUT items_ws2).
 """
+import collections
 import os
 import sys
 import tempfile
@@ -56,14 +66,42 @@ def mesh2x2(mesh):
     }
 
 
+def training_state(mesh):
+    """A model, Adam-like state and the non-tensor values trainers save beside them."""
+    w = distribute_tensor(values((6, 4), torch.float32, 41), mesh, [Shard(0)])
+    norm = distribute_tensor(values((5,), torch.bfloat16, 42), mesh, [Shard(0)])
+    return {
+        "model": {"w": w, "norm.weight": norm},
+        "optim": {
+            "state": {"w": {"step": torch.tensor(7.0), "exp_avg": distribute_tensor(values((6, 4), torch.float32, 43), mesh, [Shard(0)])}},
+            "param_groups": [{"lr": 3e-4, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.0, "foreach": None,
+                              "amsgrad": False, "params": ["model.w", "model.norm.weight"]}],
+        },
+        "step": 17,
+        "lr": 2.5e-4,
+        "note": "items fixture",
+        "scheduler": {"last_epoch": 5, "base_lrs": [0.001], "warmup": {"steps": 100, "scale": torch.tensor([0.5, 0.25])},
+                      "order": collections.OrderedDict([("b", 1), ("a", 2)]), "shape": torch.Size([2, 3])},
+        "pair": (torch.arange(3, dtype=torch.int64), "ids"),
+        "huge": 2 ** 70,
+    }
+
+
 def worker(rank, world, case, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("UCP_DCP_PORT", "29531"))
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    writer = None
     if case == "shard0_uneven_ws4":
         state = shard0_uneven(init_device_mesh("cpu", (4,)))
+    elif case in ("items_ws2", "zstd_ws2"):
+        state = training_state(init_device_mesh("cpu", (2,)))
+        if case == "zstd_ws2":
+            from torch.distributed.checkpoint import FileSystemWriter
+            from torch.distributed.checkpoint._extension import ZStandard
+            writer = FileSystemWriter(out, _extensions=[ZStandard()])
     else:
         state = mesh2x2(init_device_mesh("cpu", (2, 2)))
-    dcp.save(state, checkpoint_id=out)
+    dcp.save(state, checkpoint_id=out, storage_writer=writer)
     dist.barrier()
     dist.destroy_process_group()
 
@@ -88,11 +126,14 @@ def torch_saved(case, out):
 
 def main():
     root = sys.argv[1]
-    for case in ["shard0_uneven_ws4", "mesh2x2_ws4", "lingua_nested_ws1", "flat_ws1"]:
+    cases = sys.argv[2:] or ["shard0_uneven_ws4", "mesh2x2_ws4", "lingua_nested_ws1", "flat_ws1", "items_ws2", "zstd_ws2"]
+    for case in cases:
         out = os.path.join(root, case, "checkpoint")
         os.makedirs(out, exist_ok=True)
         if case.endswith("_ws4"):
             mp.spawn(worker, args=(4, case, out), nprocs=4, join=True)
+        elif case.endswith("_ws2"):
+            mp.spawn(worker, args=(2, case, out), nprocs=2, join=True)
         else:
             torch_saved(case, out)
         print("wrote", out)

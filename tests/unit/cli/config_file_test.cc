@@ -126,8 +126,9 @@ TEST_F(ConfigMerge, KeysAreTheLongFlagNamesOfTheCommand) {
   cmd_ = add_to_fp32_command(*app_, opts_);
   uni_ = add_to_universal_command(*app_, uni_opts_);
   EXPECT_THAT(config_keys(*cmd_),
-              ElementsAre("dry_run", "dtype", "exclude_frozen", "format", "hf_config", "max_memory", "max_shard_size", "no_progress",
-                          "no_sync", "overwrite", "progress", "restart", "select", "shared_output", "tag", "timings", "transport", "with_optimizer"));
+              ElementsAre("dry_run", "dtype", "exclude_frozen", "format", "hf_config", "key_map", "max_memory", "max_shard_size",
+                          "model_config", "no_progress", "no_sync", "overwrite", "progress", "restart", "select", "shared_output", "tag",
+                          "timings", "transport", "with_optimizer"));
   EXPECT_THAT(config_keys(*uni_), ElementsAre("dry_run", "max_memory", "no_progress", "no_sync", "overwrite", "progress", "restart",
                                               "shared_output",
                                               "tag", "timings", "transport"));
@@ -180,7 +181,7 @@ TEST_F(ConfigMerge, UnknownKeyIsAUsageErrorWithAHintAndTheValidKeys) {
   base::Status s = parse({"to-fp32", "ck", "out", "--config", cfg});
   EXPECT_THAT(s, StatusIs(StatusCode::kInvalidArgument,
                           HasSubstr("unknown key 'max_shrd_size' for 'to-fp32'; did you mean 'max_shard_size'? Valid "
-                                    "keys: dry_run, dtype, exclude_frozen, format, hf_config, max_memory, max_shard_size")));
+                                    "keys: dry_run, dtype, exclude_frozen, format, hf_config, key_map, max_memory, max_shard_size")));
   EXPECT_EQ(s.exit_code(), 2);
   EXPECT_EQ(s.message().find('\n'), std::string::npos) << "one line";
   EXPECT_EQ(opts_.format, "safetensors") << "a bad file changes nothing";

@@ -7,6 +7,28 @@
 
 namespace ucp::exec {
 using base::Result;
+using base::Status;
+
+namespace {
+
+// A DCP source rewritten whole (--layout plain, no --select, key map or template) keeps its nesting
+// and its non-tensor items (step counters, param_groups, scheduler state), as a re-chunked copy of
+// a training checkpoint must.
+Status carry_dcp_state(const OpenedModelTensors& source, const DcpTarget& target, DcpTrainingState& state) {
+  if (!source.dcp || target.layout != "plain" || !target.select.empty() || target.key_map.map || !target.like.empty())
+    return {};
+  const format::dcp::Metadata& m = *source.dcp;
+  for (const plan::LogicalTensor& t : state.layout.tensors) state.extras.paths[t.name] = format::dcp::path_of(m, t.name);
+  state.extras.order = m.item_order;
+  UCP_ASSIGN_OR_RETURN(const std::vector<format::ValuePtr> values, format::dcp::read_bytes_items(m));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const std::string& fqn = m.bytes_items[i].fqn;
+    state.extras.objects.push_back({fqn, format::dcp::path_of(m, fqn), values[i]});
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<PlannedConversion> plan_dcp_folder(const OpenedModelTensors& source, const DcpTarget& target,
                                           const std::vector<OptimizerStep>& steps, const plan::PlanOptions& options,
@@ -27,6 +49,7 @@ Result<PlannedConversion> plan_dcp_folder(const OpenedModelTensors& source, cons
   };
   UCP_ASSIGN_OR_RETURN(DcpTrainingState state, dcp_training_state(model, nesting, target.with_optimizer ? &*source.zero : nullptr,
                                                                   steps, moment_view));
+  UCP_RETURN_IF_ERROR(carry_dcp_state(source, target, state));
   const plan::SourceLayout& layout = state.layout;
   plan::DcpPlanOptions dcp;
   dcp.target_world_size = target.target_world_size;

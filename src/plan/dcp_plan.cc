@@ -69,14 +69,14 @@ Status add_scalars(const DcpExtras& extras, FilePlan& plan, Chunked& out) {
   return {};
 }
 
-// Objects: torch.save of the value, a zip with no storage record.
+// Objects: torch.save of the value (tensors inside it carried as fixed records).
 Status add_objects(const DcpExtras& extras, FilePlan& plan, Chunked& out) {
   for (std::size_t k = 0; k < extras.objects.size(); ++k) {
     const DcpObject& o = extras.objects[k];
-    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle, format::write_pickle(o.value, nullptr));
     OutputFile& file = file_for_small_item(plan, extras.scalars.size() + k);
     const std::uint64_t item_offset = file.size;
-    append_torch_zip(file, "archive", std::move(pickle), {});
+    Status written = append_torch_object(file, "archive", o.value);
+    UCP_RETURN_IF_ERROR(written.annotate("non-tensor item '" + o.fqn + "'"));
     out.objects.push_back({o.fqn, {file.name, item_offset, file.size - item_offset, {}}, o.path});
   }
   return {};
@@ -147,7 +147,7 @@ Result<FilePlan> plan_dcp(const SourceLayout& layout, const std::vector<std::str
   UCP_RETURN_IF_ERROR(add_scalars(extras, plan, chunked));
   UCP_RETURN_IF_ERROR(add_objects(extras, plan, chunked));
   UCP_RETURN_IF_ERROR(finish_plan(plan, chunked.layout, source_paths, options));
-  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> metadata, format::dcp::metadata_bytes(chunked.items, chunked.objects));
+  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> metadata, format::dcp::metadata_bytes(chunked.items, chunked.objects, extras.order));
   plan.small_files.push_back({format::dcp::kMetadataFile, std::string(reinterpret_cast<const char*>(metadata.data()), metadata.size()),
                               {}, SmallFile::Place::kInOutput});
   return plan;

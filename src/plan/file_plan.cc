@@ -230,6 +230,24 @@ std::vector<std::uint64_t> append_torch_zip(OutputFile& file, const std::string&
   return offsets;
 }
 
+Status append_torch_object(OutputFile& file, const std::string& archive, const format::ValuePtr& value) {
+  std::map<const format::Storage*, std::string> key_of;
+  std::vector<std::shared_ptr<format::Storage>> storages;
+  collect_foreign_storages(value, key_of, storages);
+  std::vector<std::uint64_t> record_bytes;
+  for (const auto& st : storages) {
+    key_of[st.get()] = std::to_string(key_of.size());
+    record_bytes.push_back(st->bytes.size());
+  }
+  UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle,
+                       format::write_pickle(value, [&](const std::shared_ptr<format::Storage>& s) { return key_of.at(s.get()); }));
+  const std::vector<std::uint64_t> offsets = append_torch_zip(file, archive, std::move(pickle), record_bytes);
+  for (std::size_t k = 0; k < storages.size(); ++k)
+    if (!storages[k]->bytes.empty())
+      file.fixed.emplace_back(offsets[k], std::vector<std::byte>(storages[k]->bytes.begin(), storages[k]->bytes.end()));
+  return {};
+}
+
 std::string hf_shard_name(OutputFormat format, int index, int count) {
   const char* stem = format == OutputFormat::kSafetensors ? "model" : "pytorch_model";
   const char* ext = format == OutputFormat::kSafetensors ? "safetensors" : "bin";

@@ -145,6 +145,21 @@ class WholeState(SameState, unittest.TestCase):
                 self.assertTrue(uo.bits_equal(got[k], t.float()), k)
 
 
+class RechunkedCopy(SameState, unittest.TestCase):
+    def test_to_dcp_keeps_the_whole_state(self):
+        # A training checkpoint re-chunked for another world size keeps its nesting and every
+        # non-tensor item (zstd ones decoded): torch rebuilds the same state from our folder.
+        with uo.TempDir() as tmp:
+            ref, _ = torch_state(ITEMS, tmp)
+            for source, world, ranks in ((ITEMS, 3, 2), (ZSTD, 1, 1)):
+                with self.subTest(source=os.path.basename(os.path.dirname(source)), M=world, ranks=ranks):
+                    out = os.path.join(tmp, f"dcp-{world}-{ranks}")
+                    p = uo.run(["to-dcp", source, out, "--target-world-size", str(world), "--no-progress"], ranks)
+                    self.assertEqual(p.returncode, 0, p.stderr)
+                    got, _ = torch_state(out, tmp, f"got-{world}.pt")
+                    self.assert_same(got, ref)
+
+
 class LegacyDialect(unittest.TestCase):
     """torch 1.13's prototype DCP (make_legacy_fixture.py, run by Debian's torch 1.13): other class
     paths, no planner_data, one data file per item. torch 2.x cannot load it; the oracle is what

@@ -137,8 +137,11 @@ base::Result<ValuePtr> nested_state(const Metadata& metadata, const std::map<std
 /// The .metadata bytes describing `tensors` and the non-tensor `objects` (each `stored` says where
 /// its torch.save item lies) as torch's FileSystemWriter pickles them: what dcp.load and
 /// dcp_to_torch_save read. planner_data maps each key to its `path` (to the key itself when empty).
+/// `order`, when given, is the order of the keys in state_dict_metadata (the order in which
+/// dcp_to_torch_save rebuilds the state: a re-chunked copy keeps its source's); others follow.
 base::Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors,
-                                                    const std::vector<BytesItem>& objects = {});
+                                                    const std::vector<BytesItem>& objects = {},
+                                                    const std::vector<std::string>& order = {});
 
 /// "__{rank}_0.distcp": the one data file a writing rank writes.
 inline std::string data_file_name(int rank) { return "__" + std::to_string(rank) + "_0.distcp"; }

@@ -38,7 +38,7 @@ struct DcpScalar {
 struct DcpObject {
   std::string fqn;
   format::dcp::StatePath path;
-  format::ValuePtr value;  ///< Plain data only (numbers, strings, None, lists, tuples, dicts).
+  format::ValuePtr value;  ///< Plain data, or tensors inside it whose storages hold their bytes.
 };
 
 /// What a DCP holds beyond the layout's tensors: where every key sits in the nested state dict the
@@ -47,6 +47,7 @@ struct DcpExtras {
   std::map<std::string, format::dcp::StatePath> paths;  ///< Layout tensor name -> path.
   std::vector<DcpScalar> scalars;
   std::vector<DcpObject> objects;
+  std::vector<std::string> order;  ///< Keys in .metadata order (a copy keeps its source's); empty: as planned.
 };
 
 /// Builds the plan (options.world_size = ranks running the conversion). Tied names are written as

@@ -191,6 +191,9 @@ std::vector<std::uint64_t> lay_out_torch_zip(OutputFile& file, std::vector<std::
 /// items of a DCP data file, each a torch.save zip of its own. Returns absolute data offsets.
 std::vector<std::uint64_t> append_torch_zip(OutputFile& file, const std::string& archive, std::vector<std::byte> pickle,
                                             const std::vector<std::uint64_t>& record_bytes);
+/// torch.save of `value` (a Python object; tensors inside it keep their storages' bytes, written as
+/// fixed records) appended at the end of `file`: a DCP non-tensor item.
+base::Status append_torch_object(OutputFile& file, const std::string& archive, const format::ValuePtr& value);
 
 /// The shared back half of every plan: given plan.tensors (with .logical into `layout`) and
 /// plan.files laid out, assigns file owners and source readers, cuts the source pieces into

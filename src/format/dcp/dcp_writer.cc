@@ -1,6 +1,8 @@
 // The .metadata of a DCP folder we write, as torch's FileSystemWriter pickles it (protocol 4;
 // see ../shared/spec/dcp.md section 1.2): classes by their torch module paths, built with NEWOBJ
 // and BUILD, TensorProperties' state a tuple, planner_data always present (torch 2.6 needs it).
+#include <algorithm>
+#include <map>
 #include <utility>
 
 #include "ucp/format/dcp.h"
@@ -76,7 +78,8 @@ std::string joined_key(const StatePath& path) {
   return out;
 }
 
-Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors, const std::vector<BytesItem>& objects) {
+Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& tensors, const std::vector<BytesItem>& objects,
+                                              const std::vector<std::string>& order) {
   std::vector<std::pair<ValuePtr, ValuePtr>> items, planner, storage;
   for (const TensorItem& t : tensors) {
     std::vector<ValuePtr> chunks;
@@ -101,6 +104,15 @@ Result<std::vector<std::byte>> metadata_bytes(const std::vector<TensorItem>& ten
     ValuePtr index = instance(kMetadataModule, "MetadataIndex", fields({{"fqn", Value::string(o.fqn)}, {"index", Value::none()}}));
     storage.emplace_back(std::move(index), storage_info(o.stored));
     planner.emplace_back(Value::string(o.fqn), planner_path(o.fqn, o.path));
+  }
+  if (!order.empty()) {
+    std::map<std::string, std::size_t> rank;
+    for (std::size_t i = 0; i < order.size(); ++i) rank.emplace(order[i], i);
+    auto rank_of = [&](const std::pair<ValuePtr, ValuePtr>& item) {
+      auto it = rank.find(item.first->str);
+      return it == rank.end() ? order.size() : it->second;
+    };
+    std::stable_sort(items.begin(), items.end(), [&](const auto& a, const auto& b) { return rank_of(a) < rank_of(b); });
   }
   ValuePtr root = instance(kMetadataModule, "Metadata",
                            fields({{"state_dict_metadata", Value::dict(std::move(items))},

@@ -160,6 +160,24 @@ class RechunkedCopy(SameState, unittest.TestCase):
                     self.assert_same(got, ref)
 
 
+class MetadataDialects(SameState, unittest.TestCase):
+    def test_metadata_pickled_at_protocol_5(self):
+        # Python 3.14 pickles .metadata at protocol 5 (3.8-3.13: 4): torch's own Metadata object
+        # of a fixture, dumped again at protocol 5, reads the same.
+        with uo.TempDir() as tmp:
+            ref, _ = torch_state(ITEMS, tmp)
+            ckpt = uo.writable_copy(ITEMS, os.path.join(tmp, "p5"))
+            meta = FileSystemReader(ITEMS).read_metadata()
+            with open(os.path.join(ckpt, ".metadata"), "wb") as f:
+                pickle.dump(meta, f, protocol=5)
+            with open(os.path.join(ckpt, ".metadata"), "rb") as f:
+                self.assertEqual(f.read(2), b"\x80\x05")
+            out = os.path.join(tmp, "out")
+            p = uo.run(["to-fp32", ckpt, out, "--format", "torch", "--no-progress"], 2)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assert_same(ours(out), ref)
+
+
 class LegacyDialect(unittest.TestCase):
     """torch 1.13's prototype DCP (make_legacy_fixture.py, run by Debian's torch 1.13): other class
     paths, no planner_data, one data file per item. torch 2.x cannot load it; the oracle is what

@@ -15,8 +15,7 @@ using base::Result;
 namespace {
 
 // --like: the template's tensors. Every rank reads its small .metadata; errors are agreed as the
-// plan's. TODO(bytes items): the template's non-tensor items (a torchtitan seed's train_state,
-// dataloader, lr_scheduler) are not carried into the output yet: m.bytes_items is where they are.
+// plan's. Its non-tensor items and nesting are carried by target_dcp.cc (carry_dcp_state).
 Result<std::vector<plan::TemplateTensor>> template_tensors(const std::string& dir) {
   if (!format::dcp::is_dcp_folder(dir)) return base::invalid_argument("--like " + dir + ": not a DCP folder (no .metadata)");
   UCP_ASSIGN_OR_RETURN(const format::dcp::Metadata m, format::dcp::read_metadata(dir));

@@ -11,13 +11,9 @@ using base::Status;
 
 namespace {
 
-// A DCP source rewritten whole (--layout plain, no --select, key map or template) keeps its nesting
-// and its non-tensor items (step counters, param_groups, scheduler state), as a re-chunked copy of
-// a training checkpoint must.
-Status carry_dcp_state(const OpenedModelTensors& source, const DcpTarget& target, DcpTrainingState& state) {
-  if (!source.dcp || target.layout != "plain" || !target.select.empty() || target.key_map.map || !target.like.empty())
-    return {};
-  const format::dcp::Metadata& m = *source.dcp;
+// The nesting, key order and non-tensor items of the DCP `m` describes, onto the tensors of `state`
+// (which carry its keys).
+Status take_state_of(const format::dcp::Metadata& m, DcpTrainingState& state) {
   for (const plan::LogicalTensor& t : state.layout.tensors) state.extras.paths[t.name] = format::dcp::path_of(m, t.name);
   state.extras.order = m.item_order;
   UCP_ASSIGN_OR_RETURN(const std::vector<format::ValuePtr> values, format::dcp::read_bytes_items(m));
@@ -25,6 +21,18 @@ Status carry_dcp_state(const OpenedModelTensors& source, const DcpTarget& target
     const std::string& fqn = m.bytes_items[i].fqn;
     state.extras.objects.push_back({fqn, format::dcp::path_of(m, fqn), values[i]});
   }
+  return {};
+}
+
+// --like: the template's nesting and non-tensor items. A DCP source rewritten whole (--layout plain,
+// no --select or key map) keeps its own, as a re-chunked copy of a training checkpoint must.
+Status carry_dcp_state(const OpenedModelTensors& source, const DcpTarget& target, DcpTrainingState& state) {
+  if (!target.like.empty()) {
+    UCP_ASSIGN_OR_RETURN(const format::dcp::Metadata m, format::dcp::read_metadata(target.like));
+    return take_state_of(m, state);
+  }
+  if (source.dcp && target.layout == "plain" && target.select.empty() && !target.key_map.map)
+    return take_state_of(*source.dcp, state);
   return {};
 }
 

@@ -24,6 +24,7 @@ import warnings
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
@@ -345,6 +346,20 @@ class KeyMaps(unittest.TestCase):
         self.assertTrue(all(v.dtype == torch.bfloat16 for v in state.values()))
         model = self.meta_model({k: v.float() for k, v in state.items()}, params)
         torch.testing.assert_close(logits(model), logits(self.models["gqa"]), rtol=0.05, atol=0.1)  # bf16 weights
+        # The template's non-tensor items come along, where the template nests them.
+        seed_items = self.out("seed-items")
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.save({**{k: v.clone() for k, v in template.items()}, "extra": {"step": 7, "tag": "seed", "betas": (0.9, 0.95)}},
+                 checkpoint_id=seed_items, no_dist=True)
+        out_items = self.out("meta-like-items")
+        p = ucp(["to-dcp", self.sources["gqa"], out_items, "--key-map", "hf-to-meta", "--model-config", self.config("gqa"),
+                 "--like", seed_items], 2)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        whole = os.path.join(self.tmp.name, "meta-like-items.pt")
+        dcp_to_torch_save(out_items, whole)
+        got = torch.load(whole, weights_only=True)
+        self.assertEqual(got["extra"], {"step": 7, "tag": "seed", "betas": (0.9, 0.95)})
+        self.assertEqual(list(got), list(template) + ["extra"])
         # A template key nothing fills (an old torchtitan's freqs_cis buffer): one line naming it.
         with_buffer = dict(template, freqs_cis=torch.zeros(4, 2))
         seed2 = self.out("seed-freqs")

@@ -88,8 +88,9 @@ class ConfigPresets(unittest.TestCase):
             self.assertEqual(len(lines), 1, r.stderr)
             self.assertEqual(lines[0],
                              f"ucp-reshard to-fp32: error: '{cfg}': unknown key 'max_shard_sise' for 'to-fp32'; did you mean "
-                             "'max_shard_size'? Valid keys: dry_run, dtype, exclude_frozen, format, hf_config, max_memory, "
-                             "max_shard_size, no_progress, no_sync, overwrite, progress, restart, select, shared_output, tag, timings, transport, with_optimizer")
+                             "'max_shard_size'? Valid keys: dry_run, dtype, exclude_frozen, format, hf_config, key_map, max_memory, "
+                             "max_shard_size, model_config, no_progress, no_sync, overwrite, progress, restart, select, shared_output, tag, "
+                             "timings, transport, with_optimizer")
             self.assertFalse(os.path.exists(out))
 
     def test_to_universal_takes_a_config_too(self):

@@ -12,30 +12,27 @@
 namespace ucp::exec {
 using base::Result;
 
-namespace {
-
-// --like: the template's tensors. Every rank reads its small .metadata; errors are agreed as the
-// plan's. Its non-tensor items and nesting are carried by target_dcp.cc (carry_dcp_state).
-Result<std::vector<plan::TemplateTensor>> template_tensors(const std::string& dir) {
-  if (!format::dcp::is_dcp_folder(dir)) return base::invalid_argument("--like " + dir + ": not a DCP folder (no .metadata)");
-  UCP_ASSIGN_OR_RETURN(const format::dcp::Metadata m, format::dcp::read_metadata(dir));
-  std::vector<plan::TemplateTensor> tensors;
-  for (const auto& t : m.tensors) tensors.push_back({t.fqn, t.shape, t.dtype});
-  return tensors;
+Result<std::optional<format::dcp::Metadata>> read_template(const DcpTarget& target) {
+  if (target.like.empty()) return std::optional<format::dcp::Metadata>();
+  if (!format::dcp::is_dcp_folder(target.like))
+    return base::invalid_argument("--like " + target.like + ": not a DCP folder (no .metadata)");
+  UCP_ASSIGN_OR_RETURN(format::dcp::Metadata m, format::dcp::read_metadata(target.like));
+  return std::optional<format::dcp::Metadata>(std::move(m));
 }
-
-}  // namespace
 
 // The source as the DCP target sees it: source_view, then (--like) in the template's keys, order,
 // shapes and dtypes (dtype_of: per key, floating tensors only).
 Result<plan::SourceLayout> dcp_view(const OpenedModelTensors& source, const DcpTarget& target,
-                                    std::map<std::string, base::DType>& dtype_of) {
-  if (target.like.empty()) return source_view(source, target.select, target.key_map);
-  UCP_ASSIGN_OR_RETURN(const std::vector<plan::TemplateTensor> tensors, template_tensors(target.like));
+                                    const format::dcp::Metadata* like, std::map<std::string, base::DType>& dtype_of) {
+  if (!like) return source_view(source, target.select, target.key_map);
+  std::vector<plan::TemplateTensor> tensors;
   std::vector<std::string> keys;
-  for (const auto& t : tensors) keys.push_back(t.key);
+  for (const auto& t : like->tensors) {
+    tensors.push_back({t.fqn, t.shape, t.dtype});
+    keys.push_back(t.fqn);
+    dtype_of[t.fqn] = t.dtype;
+  }
   UCP_ASSIGN_OR_RETURN(plan::SourceLayout layout, source_view(source, target.select, target.key_map, &keys));
-  for (const auto& t : tensors) dtype_of[t.key] = t.dtype;
   return plan::conform_to_template(layout, tensors, target.like);
 }
 

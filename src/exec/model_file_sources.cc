@@ -1,15 +1,15 @@
-// Model tensors from model files (format::StateDict's discovery), torch's HF-DCP safetensors and
-// universal checkpoint folders: each filled into a format::SourceLayout whose pieces are runs of
+// Model tensors from PyTorch DCP folders, model files (format::StateDict's discovery), torch's
+// HF-DCP safetensors and universal checkpoint folders: each filled into a format::SourceLayout whose pieces are runs of
 // the source files, so the consolidated targets read them like any other source.
 #include "model_file_sources.h"
 
-#include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "ucp/base/size.h"
+#include "ucp/format/dcp.h"
+#include "ucp/format/mapped_file.h"
 #include "ucp/exec/param_states.h"
 #include "ucp/format/hf_dcp.h"
 #include "ucp/format/state_dict.h"
@@ -26,15 +26,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 // Options only DeepSpeed sources understand, refused by name for the others.
 Status refuse_deepspeed_options(const std::string& path, const std::string& tag, bool exclude_frozen,
@@ -60,7 +51,29 @@ Result<OpenedModelTensors> agreed(comm::Communicator& comm, Result<OpenedModelTe
   return opened;
 }
 
+// ------------------------------------------------------------------ DCP folders
+
+// Every rank parses .metadata and the chunk pickles (small: no tensor data is read; zstd items are
+// decoded into scratch files that join the source files).
+Result<OpenedModelTensors> open_dcp(const std::string& path, const std::string& tag, bool exclude_frozen, PhaseTimer& timer) {
+  UCP_RETURN_IF_ERROR(refuse_deepspeed_options(path, tag, exclude_frozen, "a DCP folder"));
+  UCP_ASSIGN_OR_RETURN(format::dcp::Metadata m, format::dcp::read_metadata(path));
+  timer.mark("metadata");
+  std::vector<std::shared_ptr<const format::MappedFile>> mapped;  // data files, then decoded zstd items
+  UCP_ASSIGN_OR_RETURN(SourceLayout layout, format::dcp::read_layout(m, &mapped));
+  std::vector<std::string> paths;
+  for (const auto& f : mapped) paths.push_back(f->path());
+  std::string description = describe("PyTorch DCP checkpoint", path, layout, m.files.size()) + " and " +
+                            std::to_string(m.bytes_items.size()) + " non-tensor items";
+  return OpenedModelTensors{std::move(layout), std::move(paths), std::move(description), {}, std::nullopt,
+                            std::make_shared<const format::dcp::Metadata>(std::move(m))};
+}
+
 // ------------------------------------------------------------------ model files (StateDict)
+
+bool is_deepspeed_file_name(const std::string& name) {
+  return name.ends_with("model_states.pt") || name.ends_with("optim_states.pt");
+}
 
 // A DeepSpeed save dir or tag folder (possibly beside HF files, as in an HF Trainer checkpoint-K/).
 bool is_deepspeed_folder(const fs::path& dir) {
@@ -68,16 +81,8 @@ bool is_deepspeed_folder(const fs::path& dir) {
   if (fs::exists(dir / "latest", ec)) return true;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (ends_with(name, "model_states.pt") || ends_with(name, "optim_states.pt")) return true;
+    if (is_deepspeed_file_name(name)) return true;
   }
-  return false;
-}
-
-bool is_model_file_name(const std::string& file_name) {
-  const std::string name = lower(file_name);
-  if (ends_with(name, "model_states.pt") || ends_with(name, "optim_states.pt")) return false;  // DeepSpeed's
-  for (std::string_view ext : {".safetensors", ".index.json", ".bin", ".pt", ".pth", ".ckpt"})
-    if (ends_with(name, ext)) return true;
   return false;
 }
 
@@ -234,6 +239,11 @@ Result<OpenedModelTensors> open_universal(const std::string& path, const std::st
 
 }  // namespace
 
+Result<OpenedModelTensors> read_dcp(comm::Communicator& comm, const std::string& path, const std::string& tag,
+                                    bool exclude_frozen, PhaseTimer& timer) {
+  return agreed(comm, open_dcp(path, tag, exclude_frozen, timer));
+}
+
 bool is_universal_source(const std::string& path) { return !find_universal_folder(path, "").empty(); }
 
 Result<OpenedModelTensors> read_universal_model(comm::Communicator& comm, const std::string& path, const std::string& tag,
@@ -260,12 +270,11 @@ bool is_model_file_source(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(p, ec)) {
     if (is_deepspeed_folder(p)) return false;
-    for (const char* c : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                          "pytorch_model.bin.index.json"})
-      if (fs::is_regular_file(p / c, ec)) return true;
-    return false;
+    return !format::hf_model_file_in(path).empty();
   }
-  return fs::is_regular_file(p, ec) && is_model_file_name(p.filename().string());
+  // By name; the HDF5 file of to-fp32 was probed before (is_hdf5_model_source).
+  const std::string name = p.filename().string();
+  return fs::is_regular_file(p, ec) && !is_deepspeed_file_name(name) && format::has_state_dict_file_name(name);
 }
 
 Result<OpenedModelTensors> read_model_files(comm::Communicator& comm, const std::string& path, const std::string& tag,

@@ -1,6 +1,6 @@
-// Private to exec: the readers of model_tensor_sources.cc for model files (HF safetensors / torch
-// files and folders, torch's HF-DCP safetensors layout) and universal checkpoint folders, each a
-// probe and a collective reader ending in an agreement.
+// Private to exec: the readers of model_tensor_sources.cc for PyTorch DCP folders, model files (HF
+// safetensors / torch files and folders, torch's HF-DCP safetensors layout) and universal
+// checkpoint folders, each a probe and a collective reader ending in an agreement.
 #pragma once
 
 #include <string>
@@ -8,6 +8,11 @@
 #include "model_tensor_sources.h"
 
 namespace ucp::exec {
+
+/// A PyTorch DCP folder (probe: format::dcp::is_dcp_folder): its tensor items as chunks placed in
+/// their tensors, and its parsed .metadata (non-tensor items, nesting) for the targets that carry it.
+base::Result<OpenedModelTensors> read_dcp(comm::Communicator& comm, const std::string& path, const std::string& tag,
+                                          bool exclude_frozen, PhaseTimer& timer);
 
 /// A universal checkpoint folder (find_universal_folder), or a save dir whose latest_universal names one.
 bool is_universal_source(const std::string& path);

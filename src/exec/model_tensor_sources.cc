@@ -8,10 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "ucp/base/size.h"
 #include "ucp/exec/convert.h"
 #include "ucp/format/dcp.h"
-#include "ucp/format/mapped_file.h"
 #include "ucp/plan/source_layout.h"
 #include "model_file_sources.h"
 #include "zero_source.h"
@@ -26,33 +24,6 @@ struct ModelTensorSource {
   Result<OpenedModelTensors> (*read)(comm::Communicator& comm, const std::string& path, const std::string& tag,
                                      bool exclude_frozen, PhaseTimer& timer);
 };
-
-// DCP: every rank parses .metadata and the chunk pickles (small: no tensor data is read).
-Result<OpenedModelTensors> read_dcp(comm::Communicator& comm, const std::string& path, const std::string& tag,
-                                    bool exclude_frozen, PhaseTimer& timer) {
-  auto opened = [&]() -> Result<OpenedModelTensors> {
-    if (!tag.empty()) return base::invalid_argument("--tag names a DeepSpeed tag folder; '" + path + "' is a DCP folder");
-    if (exclude_frozen)
-      return base::invalid_argument("--exclude-frozen needs to know which parameters are frozen; a DCP folder ('" + path +
-                                    "') does not record it");
-    UCP_ASSIGN_OR_RETURN(format::dcp::Metadata m, format::dcp::read_metadata(path));
-    timer.mark("metadata");
-    std::vector<std::shared_ptr<const format::MappedFile>> mapped;  // data files, then decoded zstd items
-    UCP_ASSIGN_OR_RETURN(format::SourceLayout layout, format::dcp::read_layout(m, &mapped));
-    std::uint64_t bytes = 0;
-    for (const auto& t : layout.tensors)
-      for (const auto& p : t.pieces) bytes += p.src.nbytes();
-    std::vector<std::string> paths;
-    for (const auto& f : mapped) paths.push_back(f->path());
-    std::string description = "PyTorch DCP checkpoint " + path + " (" + std::to_string(layout.tensors.size()) + " tensors, " +
-                              std::to_string(m.bytes_items.size()) + " non-tensor items, " + base::format_bytes(bytes) +
-                              " in " + std::to_string(m.files.size()) + " data files)";
-    return OpenedModelTensors{std::move(layout), std::move(paths), std::move(description), {}, std::nullopt,
-                              std::make_shared<const format::dcp::Metadata>(std::move(m))};
-  }();
-  UCP_RETURN_IF_ERROR(comm::agree(comm, "source", opened.status()).status);
-  return opened;
-}
 
 bool probe_zero(const std::string&) { return true; }
 

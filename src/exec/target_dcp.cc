@@ -24,16 +24,14 @@ Status take_state_of(const format::dcp::Metadata& m, DcpTrainingState& state) {
   return {};
 }
 
-// --like: the template's nesting and non-tensor items. A DCP source rewritten whole (--layout plain,
-// no --select or key map) keeps its own, as a re-chunked copy of a training checkpoint must.
-Status carry_dcp_state(const OpenedModelTensors& source, const DcpTarget& target, DcpTrainingState& state) {
-  if (!target.like.empty()) {
-    UCP_ASSIGN_OR_RETURN(const format::dcp::Metadata m, format::dcp::read_metadata(target.like));
-    return take_state_of(m, state);
-  }
-  if (source.dcp && target.layout == "plain" && target.select.empty() && !target.key_map.map)
-    return take_state_of(*source.dcp, state);
-  return {};
+// Whose nesting and non-tensor items the output takes: --like's template; else a DCP source
+// rewritten whole (--layout plain, no --select or key map), as a re-chunked copy of a training
+// checkpoint must keep them; else none.
+const format::dcp::Metadata* state_to_carry(const OpenedModelTensors& source, const DcpTarget& target, DcpLayout nesting,
+                                            const std::optional<format::dcp::Metadata>& like) {
+  if (like) return &*like;
+  if (source.dcp && nesting == DcpLayout::kPlain && target.select.empty() && !target.key_map.map) return source.dcp.get();
+  return nullptr;
 }
 
 }  // namespace
@@ -46,18 +44,21 @@ Result<PlannedConversion> plan_dcp_folder(const OpenedModelTensors& source, cons
                                   source.description);
   if (target.with_optimizer && !target.select.empty())
     return base::invalid_argument("--select does not apply with --with-optimizer (the optimizer holds the whole model)");
-  if (!target.like.empty() && target.layout != "plain")
-    return base::invalid_argument("--like takes every key from its template; it goes with --layout plain");
   UCP_ASSIGN_OR_RETURN(const DcpLayout nesting, dcp_layout_from_name(target.layout));
+  if (!target.like.empty() && nesting != DcpLayout::kPlain)
+    return base::invalid_argument("--like takes every key from its template; it goes with --layout plain");
+  UCP_ASSIGN_OR_RETURN(const std::optional<format::dcp::Metadata> like, read_template(target));
   std::map<std::string, base::DType> dtype_of;
-  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout model, dcp_view(source, target, dtype_of));
+  UCP_ASSIGN_OR_RETURN(const plan::SourceLayout model, dcp_view(source, target, like ? &*like : nullptr, dtype_of));
   // The optimizer's moments are named and permuted as the model's tensors are (--key-map).
   const MomentView moment_view = [&](const plan::SourceLayout& moments, std::vector<std::size_t>* sources) {
     return key_mapped(source, target.key_map, moments, sources);
   };
   UCP_ASSIGN_OR_RETURN(DcpTrainingState state, dcp_training_state(model, nesting, target.with_optimizer ? &*source.zero : nullptr,
                                                                   steps, moment_view));
-  UCP_RETURN_IF_ERROR(carry_dcp_state(source, target, state));
+  if (const format::dcp::Metadata* carried = state_to_carry(source, target, nesting, like)) {
+    UCP_RETURN_IF_ERROR(take_state_of(*carried, state));
+  }
   const plan::SourceLayout& layout = state.layout;
   plan::DcpPlanOptions dcp;
   dcp.target_world_size = target.target_world_size;

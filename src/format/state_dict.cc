@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -70,24 +71,26 @@ constexpr std::uint64_t kMaxIndexSize = 256ull << 20;
 
 std::string in_quotes(const std::string& path) { return "'" + path + "'"; }
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
 
+// The kind a file's name says it is (case-insensitive), if it says one.
+std::optional<FileKind> kind_by_name(const std::string& file_name) {
+  const std::string name = lower(file_name);
+  if (name.ends_with(".index.json")) return FileKind::kIndex;
+  if (name.ends_with(".safetensors")) return FileKind::kSafetensors;
+  for (std::string_view ext : {".bin", ".pt", ".pth", ".ckpt"})
+    if (name.ends_with(ext)) return FileKind::kTorch;
+  if (name.ends_with(".h5") || name.ends_with(".hdf5")) return FileKind::kHdf5;
+  return std::nullopt;
+}
+
 // By name first; files with other names by their first bytes (zip -> torch, HDF5 signature), and
 // everything else is tried as safetensors, whose reader then says what is wrong.
 Result<FileKind> classify(const std::string& path) {
-  const std::string name = lower(fs::path(path).filename().string());
-  if (ends_with(name, ".index.json")) return FileKind::kIndex;
-  if (ends_with(name, ".safetensors")) return FileKind::kSafetensors;
-  for (std::string_view ext : {".bin", ".pt", ".pth", ".ckpt"})
-    if (ends_with(name, ext)) return FileKind::kTorch;
-  if (ends_with(name, ".h5") || ends_with(name, ".hdf5")) return FileKind::kHdf5;
+  if (std::optional<FileKind> kind = kind_by_name(fs::path(path).filename().string())) return *kind;
   std::ifstream in(path, std::ios::binary);
   if (!in) return base::not_found(in_quotes(path) + ": cannot open");
   char magic[8] = {};
@@ -469,6 +472,17 @@ Result<StateDict> open_dcp(const std::string& path) {
 
 Result<StateDict> StateDict::open(const std::string& path) { return open(path, StateDictOptions{}); }
 
+bool has_state_dict_file_name(const std::string& file_name) { return kind_by_name(file_name).has_value(); }
+
+std::string hf_model_file_in(const std::string& dir) {
+  static constexpr std::string_view kCandidates[] = {"model.safetensors", "model.safetensors.index.json",
+                                                     "pytorch_model.bin", "pytorch_model.bin.index.json"};
+  std::error_code ec;
+  for (std::string_view c : kCandidates)
+    if (const fs::path p = fs::path(dir) / c; fs::is_regular_file(p, ec)) return p.string();
+  return {};
+}
+
 Result<StateDict> StateDict::open(const std::string& path, const StateDictOptions& options) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
@@ -476,16 +490,7 @@ Result<StateDict> StateDict::open(const std::string& path, const StateDictOption
   if (fs::is_directory(st) && dcp::is_dcp_folder(path)) return open_dcp(path);
   StateDictBuilder b;
   if (fs::is_directory(st)) {
-    static constexpr std::string_view kCandidates[] = {"model.safetensors", "model.safetensors.index.json",
-                                                       "pytorch_model.bin", "pytorch_model.bin.index.json"};
-    std::string chosen;
-    for (std::string_view c : kCandidates) {
-      const fs::path p = fs::path(path) / c;
-      if (fs::is_regular_file(p, ec)) {
-        chosen = p.string();
-        break;
-      }
-    }
+    const std::string chosen = hf_model_file_in(path);
     if (chosen.empty()) {
       if (hdf5_loader() && fs::is_regular_file(fs::path(path) / "model.h5", ec)) {
         UCP_RETURN_IF_ERROR(open_file((fs::path(path) / "model.h5").string(), options, b));

@@ -47,18 +47,16 @@ format::dcp::StatePath path_of(const DcpExtras& extras, const std::string& fqn) 
 // Small items go round the ranks' files, so that no one file gathers them all.
 OutputFile& file_for_small_item(FilePlan& plan, std::size_t k) { return plan.files[k % plan.files.size()]; }
 
-// Scalars: a whole 0-d tensor item each, its one record fixed bytes.
+// Scalars: a whole 0-d tensor item each, its one record fixed bytes (torch.save of the tensor).
 Status add_scalars(const DcpExtras& extras, FilePlan& plan, Chunked& out) {
   for (std::size_t k = 0; k < extras.scalars.size(); ++k) {
     const DcpScalar& s = extras.scalars[k];
     if (s.value.size() != base::dtype_size(s.dtype))
       return base::internal_error("scalar '" + s.fqn + "': " + std::to_string(s.value.size()) + " bytes for a " +
                                   std::string(base::dtype_name(s.dtype)));
-    UCP_ASSIGN_OR_RETURN(std::vector<std::byte> pickle, chunk_pickle(s.dtype, {}, 1));
     OutputFile& file = file_for_small_item(plan, k);
     const std::uint64_t item_offset = file.size;
-    const std::uint64_t record = append_torch_zip(file, "archive", std::move(pickle), {s.value.size()}).at(0);
-    file.fixed.emplace_back(record, s.value);
+    UCP_RETURN_IF_ERROR(append_torch_object(file, "archive", format::Value::tensor_value(format::Tensor::from_bytes(s.dtype, {}, s.value))));
     format::dcp::TensorItem item;
     item.fqn = s.fqn;
     item.dtype = s.dtype;

@@ -68,6 +68,13 @@ struct StateDictOptions {
   bool flatten_nested = false;
 };
 
+/// Whether a file's name (not its contents) says it is one StateDict::open reads: .safetensors, an
+/// index (*.index.json), a torch .bin/.pt/.pth/.ckpt or an HDF5 .h5/.hdf5 (case-insensitive).
+bool has_state_dict_file_name(const std::string& file_name);
+/// The HF model file StateDict::open reads in directory `dir`: the first of model.safetensors,
+/// model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json there; "" if none.
+std::string hf_model_file_in(const std::string& dir);
+
 class StateDict {
  public:
   /// Opens PATH:

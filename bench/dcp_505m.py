@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dcp_to_fp32 import TORCH, TORCH_TO_DCP, timed  # noqa: E402  (one timing helper for both)
+from dcp_to_fp32 import TORCH, TORCH_TO_DCP, timed, write_results  # noqa: E402  (one timing and table for both)
 
 DEEPSPEED = r'''
 import sys
@@ -75,25 +75,11 @@ def main():
     shutil.rmtree(work)
     median = {k: statistics.median(w for w, _ in v) for k, v in results.items()}
     keys = list(steps)
-    lines = ["# DeepSpeed -> DCP and DCP -> .pt on the 505M checkpoint: ucp-reshard against today's tools",
-             "",
-             f"`bench/dcp_505m.py`, checkpoint `{a.ckpt}` (ucp-bench-gen 505M bf16, ZeRO-2, DP 4); page cache warm, "
-             f"`sync` before every run; median of {a.reps} alternating runs; peak RSS of the process (the largest "
-             "rank under mpirun).",
-             "",
-             "| run | wall (s), in run order | median (s) | peak RSS (MiB, median) |",
-             "|---|---|---|---|"]
-    for name, runs in results.items():
-        walls = [w for w, _ in runs]
-        rss = statistics.median(r for _, r in runs) / 2**20
-        lines.append(f"| {name} | {' '.join(f'{w:.2f}' for w in walls)} | {median[name]:.2f} | {rss:.0f} |")
-    lines += ["",
-              f"DeepSpeed -> DCP (model): today's two steps {median[keys[0]] + median[keys[1]]:.2f} s, "
-              f"ucp-reshard {median[keys[2]]:.2f} s at 1 rank. DCP -> .pt: torch {median[keys[5]]:.2f} s, "
-              f"ucp-reshard {median[keys[6]]:.2f} s at 1 rank."]
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(a.out, "# DeepSpeed -> DCP and DCP -> .pt on the 505M checkpoint: ucp-reshard against today's tools",
+                  f"`bench/dcp_505m.py`, checkpoint `{a.ckpt}` (ucp-bench-gen 505M bf16, ZeRO-2, DP 4)", a.reps, results,
+                  ["", f"DeepSpeed -> DCP (model): today's two steps {median[keys[0]] + median[keys[1]]:.2f} s, "
+                       f"ucp-reshard {median[keys[2]]:.2f} s at 1 rank. DCP -> .pt: torch {median[keys[5]]:.2f} s, "
+                       f"ucp-reshard {median[keys[6]]:.2f} s at 1 rank."])
 
 
 if __name__ == "__main__":

@@ -80,6 +80,24 @@ def timed(cmd):
     return seconds, rss
 
 
+def write_results(out, title, setup, reps, results, footer=()):
+    """The results table (run -> [(wall, rss)]) as markdown in `out`, and on stdout."""
+    lines = [title, "",
+             f"{setup}; page cache warm, `sync` before every run; median of {reps} alternating runs; peak RSS of the "
+             "process (the largest rank under mpirun).",
+             "",
+             "| run | wall (s), in run order | median (s) | peak RSS (MiB, median) |",
+             "|---|---|---|---|"]
+    for name, runs in results.items():
+        walls = [w for w, _ in runs]
+        rss = statistics.median(r for _, r in runs) / 2**20
+        lines.append(f"| {name} | {' '.join(f'{w:.2f}' for w in walls)} | {statistics.median(walls):.2f} | {rss:.0f} |")
+    lines += list(footer)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", required=True)
@@ -118,21 +136,9 @@ def main():
             subprocess.run(["sh", "-c", f"cat {ckpt}/* > /dev/null; sync"], check=True)
             results[name].append(timed(cmd(os.path.join(work, "out"))))
             shutil.rmtree(work)
-    lines = ["# DCP in and out: ucp-reshard against torch's dcp_to_torch_save and torch_save_to_dcp",
-             "",
-             f"`bench/dcp_to_fp32.py`: a 405M-parameter fp32 model ({size / 2**30:.2f} GiB) saved by `dcp.save` on 4 "
-             "gloo ranks with `Shard(0)`; page cache warm, `sync` before every run; median of "
-             f"{a.reps} alternating runs; peak RSS of the process (the largest rank under mpirun).",
-             "",
-             "| run | wall (s), in run order | median (s) | peak RSS (MiB, median) |",
-             "|---|---|---|---|"]
-    for name, runs in results.items():
-        walls = [w for w, _ in runs]
-        rss = statistics.median(r for _, r in runs) / 2**20
-        lines.append(f"| {name} | {' '.join(f'{w:.2f}' for w in walls)} | {statistics.median(walls):.2f} | {rss:.0f} |")
-    with open(a.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(a.out, "# DCP in and out: ucp-reshard against torch's dcp_to_torch_save and torch_save_to_dcp",
+                  f"`bench/dcp_to_fp32.py`: a 405M-parameter fp32 model ({size / 2**30:.2f} GiB) saved by `dcp.save` "
+                  "on 4 gloo ranks with `Shard(0)`", a.reps, results)
 
 
 if __name__ == "__main__":

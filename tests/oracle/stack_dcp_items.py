@@ -278,12 +278,7 @@ class DcpItemsBadInput(uo.BadInputCase):
         return next(v for k, v in meta.storage_data.items() if k.fqn == fqn)
 
     def rewrite_metadata(self, change):
-        path = os.path.join(self.ckpt, ".metadata")
-        with open(path, "rb") as f:
-            meta = pickle.load(f)
-        change(meta)
-        with open(path, "wb") as f:
-            pickle.dump(meta, f)
+        uo.rewrite_dcp_metadata(self.ckpt, change)
 
     def test_truncated_bytes_item(self):
         self.rewrite_metadata(lambda meta: setattr(self.storage(meta, "note"), "length", self.storage(meta, "note").length - 30))

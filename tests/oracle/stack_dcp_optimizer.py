@@ -76,11 +76,14 @@ def module_with(shapes):
     return root
 
 
+def adamw(model, groups):
+    named = dict(model.named_parameters())
+    return torch.optim.AdamW([{"params": [named[n] for n in names], **hyper} for hyper, names in groups])
+
+
 def model_and_optimizer(params, groups):
     model = module_with({p: s["fp32"].shape for p, s in params.items()})
-    named = dict(model.named_parameters())
-    optim = torch.optim.AdamW([{"params": [named[n] for n in names], **hyper} for hyper, names in groups])
-    return model, optim
+    return model, adamw(model, groups)
 
 
 def reference(params, step, groups):
@@ -110,8 +113,8 @@ def layout_state_dict(model, optim, layout):
     return {**msd, "optimizer": osd}
 
 
-def load_ours(folder, params, groups, layout):
-    model, optim = model_and_optimizer(params, groups)
+def load_into(model, optim, folder, layout):
+    """What the framework's checkpointer does on resume: its state dict filled by dcp.load, then set."""
     sd = layout_state_dict(model, optim, layout)
     dcp.load(sd, checkpoint_id=folder)
     if layout == "lingua":
@@ -119,6 +122,11 @@ def load_ours(folder, params, groups, layout):
     else:
         set_state_dict(model, optim, model_state_dict={k: v for k, v in sd.items() if k != "optimizer"},
                        optim_state_dict=sd["optimizer"])
+
+
+def load_ours(folder, params, groups, layout):
+    model, optim = model_and_optimizer(params, groups)
+    load_into(model, optim, folder, layout)
     return model, optim
 
 
@@ -136,22 +144,14 @@ def fsdp2_worker(rank, world, folder, name, layout, result_dir):
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import Shard, distribute_tensor
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("UCP_FSDP_PORT", "29563"))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     mesh = init_device_mesh("cpu", (world,))
     params, step, groups = universal_state(name)
     ref_model, ref_optim = reference(params, step, groups)
-    model, optim = model_and_optimizer(params, groups)
+    model = module_with({p: s["fp32"].shape for p, s in params.items()})
     fully_shard(model, mesh=mesh)
-    optim = torch.optim.AdamW([{"params": [dict(model.named_parameters())[n] for n in names], **hyper}
-                               for hyper, names in groups])
-    sd = layout_state_dict(model, optim, layout)
-    dcp.load(sd, checkpoint_id=folder)
-    if layout == "lingua":
-        set_state_dict(model, optim, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
-    else:
-        set_state_dict(model, optim, model_state_dict={k: v for k, v in sd.items() if k != "optimizer"},
-                       optim_state_dict=sd["optimizer"])
+    optim = adamw(model, groups)  # over the sharded parameters
+    load_into(model, optim, folder, layout)
     failures = []
 
     def compare(what):
@@ -177,6 +177,7 @@ def fsdp2_worker(rank, world, folder, name, layout, result_dir):
     compare("after one AdamW step")
     with open(os.path.join(result_dir, f"rank{rank}.txt"), "w") as f:
         f.write("\n".join(failures))
+    dist.barrier()  # rank 0 hosts the store: no rank tears down while another still talks to it
     dist.destroy_process_group()
 
 
@@ -233,7 +234,6 @@ class ToDcpWithOptimizer(unittest.TestCase):
                     self.assert_keys_as_torch_writes(out, *reference(params, step, groups), layout)
 
     def test_fsdp2_ranks_continue_from_deepspeed(self):
-        import torch.multiprocessing as mp
         for name, layout, world in (("gpt_z2_fp32_ws2", "lingua", 2), ("gpt1g_z3_bf16_ws2", "torchtitan", 3)):
             with self.subTest(source=name, layout=layout, M=world):
                 out = os.path.join(self.tmp, f"fsdp-{name}-{layout}")
@@ -242,7 +242,7 @@ class ToDcpWithOptimizer(unittest.TestCase):
                 self.assertEqual(p.returncode, 0, p.stderr)
                 results = os.path.join(self.tmp, f"fsdp-results-{name}")
                 os.makedirs(results)
-                mp.spawn(fsdp2_worker, args=(world, out, name, layout, results), nprocs=world, join=True)
+                uo.spawn_gloo(fsdp2_worker, world, out, name, layout, results)
                 for rank in range(world):
                     with open(os.path.join(results, f"rank{rank}.txt")) as f:
                         self.assertEqual(f.read(), "", f"rank {rank}")

@@ -13,7 +13,6 @@ with a transform we do not undo: one error line naming the file, the same exit c
 no output."""
 
 import os
-import pickle
 import shutil
 import tempfile
 import unittest
@@ -41,15 +40,7 @@ def reference(ckpt, tmp):
 def whole_state_tensors(ckpt, out):
     """fqn -> tensor of to-fp32 --format torch's consolidated.pth, found by planner_data's paths."""
     nested = torch.load(os.path.join(out, "consolidated.pth"), weights_only=True)
-    meta = FileSystemReader(ckpt).read_metadata()
-    found = {}
-    for fqn, item in meta.state_dict_metadata.items():
-        if hasattr(item, "chunks"):
-            value = nested
-            for key in meta.planner_data[fqn]:
-                value = value[key]
-            found[fqn] = value
-    return found
+    return uo.tensors_at_planner_paths(nested, ckpt)
 
 
 def expected_as(t, dtype):
@@ -189,12 +180,7 @@ class DcpBadInput(uo.BadInputCase):
         return ["to-fp32", self.ckpt, os.path.join(self.tmp, "out")]
 
     def rewrite_metadata(self, change):
-        path = os.path.join(self.ckpt, ".metadata")
-        with open(path, "rb") as f:
-            meta = pickle.load(f)
-        change(meta)
-        with open(path, "wb") as f:
-            pickle.dump(meta, f)
+        uo.rewrite_dcp_metadata(self.ckpt, change)
 
     def test_missing_data_file(self):
         os.remove(os.path.join(self.ckpt, "__2_0.distcp"))

@@ -18,7 +18,6 @@ import unittest
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-import torch.multiprocessing as mp
 from torch.distributed.checkpoint import FileSystemReader
 
 import ucp_oracle as uo
@@ -60,7 +59,6 @@ def expected_chunks(shape, world):
 
 
 def load_worker(rank, world, folder, shapes, result_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("UCP_DCP_PORT", "29541"))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor, Replicate, Shard
@@ -76,6 +74,7 @@ def load_worker(rank, world, folder, shapes, result_dir):
                                      shape=torch.Size(shape), stride=torch.empty(shape, device="meta").stride())
     dcp.load(sd, checkpoint_id=folder)
     torch.save({k: v.to_local().clone() for k, v in sd.items()}, os.path.join(result_dir, f"rank{rank}.pt"))
+    dist.barrier()  # rank 0 hosts the store: no rank tears down while another still talks to it
     dist.destroy_process_group()
 
 
@@ -135,7 +134,7 @@ class ToDcp(unittest.TestCase):
                     shapes = {k: (tuple(v.size), v.properties.dtype) for k, v in meta.state_dict_metadata.items()}
                     results = os.path.join(self.tmp, f"loaded-{name}-{world}")
                     os.makedirs(results)
-                    mp.spawn(load_worker, args=(world, out, shapes, results), nprocs=world, join=True)
+                    uo.spawn_gloo(load_worker, world, out, shapes, results)
                     for rank in range(world):
                         local = torch.load(os.path.join(results, f"rank{rank}.pt"))
                         for fqn, t in ref.items():

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 import test_to_fp32 as tf
 import ucp_oracle as uo
+from tensor_truth import seeded_values
 
 HF_DCP = os.path.join(uo.GOLDEN, "hf_dcp")
 HF_DCP_GOOD = ["shard0_dist_ws3", "mesh2x2_dist_ws4", "single_ws1"]
@@ -45,11 +46,7 @@ def tensors_only(flat):
     return {k: v for k, v in flat.items() if isinstance(v, torch.Tensor)}
 
 
-def values(shape, dtype, seed):
-    g = torch.Generator().manual_seed(seed)
-    if dtype.is_floating_point:
-        return torch.randn(shape, generator=g).to(dtype)
-    return torch.randint(-1000, 1000, shape, generator=g, dtype=dtype)
+values = seeded_values
 
 
 def make_model_files(root):

@@ -11,13 +11,19 @@ import torch
 def dcp_tensors(folder, tmp):
     """fqn -> tensor of a PyTorch DCP folder as torch's own dcp_to_torch_save rebuilds them, the
     nested result flattened by the keys .metadata's planner_data gives (torch 2.x only)."""
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     fd, path = tempfile.mkstemp(suffix=".pt", dir=tmp)
     os.close(fd)
     dcp_to_torch_save(folder, path)
     nested = torch.load(path, weights_only=False)
     os.remove(path)
+    return tensors_at_planner_paths(nested, folder)
+
+
+def tensors_at_planner_paths(nested, folder):
+    """fqn -> tensor of a nested state (dcp_to_torch_save's, or ours) found where the DCP folder's
+    .metadata planner_data puts each tensor item."""
+    from torch.distributed.checkpoint import FileSystemReader
     meta = FileSystemReader(folder).read_metadata()
     out = {}
     for fqn, item in meta.state_dict_metadata.items():
@@ -27,6 +33,14 @@ def dcp_tensors(folder, tmp):
                 value = value[key]
             out[fqn] = value
     return out
+
+
+def seeded_values(shape, dtype, seed):
+    """A deterministic tensor of any dtype (fixture generators and tests that make their sources)."""
+    g = torch.Generator().manual_seed(seed)
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=g).to(dtype)
+    return torch.randint(-1000, 1000, shape, generator=g, dtype=dtype)
 
 
 def bits_equal(a, b):

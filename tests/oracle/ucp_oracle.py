@@ -20,7 +20,7 @@ import unittest
 import numpy as np
 import torch
 
-from tensor_truth import bits_equal, dcp_tensors  # noqa: F401 (uo.bits_equal, uo.dcp_tensors)
+from tensor_truth import bits_equal, dcp_tensors, tensors_at_planner_paths  # noqa: F401 (uo.bits_equal, ...)
 
 UCP = os.environ.get("UCP_RESHARD", "")
 GOLDEN = os.environ.get("UCP_GOLDEN_DIR", os.path.join(os.path.dirname(__file__), "..", "golden"))
@@ -34,6 +34,29 @@ CURRENT_STACK = FIXTURE_SET != "deepspeed"
 
 # Exit codes (README "Exit codes").
 INVALID_ARGUMENT, NOT_FOUND, DATA_LOSS, UNIMPLEMENTED, FAILED_PRECONDITION, RESOURCE_EXHAUSTED = 2, 3, 4, 5, 6, 7
+
+
+def spawn_gloo(worker, world, *args):
+    """torch.multiprocessing.spawn of `world` ranks that init_process_group("gloo") by env://: on a
+    port free now (a fixed one collides with whatever else the machine runs, ctest -j included)."""
+    import socket
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    mp.spawn(worker, args=(world, *args), nprocs=world, join=True)
+
+
+def rewrite_dcp_metadata(ckpt, change):
+    """Damages a (writable) DCP folder's .metadata: `change` edits torch's own Metadata object."""
+    import pickle
+    path = os.path.join(ckpt, ".metadata")
+    with open(path, "rb") as f:
+        meta = pickle.load(f)
+    change(meta)
+    with open(path, "wb") as f:
+        pickle.dump(meta, f)
 
 
 def writable_copy(src, dest):

@@ -31,12 +31,11 @@ from torch.distributed.checkpoint import HuggingFaceStorageWriter
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "oracle"))
+from tensor_truth import seeded_values  # noqa: E402  (one deterministic-values helper for fixtures and tests)
 
-def values(shape, dtype, seed):
-    g = torch.Generator().manual_seed(seed)
-    if dtype.is_floating_point:
-        return torch.randn(shape, generator=g).to(dtype)
-    return torch.randint(-1000, 1000, shape, generator=g, dtype=dtype)
+
+values = seeded_values
 
 
 def full_tensors(case):

@@ -371,5 +371,35 @@ class KeyMaps(unittest.TestCase):
         self.assertFalse(os.path.exists(self.out("meta-like-bad")))
 
 
+
+class KeyMapRefusals(uo.BadInputCase):
+    """Bad key-map, model-config, template and Lingua options: one error line on 1 and 3 ranks."""
+    SRC = os.path.join(uo.GOLDEN, "dcp", "flat_ws1", "checkpoint")
+    TAG = ""
+
+    def refused(self, args, fragments):
+        self.check_failure(["to-dcp", self.ckpt, os.path.join(self.tmp, "out"), *args], uo.INVALID_ARGUMENT, fragments,
+                           self.tmp, {"ckpt", "bad.json"})
+
+    def test_unknown_preset(self):
+        self.refused(["--key-map", "no-such-preset"], ["no-such-preset", "hf-to-meta"])
+
+    def test_malformed_key_map_file(self):
+        path = os.path.join(self.tmp, "bad.json")
+        with open(path, "w") as f:
+            f.write('{"rename": 3}')
+        self.refused(["--key-map", path], [path, "rename"])
+
+    def test_unreadable_model_config(self):
+        self.refused(["--key-map", "hf-to-meta", "--model-config", "/nonexistent/config.json"],
+                     ["/nonexistent/config.json"])
+
+    def test_lingua_params_without_a_tokenizer(self):
+        self.refused(["--lingua-params", "/nonexistent/config.json"], ["--lingua-tokenizer"])
+
+    def test_like_is_not_a_dcp_folder(self):
+        self.refused(["--like", self.tmp], ["--like", "not a DCP folder"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -269,6 +269,21 @@ class BadModelSources(uo.BadInputCase):
         torch.save({"ok": torch.ones(3), "w": torch.arange(12.0).reshape(3, 4).t()}, path)
         self.refused(path, uo.UNIMPLEMENTED, [path, "'w'", "non-contiguous"])
 
+    def test_universal_folder_missing_a_parameter_file(self):
+        src = uo.writable_copy(os.path.join(uo.DEEPSPEED, "mlp_z2_fp32_ws2", "universal"), os.path.join(self.tmp, "src"))
+        missing = os.path.join(src, "global_step3", "zero", "fc1.weight", "fp32.pt")
+        os.remove(missing)
+        self.refused(os.path.join(src, "global_step3"), uo.NOT_FOUND, [missing])
+
+    def test_truncated_model_h5(self):
+        src = os.path.join(self.tmp, "src")
+        p = uo.run(["to-fp32", os.path.join(uo.DEEPSPEED, "mlp_z2_fp32_ws2", "checkpoint"), src, "--format", "hdf5",
+                    "--no-progress"], 1)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        path = os.path.join(src, "model.h5")
+        os.truncate(path, 3000)
+        self.refused(path, uo.DATA_LOSS, [path, "truncated"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -36,6 +36,9 @@ inline base::Status hdf5_error(const std::string& what, const std::string& path)
   if (why.find("No space left") != std::string::npos || why.find("Disk quota") != std::string::npos ||
       why.find("File too large") != std::string::npos)
     return base::resource_exhausted(msg);
+  // What HDF5 says of a file cut short or not HDF5 at all: bad input, not an I/O failure.
+  for (const char* corrupt : {"truncated file", "file signature not found", "bad object header", "bad symbol table"})
+    if (why.find(corrupt) != std::string::npos) return base::data_loss(msg);
   return base::unavailable(msg);
 }
 
